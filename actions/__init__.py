@@ -1,0 +1,1 @@
+"""closedloop stage: actions (see ARCHITECTURE.md)."""

@@ -1,0 +1,82 @@
+"""Typed settings, loaded once at the entry point and passed down.
+
+Every value comes from the environment (prefix ``CLOSEDLOOP_``) or its default; nothing below
+the CLI reads the environment. One setting, ``profile``, selects the backends: ``embedded``
+needs no servers, ``cluster`` uses real PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Profile(StrEnum):
+    """Which backends a run uses."""
+
+    EMBEDDED = "embedded"
+    CLUSTER = "cluster"
+
+
+class Backends(BaseModel):
+    """Where each kind of state lives, as resolved for a profile."""
+
+    online_store: str = Field(description="Feast online store")
+    offline_store: str = Field(description="Feast registry and offline store")
+    tracking: str = Field(description="MLflow tracking and registry")
+    event_stream: str = Field(description="network event intake")
+    ledger: str = Field(description="action ledger and audit trail")
+    training: str = Field(description="where LightGBM trains")
+
+
+class Settings(BaseSettings):
+    """Everything a closedloop run needs to know about its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOSEDLOOP_", extra="forbid", frozen=True)
+
+    profile: Profile = Field(Profile.EMBEDDED, description="embedded (no servers) or cluster")
+    home: Path = Field(Path("var"), description="folder holding all state of a run")
+    postgres_dsn: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/closedloop"),
+        description="PostgreSQL for the cluster profile",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the cluster profile")
+
+    @property
+    def world_dir(self) -> Path:
+        """Where the synthetic world's raw tables are written."""
+        return self.home / "world"
+
+    def backends(self) -> Backends:
+        """The concrete backend of each concern for this profile."""
+        if self.profile is Profile.CLUSTER:
+            postgres = _redact(self.postgres_dsn.get_secret_value())
+            return Backends(
+                online_store=f"redis {self.redis_url}",
+                offline_store=f"postgresql {postgres}",
+                tracking=f"mlflow on postgresql {postgres}",
+                event_stream=f"redis streams {self.redis_url}",
+                ledger=f"postgresql {postgres}",
+                training="lightgbm on a dask cluster",
+            )
+        return Backends(
+            online_store=f"sqlite {self.home / 'feast' / 'online.db'}",
+            offline_store=f"parquet {self.home / 'feast'}",
+            tracking=f"sqlite {self.home / 'mlflow' / 'mlflow.db'}",
+            event_stream="in-process queue (http and file replay)",
+            ledger=f"sqlite {self.home / 'ledger.db'}",
+            training="lightgbm in one process",
+        )
+
+
+def _redact(dsn: str) -> str:
+    """A DSN with any password replaced, fit for printing."""
+    scheme, sep, rest = dsn.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return dsn
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

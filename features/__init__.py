@@ -1,0 +1,1 @@
+"""closedloop stage: features (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""closedloop stage: monitoring (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""closedloop stage: serving (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""closedloop stage: training (see ARCHITECTURE.md)."""

@@ -107,7 +107,7 @@ def hazard(
         + np.where(in_term, 0.0, 0.8)
         - 0.4 * two_year_term
         + 1.0 * near_end
-        + 1.4 * network * np.log1p(outage_30d / 60)
+        + (0.4 + 1.6 * network) * np.log1p(outage_30d / 60)
         + 1.0 * network * np.clip(latency_7d / usual_latency - 1, 0, 3)
         + 1.2 * price * price_gap
         + 1.5 * price * pressure[customers.region]

@@ -74,7 +74,7 @@ def local_clock(config: WorldConfig, starts: np.ndarray) -> tuple[np.ndarray, np
     for region in catalog.REGIONS:
         local = utc.tz_convert(region.timezone)
         hours.append(local.hour.to_numpy() + local.minute.to_numpy() / 60)
-        weekdays.append(local.weekday.to_numpy())
+        weekdays.append(local.day_of_week.to_numpy())
     return np.array(hours), np.array(weekdays)
 
 

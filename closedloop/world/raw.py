@@ -175,7 +175,7 @@ def _restarts(network: Network, vendor_cells: np.ndarray, enabled: bool) -> np.n
 
 
 def _local_interval_ends(network: Network, cells: Cells) -> np.ndarray:
-    """(regions, T) local wall-clock time of each interval end, as Unix seconds."""
+    """(regions, T) local wall-clock time of each interval end, as Unix ms."""
     ends = network.interval_starts() + np.timedelta64(network.interval_minutes, "m")
     utc = pd.DatetimeIndex(ends).tz_localize("UTC")
     return np.array(
@@ -183,7 +183,7 @@ def _local_interval_ends(network: Network, cells: Cells) -> np.ndarray:
             utc.tz_convert(region.timezone)
             .tz_localize(None)
             .to_numpy()
-            .astype("datetime64[s]")
+            .astype("datetime64[ms]")
             .astype(np.int64)
             for region in catalog.REGIONS
         ]

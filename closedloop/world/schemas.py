@@ -121,7 +121,7 @@ ZENITH_TELEMETRY = TableSpec(
     pa.schema(
         [
             _field("NE_ID", pa.string(), "network element (cell) key"),
-            _field("LOCAL_TIME", pa.timestamp("s"), "END of the interval, site local time"),
+            _field("LOCAL_TIME", pa.timestamp("ms"), "END of the interval, site local time"),
             _field("RTT_AVG_US", pa.int64(), "mean round-trip time, µs; null when down", True),
             _field("UNAVAIL_S_CUM", pa.int64(), "cumulative seconds out of service"),
             _field("PKT_TX_CUM", pa.int64(), "cumulative packets sent"),

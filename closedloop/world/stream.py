@@ -24,10 +24,8 @@ EVENT_COLUMNS = tuple(NetworkEvent.model_fields)
 
 
 def _frame(count: int, **columns) -> pd.DataFrame:
-    frame = pd.DataFrame(index=range(count), columns=list(EVENT_COLUMNS), dtype=object)
-    for name, values in columns.items():
-        frame[name] = values
-    return frame
+    """``count`` events; scalars are broadcast, columns not given are left out (null)."""
+    return pd.DataFrame(columns, index=range(count))
 
 
 def _incident_alarms(network: Network, cells: Cells, dirt: Dirt, rng) -> list[pd.DataFrame]:
@@ -171,7 +169,9 @@ def simulate_events(
         _usage_spikes(network, cells, rng),
         _repeated_failures(customers, cells, failed_sessions, active, rng),
     ]
-    events = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    events = pd.concat([f for f in frames if len(f)], ignore_index=True).reindex(
+        columns=[*EVENT_COLUMNS, "minute"]
+    )
     start = pd.Timestamp(network.start.astype("datetime64[ms]"), tz="UTC")
     minute = events.pop("minute").to_numpy(dtype=float)
     events["occurred_at"] = start + pd.to_timedelta(np.round(minute * 60_000), unit="ms")

@@ -1,0 +1,255 @@
+"""The ``closedloop`` command: the one entry point that loads settings and drives every stage."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from closedloop import __version__
+from closedloop.settings import Profile, Settings
+from closedloop.world import schemas
+from closedloop.world.config import Dirt, WorldConfig
+from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
+from closedloop.world.store import read_summary, write_world
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+app = typer.Typer(
+    help="closedloop: telemetry and revenue signals in, scored and governed actions out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+world_app = typer.Typer(
+    help="Generate and inspect the synthetic telco world.", no_args_is_help=True
+)
+app.add_typer(world_app, name="world")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, without a traceback."""
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+@app.callback()
+def _load_settings(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option(help="Folder for all state [env CLOSEDLOOP_HOME; default ./var]")
+    ] = None,
+    profile: Annotated[
+        Profile | None, typer.Option(help="Backends to use [env CLOSEDLOOP_PROFILE]")
+    ] = None,
+) -> None:
+    overrides = {k: v for k, v in {"home": home, "profile": profile}.items() if v is not None}
+    try:
+        ctx.obj = Settings(**overrides)
+    except ValidationError as error:
+        raise UserError(
+            f"invalid settings (CLOSEDLOOP_* environment): {_describe(error)}"
+        ) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the closedloop version."""
+    console.print(__version__)
+
+
+@app.command("settings")
+def show_settings(ctx: typer.Context) -> None:
+    """Show the resolved settings and where each kind of state lives."""
+    settings = _settings(ctx)
+    table = Table(title=f"profile: {settings.profile.value}   home: {settings.home}")
+    table.add_column("concern")
+    table.add_column("backend")
+    backends = settings.backends()
+    for name, field in type(backends).model_fields.items():
+        table.add_row(field.description or name, getattr(backends, name))
+    console.print(table)
+
+
+def _world_config(params: Path | None, **overrides: Any) -> WorldConfig:
+    base: dict[str, Any] = {}
+    if params is not None:
+        if not params.is_file():
+            raise UserError(f"params file not found: {params}")
+        loaded = yaml.safe_load(params.read_text()) or {}
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("world", {}), dict):
+            raise UserError(f"{params}: expected a mapping with a 'world' section")
+        base = loaded.get("world", {})
+    return WorldConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _generate(config: WorldConfig, folder: Path) -> World:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"simulating {STEPS[0]}", total=len(STEPS) + 1)
+
+        def advance(step: str) -> None:
+            following = STEPS.index(step) + 1
+            upcoming = f"simulating {STEPS[following]}" if following < len(STEPS) else "writing"
+            progress.update(task, advance=1, description=upcoming)
+
+        world = simulate(config, advance)
+        write_world(world, folder)
+        progress.update(task, advance=1)
+    return world
+
+
+def _print_summary(summary: WorldSummary, folder: Path) -> None:
+    console.print(
+        f"[bold]world[/] {folder}: {summary.customers:,} customers, {summary.cells:,} cells, "
+        f"{summary.days} days"
+    )
+    rows = Table(title="rows written")
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    for name, count in summary.rows.items():
+        rows.add_row(name, f"{count:,}")
+    console.print(rows)
+    labels = Table(title="labels")
+    labels.add_column("what")
+    labels.add_column("value", justify="right")
+    labels.add_row("churned", f"{summary.churned:,}")
+    labels.add_row("churn per 30 days", f"{summary.churn_rate_30d:.2%}")
+    labels.add_row("incidents per cell-day", f"{summary.incident_rate_per_cell_day:.4f}")
+    for kind, count in summary.incidents.items():
+        labels.add_row(f"incidents: {kind}", f"{count:,}")
+    for kind, count in summary.events.items():
+        labels.add_row(f"events: {kind}", f"{count:,}")
+    console.print(labels)
+    dirt = Table(title="dirt injected into raw telemetry")
+    dirt.add_column("records")
+    vendors = list(summary.dirt)
+    for vendor in vendors:
+        dirt.add_column(vendor, justify="right")
+    for kind in sorted({k for counts in summary.dirt.values() for k in counts}):
+        row = (f"{summary.dirt[v].get(kind, 0):,}" for v in vendors)
+        dirt.add_row(kind.replace("_", " "), *row)
+    console.print(dirt)
+
+
+@world_app.command("generate")
+def world_generate(
+    ctx: typer.Context,
+    customers: Annotated[int | None, typer.Option(help="Customers (default 10000)")] = None,
+    days: Annotated[int | None, typer.Option(help="Days simulated (default 90)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 42)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default 2026-01-01)")
+    ] = None,
+    interval_minutes: Annotated[
+        int | None, typer.Option(help="Telemetry reporting period (default 15)")
+    ] = None,
+    clean: Annotated[bool, typer.Option(help="Write raw data without any dirt")] = False,
+    params: Annotated[
+        Path | None, typer.Option(help="YAML file whose 'world' section sets the defaults")
+    ] = None,
+) -> None:
+    """Generate a synthetic telco world into HOME/world and print its summary."""
+    if start is not None:
+        try:
+            date.fromisoformat(start)
+        except ValueError:
+            raise UserError(f"--start must be a date as YYYY-MM-DD, not {start!r}") from None
+    config = _world_config(
+        params,
+        customers=customers,
+        days=days,
+        seed=seed,
+        start=start,
+        interval_minutes=interval_minutes,
+        dirt=Dirt.clean() if clean else None,
+    )
+    folder = _settings(ctx).world_dir
+    world = _generate(config, folder)
+    _print_summary(world.summary, folder)
+
+
+@world_app.command("summary")
+def world_summary(ctx: typer.Context) -> None:
+    """Print the summary of the world in HOME/world."""
+    folder = _settings(ctx).world_dir
+    if not (folder / schemas.MANIFEST_PATH).is_file():
+        raise UserError(f"no world in {folder}; run 'closedloop world generate' first")
+    _print_summary(read_summary(folder), folder)
+
+
+@world_app.command("schema")
+def world_schema(
+    table: Annotated[str | None, typer.Argument(help="One table; all when omitted")] = None,
+) -> None:
+    """Print the documented schema of the world's tables."""
+    specs = {spec.name: spec for spec in schemas.TABLES}
+    if table is not None and table not in specs:
+        raise UserError(f"unknown table {table!r}; choose from {', '.join(specs)}")
+    for spec in [specs[table]] if table else specs.values():
+        out = Table(title=f"{spec.name}  ({spec.path})", caption=spec.description)
+        out.add_column("column")
+        out.add_column("type")
+        out.add_column("description")
+        for f in spec.schema:
+            description = (f.metadata or {}).get(b"description", b"").decode()
+            out.add_row(f.name, str(f.type) + ("" if not f.nullable else "?"), description)
+        console.print(out)
+
+
+DEMO_CUSTOMERS = 5_000
+DEMO_DAYS = 60
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(help="Customers in the demo world")] = DEMO_CUSTOMERS,
+    days: Annotated[int, typer.Option(help="Days in the demo world")] = DEMO_DAYS,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+) -> None:
+    """Run every stage that exists so far on a small world and print a summary."""
+    settings = _settings(ctx)
+    console.rule(f"closedloop demo — profile {settings.profile.value}, home {settings.home}")
+    console.rule("1. world", style="dim")
+    folder = settings.world_dir
+    world = _generate(WorldConfig(customers=customers, days=days, seed=seed), folder)
+    _print_summary(world.summary, folder)
+
+
+def _describe(error: ValidationError) -> str:
+    """Each problem as 'field: message', without pydantic's boilerplate."""
+    problems = []
+    for e in error.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in e["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one red line and exit code 2."""
+    try:
+        app()
+    except ValidationError as error:
+        err_console.print(f"[red]error:[/] {_describe(error)}")
+        sys.exit(2)
+    except UserError as error:
+        err_console.print(f"[red]error:[/] {error}")
+        sys.exit(2)

@@ -1,0 +1,27 @@
+"""Shared fixtures: small generated worlds, written once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import World, simulate
+from closedloop.world.store import write_world
+
+SMALL = WorldConfig(customers=4_000, days=60, seed=7, customers_per_cell=40)
+
+
+@pytest.fixture(scope="session")
+def small_world() -> World:
+    """A 4,000-customer, 100-cell, 60-day world held in memory."""
+    return simulate(SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_world_dir(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same world written to disk."""
+    folder = tmp_path_factory.mktemp("home") / "world"
+    write_world(small_world, folder)
+    return folder

@@ -1,1 +1,1 @@
-"""closedloop stage: actions (see ARCHITECTURE.md)."""
+"""Action stage: policy, guards and budgets, approvals, the idempotent ledger, adapters, audit."""

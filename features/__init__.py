@@ -1,1 +1,1 @@
-"""closedloop stage: features (see ARCHITECTURE.md)."""
+"""Feature store stage: vendor normalisation, validation with quarantine, Feast definitions."""

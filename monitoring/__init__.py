@@ -1,1 +1,1 @@
-"""closedloop stage: monitoring (see ARCHITECTURE.md)."""
+"""Monitoring stage: drift and delayed-label performance reports and retraining triggers."""

@@ -1,1 +1,1 @@
-"""closedloop stage: serving (see ARCHITECTURE.md)."""
+"""Serving stage: the BentoML service that scores customers and cells and takes in events."""

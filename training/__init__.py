@@ -1,1 +1,1 @@
-"""closedloop stage: training (see ARCHITECTURE.md)."""
+"""Training stage: point-in-time training sets, LightGBM models, MLflow registry and the gate."""

@@ -1,0 +1,5 @@
+"""Run every benchmark: ``python -m bench`` (or ``make bench``)."""
+
+from bench import world_generation
+
+world_generation.main()

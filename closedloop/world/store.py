@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 
 from closedloop.world import schemas
 from closedloop.world.simulate import World, WorldSummary
-
-MS_PER_DAY = 86_400_000
+from closedloop.world.tables import MS_PER_DAY
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The offline store on disk: canonical tables as Parquet, one file per source, plus quarantine.
+
+Layout under the home folder::
+
+    offline/<table>/<source>.parquet      clean rows of a canonical table from one source
+    quarantine/<table>/<source>.parquet   rejected rows with their reasons and origin
+    offline/_reports/<source>.json        what the last ingestion of that source did
+
+A source is ``world`` for the simulator's raw data, or the name of an imported file's mapping.
+Writing a source replaces its previous files, so ingesting the same input twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from features.canonical import TABLES, CanonicalTable
+
+
+class TableReport(BaseModel):
+    """What happened to one table's rows: read = ingested + quarantined."""
+
+    read: int
+    ingested: int
+    quarantined: int
+    reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class IngestReport(BaseModel):
+    source: str
+    tables: dict[str, TableReport]
+    warnings: list[str] = Field(default_factory=list)
+
+
+def to_arrow(table: CanonicalTable, frame: pd.DataFrame) -> pa.Table:
+    """``frame``'s canonical columns cast to the table's schema (missing columns become null)."""
+    arrays = []
+    for field in table.schema:
+        if field.name in frame.columns:
+            values = pa.array(frame[field.name], from_pandas=True)
+            arrays.append(values.cast(field.type) if values.type != field.type else values)
+        else:
+            arrays.append(pa.nulls(len(frame), field.type))
+    return pa.Table.from_arrays(arrays, schema=table.schema)
+
+
+class OfflineStore:
+    def __init__(self, home: Path) -> None:
+        self.root = home / "offline"
+        self.quarantine_root = home / "quarantine"
+
+    def table_path(self, table: str) -> Path:
+        return self.root / table
+
+    def write(self, table: CanonicalTable, source: str, rows: pa.Table) -> Path:
+        path = self.root / table.name / f"{source}.parquet"
+        _atomic_parquet(rows, path)
+        return path
+
+    def write_quarantine(self, table: str, source: str, rows: pa.Table) -> Path:
+        path = self.quarantine_root / table / f"{source}.parquet"
+        _atomic_parquet(rows, path)
+        return path
+
+    def write_report(self, report: IngestReport) -> Path:
+        path = self.root / "_reports" / f"{report.source}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.model_dump_json(indent=2) + "\n")
+        return path
+
+    def read(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """All sources of a canonical table; an empty frame of the right columns if none."""
+        spec = TABLES[table]
+        files = sorted(self.table_path(table).glob("*.parquet"))
+        if not files:
+            return spec.schema.empty_table().to_pandas()[columns or spec.columns]
+        return pq.ParquetDataset(files).read(columns=columns).to_pandas()
+
+    def read_quarantine(self, table: str) -> pd.DataFrame:
+        files = sorted((self.quarantine_root / table).glob("*.parquet"))
+        return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+    def reports(self) -> list[IngestReport]:
+        return [
+            IngestReport.model_validate_json(p.read_text())
+            for p in sorted((self.root / "_reports").glob("*.json"))
+        ]
+
+
+def _atomic_parquet(rows: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    pq.write_table(rows, partial, compression="zstd")
+    partial.replace(path)

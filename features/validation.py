@@ -63,10 +63,9 @@ def _not_after(column: str, as_of: datetime) -> Check:
 
 
 def _keys(table: CanonicalTable) -> list[Check]:
-    checks = [
+    return [
         Check(gxe.ExpectColumnValuesToNotBeNull(column=key), f"{key} missing") for key in table.keys
     ]
-    return checks
 
 
 def suite(table: CanonicalTable, as_of: datetime, known_cells: list[str] | None) -> list[Check]:

@@ -1,0 +1,73 @@
+"""The feature stage's edges: build feature tables from the offline store, apply, materialise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from closedloop.settings import Settings
+from features.build import CustomerSources, cell_hourly, customer_daily
+from features.offline import OfflineStore
+from features.repo import CELL_HEALTH, FeaturePaths, FeatureRepo, feature_repo
+from features.store import Materialised, bulk_materialize, open_store
+
+
+@dataclass(frozen=True)
+class Built:
+    customer_rows: int
+    cell_rows: int
+    paths: FeaturePaths
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial, compression="zstd")
+    partial.replace(path)
+
+
+def build_features(home: Path, as_of: datetime) -> Built:
+    """Compute the feature tables from every source in the offline store."""
+    offline = OfflineStore(home)
+    paths = FeaturePaths.under(home)
+    sources = CustomerSources(
+        *(
+            offline.read(t)
+            for t in ("customers", "experience", "usage", "tickets", "invoices", "credits")
+        )
+    )
+    customers = customer_daily(sources, pd.Timestamp(as_of))
+    _write(customers, paths.customer_daily)
+    cells = cell_hourly(offline.read("cell_telemetry"), offline.read("cells"))
+    if cells.empty:
+        cells = cells.reindex(columns=["cell_id", "event_timestamp", *CELL_HEALTH])
+    _write(cells, paths.cell_hourly)
+    return Built(len(customers), len(cells), paths)
+
+
+def repository(settings: Settings) -> FeatureRepo:
+    return feature_repo(FeaturePaths.under(settings.home.resolve()))
+
+
+def apply_repository(settings: Settings) -> FeatureRepo:
+    repo = repository(settings)
+    open_store(settings).apply(repo.objects)
+    return repo
+
+
+def materialize(
+    settings: Settings, start: datetime, end: datetime, stock: bool
+) -> list[Materialised]:
+    """Load the online store with the newest rows in [start, end]: Feast's path or the bulk one."""
+    store = open_store(settings)
+    if stock:
+        store.materialize(
+            start, end, feature_views=[v.name for v in repo.views if v.name != "cell_live"]
+        )
+        return []
+    return bulk_materialize(store, start, end)

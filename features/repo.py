@@ -1,0 +1,244 @@
+"""The Feast repository: entities, sources, feature views and one feature service per model.
+
+Training and serving name a feature service (``churn_v1``, ``fault_v1``), never a loose list of
+features; a model's feature order, request schema and drift columns all derive from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Float64, String
+
+CUSTOMER_PROFILE: dict[str, object] = {
+    "mrr": Float64,
+    "price_ratio": Float64,
+    "tenure_months": Float64,
+    "contract_months_left": Float64,
+    "month_to_month": Float64,
+    "sla_rank": Float64,
+    "segment": String,
+    "sla_tier": String,
+    "value_segment": String,
+    "contract_type": String,
+    "device_type": String,
+    "region": String,
+    "do_not_contact": Float64,
+}
+CUSTOMER_EXPERIENCE = dict.fromkeys(
+    (
+        "outage_minutes_1d",
+        "outage_minutes_7d",
+        "outage_minutes_30d",
+        "degraded_minutes_7d",
+        "degraded_minutes_30d",
+        "latency_p95_ms_1d",
+        "latency_p95_ms_7d",
+        "failed_sessions_1d",
+        "failed_sessions_7d",
+        "failed_sessions_30d",
+    ),
+    Float64,
+)
+CUSTOMER_ENGAGEMENT = dict.fromkeys(
+    (
+        "data_mb_7d",
+        "data_mb_30d",
+        "usage_trend",
+        "voice_minutes_30d",
+        "tickets_30d",
+        "network_tickets_30d",
+        "complaints_30d",
+        "days_since_ticket",
+        "late_invoices_90d",
+        "unpaid_amount",
+        "credit_amount_30d",
+        "credits_90d",
+    ),
+    Float64,
+)
+CELL_HEALTH: dict[str, object] = {
+    **dict.fromkeys(
+        (
+            "availability_1h",
+            "availability_24h",
+            "down_minutes_24h",
+            "latency_ms_1h",
+            "latency_ms_24h",
+            "latency_trend_6h",
+            "packet_loss_1h",
+            "packet_loss_6h",
+            "loss_trend_6h",
+            "prb_util_1h",
+            "prb_util_6h",
+            "prb_trend_6h",
+            "throughput_1h",
+            "users_1h",
+            "alarms_1h",
+            "alarms_24h",
+            "missing_reports_24h",
+            "capacity_mbps",
+            "baseline_latency_ms",
+        ),
+        Float64,
+    ),
+    "technology": String,
+    "vendor": String,
+}
+CELL_LIVE = dict.fromkeys(
+    (
+        "availability_pct",
+        "latency_ms",
+        "packet_loss_pct",
+        "prb_util_pct",
+        "connected_users",
+        "alarm_count",
+    ),
+    Float64,
+)
+POLICY_ONLY = ("do_not_contact",)  # in the profile for the action layer, never a model input
+
+
+@dataclass(frozen=True)
+class FeaturePaths:
+    """Where the sources of the repository live (all under the home folder)."""
+
+    customer_daily: Path
+    cell_hourly: Path
+    cell_telemetry: Path
+
+    @classmethod
+    def under(cls, home: Path) -> FeaturePaths:
+        return cls(
+            customer_daily=home / "features" / "customer_daily.parquet",
+            cell_hourly=home / "features" / "cell_hourly.parquet",
+            cell_telemetry=home / "offline" / "cell_telemetry",
+        )
+
+
+def _fields(features: dict[str, object]) -> list[Field]:
+    return [Field(name=name, dtype=dtype) for name, dtype in features.items()]
+
+
+@dataclass(frozen=True)
+class FeatureRepo:
+    customer: Entity
+    cell: Entity
+    customer_profile: FeatureView
+    customer_experience: FeatureView
+    customer_engagement: FeatureView
+    cell_health: FeatureView
+    cell_live: FeatureView
+    cell_live_push: PushSource
+    churn_v1: FeatureService
+    fault_v1: FeatureService
+
+    @property
+    def objects(self) -> list[object]:
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+    @property
+    def views(self) -> list[FeatureView]:
+        return [o for o in self.objects if isinstance(o, FeatureView)]
+
+    @property
+    def services(self) -> dict[str, FeatureService]:
+        return {s.name: s for s in (self.churn_v1, self.fault_v1)}
+
+
+def feature_repo(paths: FeaturePaths) -> FeatureRepo:
+    customer = Entity(
+        name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
+        description="a customer account",
+    )  # fmt: skip
+    cell = Entity(
+        name="cell", join_keys=["cell_id"], value_type=ValueType.STRING,
+        description="a radio cell",
+    )  # fmt: skip
+    customer_daily = FileSource(
+        name="customer_daily",
+        path=str(paths.customer_daily),
+        timestamp_field="event_timestamp",
+        description="daily customer features, stamped at the end of the day they summarise",
+    )
+    cell_hourly = FileSource(
+        name="cell_hourly",
+        path=str(paths.cell_hourly),
+        timestamp_field="event_timestamp",
+        description="hourly cell health, stamped at the end of the hour it summarises",
+    )
+    telemetry = FileSource(
+        name="cell_telemetry",
+        path=str(paths.cell_telemetry),
+        timestamp_field="ts",
+        description="canonical 15-minute cell KPIs from every vendor",
+    )
+    cell_live_push = PushSource(name="cell_live_push", batch_source=telemetry)
+
+    def customer_view(name: str, features: dict[str, object], description: str) -> FeatureView:
+        return FeatureView(
+            name=name,
+            entities=[customer],
+            ttl=timedelta(days=2),
+            schema=_fields(features),
+            source=customer_daily,
+            online=True,
+            description=description,
+        )
+
+    customer_profile = customer_view(
+        "customer_profile", CUSTOMER_PROFILE, "revenue, SLA, contract and tenure"
+    )
+    customer_experience = customer_view(
+        "customer_experience", CUSTOMER_EXPERIENCE, "network experience over 1, 7 and 30 days"
+    )
+    customer_engagement = customer_view(
+        "customer_engagement", CUSTOMER_ENGAGEMENT, "usage, support and billing history"
+    )
+    cell_health = FeatureView(
+        name="cell_health",
+        entities=[cell],
+        ttl=timedelta(hours=3),
+        schema=_fields(CELL_HEALTH),
+        source=cell_hourly,
+        online=True,
+        description="cell health over 1, 6 and 24 hours, and the trends that lead faults",
+    )
+    cell_live = FeatureView(
+        name="cell_live",
+        entities=[cell],
+        ttl=timedelta(hours=1),
+        schema=_fields(CELL_LIVE),
+        source=cell_live_push,
+        online=True,
+        description="the latest KPIs of each cell, pushed as telemetry arrives",
+    )
+    model_profile = [f for f in CUSTOMER_PROFILE if f not in POLICY_ONLY]
+    churn_v1 = FeatureService(
+        name="churn_v1",
+        features=[customer_profile[model_profile], customer_experience, customer_engagement],
+        description="inputs of churn model version 1",
+    )
+    fault_v1 = FeatureService(
+        name="fault_v1", features=[cell_health], description="inputs of fault model version 1"
+    )
+    return FeatureRepo(
+        customer=customer,
+        cell=cell,
+        customer_profile=customer_profile,
+        customer_experience=customer_experience,
+        customer_engagement=customer_engagement,
+        cell_health=cell_health,
+        cell_live=cell_live,
+        cell_live_push=cell_live_push,
+        churn_v1=churn_v1,
+        fault_v1=fault_v1,
+    )
+
+
+def service_features(service: FeatureService) -> list[str]:
+    """The service's features in their fixed order: the model's column order."""
+    return [f.name for projection in service.feature_view_projections for f in projection.features]

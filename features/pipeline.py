@@ -66,8 +66,6 @@ def materialize(
     """Load the online store with the newest rows in [start, end]: Feast's path or the bulk one."""
     store = open_store(settings)
     if stock:
-        store.materialize(
-            start, end, feature_views=[v.name for v in repo.views if v.name != "cell_live"]
-        )
+        store.materialize(start, end)
         return []
     return bulk_materialize(store, start, end)

@@ -93,7 +93,7 @@ def _latest_rows(
         ) WHERE newest = 1
     """
     with duckdb.connect() as con:
-        return con.execute(query, {"start": start, "end": end}).to_arrow_table()
+        return con.sql(query, params={"start": start, "end": end}).to_arrow_table()
 
 
 def _encode_doubles(values: np.ndarray) -> list[bytes]:

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from closedloop import __version__
 from closedloop.settings import Profile, Settings
+from closedloop.terminal import UserError, console, err_console, settings_of
 from closedloop.world import schemas
 from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
+from features import commands as feature_commands
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(
     help="closedloop: telemetry and revenue signals in, scored and governed actions out.",
     no_args_is_help=True,
@@ -33,14 +32,9 @@ world_app = typer.Typer(
     help="Generate and inspect the synthetic telco world.", no_args_is_help=True
 )
 app.add_typer(world_app, name="world")
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, without a traceback."""
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj
+app.add_typer(feature_commands.features_app, name="features", no_args_is_help=True)
+app.command("ingest")(feature_commands.ingest)
+app.command("import-csv")(feature_commands.import_csv)
 
 
 @app.callback()
@@ -71,7 +65,7 @@ def version() -> None:
 @app.command("settings")
 def show_settings(ctx: typer.Context) -> None:
     """Show the resolved settings and where each kind of state lives."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     table = Table(title=f"profile: {settings.profile.value}   home: {settings.home}")
     table.add_column("concern")
     table.add_column("backend")
@@ -180,7 +174,7 @@ def world_generate(
         interval_minutes=interval_minutes,
         dirt=Dirt.clean() if clean else None,
     )
-    folder = _settings(ctx).world_dir
+    folder = settings_of(ctx).world_dir
     world = _generate(config, folder)
     _print_summary(world.summary, folder)
 
@@ -188,7 +182,7 @@ def world_generate(
 @world_app.command("summary")
 def world_summary(ctx: typer.Context) -> None:
     """Print the summary of the world in HOME/world."""
-    folder = _settings(ctx).world_dir
+    folder = settings_of(ctx).world_dir
     if not (folder / schemas.MANIFEST_PATH).is_file():
         raise UserError(f"no world in {folder}; run 'closedloop world generate' first")
     _print_summary(read_summary(folder), folder)
@@ -225,12 +219,29 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
 ) -> None:
     """Run every stage that exists so far on a small world and print a summary."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     console.rule(f"closedloop demo — profile {settings.profile.value}, home {settings.home}")
     console.rule("1. world", style="dim")
     folder = settings.world_dir
-    world = _generate(WorldConfig(customers=customers, days=days, seed=seed), folder)
+    config = WorldConfig(customers=customers, days=days, seed=seed)
+    world = _generate(config, folder)
     _print_summary(world.summary, folder)
+
+    console.rule("2. ingest: normalise, validate, quarantine", style="dim")
+    end = feature_commands.world_end(settings)
+    feature_commands.run_ingest(settings, end)
+    console.rule("3. features: build, apply, materialise, look up", style="dim")
+    feature_commands.run_build(settings, end)
+    feature_commands.run_apply(settings)
+    feature_commands.run_materialize(settings, end - timedelta(days=days + 1), end)
+    customer = _most_valuable_active_customer(world)
+    feature_commands.run_lookup(settings, "churn_v1", customer, end)
+
+
+def _most_valuable_active_customer(world: World) -> str:
+    customers = world.tables["customers"].to_pandas()
+    stayed = world.tables["churn"].to_pandas().query("not churned").customer_id
+    return customers[customers.customer_id.isin(stayed)].nlargest(1, "mrr").customer_id.iloc[0]
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,0 +1,206 @@
+"""CLI edge of the feature stage: ingest, import-csv and ``closedloop features ...``.
+
+Feast and Great Expectations are slow to import, so they are imported inside the commands
+that need them; ``closedloop --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from closedloop.settings import Settings
+from closedloop.terminal import UserError, console, settings_of
+from closedloop.world.schemas import MANIFEST_PATH
+from features.offline import IngestReport
+
+features_app = typer.Typer(help="Build, register, materialise and look up features (Feast).")
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option} must be an ISO date or time, not {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def world_end(settings: Settings) -> datetime:
+    """The instant the world on disk ends: the natural 'now' for ingesting it."""
+    manifest = settings.world_dir / MANIFEST_PATH
+    if not manifest.is_file():
+        raise UserError(f"no world in {settings.world_dir}; run 'closedloop world generate' first")
+    config = json.loads(manifest.read_text())["config"]
+    start = datetime.fromisoformat(config["start"]).replace(tzinfo=UTC)
+    return start + timedelta(days=config["days"])
+
+
+def print_ingest_report(report: IngestReport) -> None:
+    table = Table(title=f"ingested source '{report.source}'")
+    for column in ("table", "read", "ingested", "quarantined", "why quarantined"):
+        table.add_column(
+            column, justify="left" if column in ("table", "why quarantined") else "right"
+        )
+    for name, counts in report.tables.items():
+        reasons = "\n".join(f"{n:,} {reason}" for reason, n in counts.reasons.items())
+        table.add_row(
+            name, f"{counts.read:,}", f"{counts.ingested:,}", f"{counts.quarantined:,}", reasons
+        )
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def run_ingest(settings: Settings, as_of: datetime | None = None) -> IngestReport:
+    from features.ingest import ingest_world
+
+    report = ingest_world(settings.world_dir, settings.home, as_of or world_end(settings))
+    print_ingest_report(report)
+    return report
+
+
+def ingest(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option(help="Validate as of this UTC time (default: the world's end)")
+    ] = None,
+) -> None:
+    """Normalise, validate and store the world's raw tables; quarantine what fails."""
+    run_ingest(settings_of(ctx), _instant(as_of, "--as-of"))
+
+
+def import_csv(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The CSV file to import")],
+    mapping: Annotated[Path, typer.Option(help="Column mapping (YAML), see features/mappings/")],
+    as_of: Annotated[str | None, typer.Option(help="Validate as of (default: now, UTC)")] = None,
+) -> None:
+    """Map your own CSV into the canonical tables, validate it and store it."""
+    from features.csv_import import MappingError
+    from features.csv_import import import_csv as run_import
+
+    for file, what in ((path, "CSV file"), (mapping, "mapping")):
+        if not file.is_file():
+            raise UserError(f"{what} not found: {file}")
+    moment = _instant(as_of, "--as-of") or datetime.now(UTC)
+    try:
+        report = run_import(path, mapping, settings_of(ctx).home, moment)
+    except MappingError as error:
+        raise UserError(f"{mapping.name} does not fit {path.name}: {error}") from None
+    print_ingest_report(report)
+
+
+def run_build(settings: Settings, as_of: datetime | None = None):
+    from features.pipeline import build_features
+
+    built = build_features(settings.home, as_of or datetime.now(UTC))
+    console.print(
+        f"feature tables: {built.customer_rows:,} customer-days -> {built.paths.customer_daily}, "
+        f"{built.cell_rows:,} cell-hours -> {built.paths.cell_hourly}"
+    )
+    return built
+
+
+@features_app.command("build")
+def build(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option(help="Snapshot time for sources with no days")
+    ] = None,
+) -> None:
+    """Compute the windowed feature tables from the offline store."""
+    run_build(settings_of(ctx), _instant(as_of, "--as-of"))
+
+
+def run_apply(settings: Settings):
+    from features.pipeline import apply_repository
+
+    repo = apply_repository(settings)
+    console.print(
+        f"applied: {len(repo.views)} feature views, services {', '.join(repo.services)} "
+        f"-> {settings.home / 'feast'}"
+    )
+    return repo
+
+
+@features_app.command("apply")
+def apply(ctx: typer.Context) -> None:
+    """Register entities, sources, views and services in the Feast registry."""
+    run_apply(settings_of(ctx))
+
+
+def run_materialize(settings: Settings, start: datetime, end: datetime, stock: bool = False):
+    from features.pipeline import materialize as load
+
+    loaded = load(settings, start, end, stock)
+    table = Table(title=f"online store loaded with rows stamped {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
+    for column in ("view", "entities", "values"):
+        table.add_column(column, justify="right" if column != "view" else "left")
+    for item in loaded:
+        table.add_row(item.view, f"{item.entities:,}", f"{item.values:,}")
+    console.print(table if loaded else "materialised with Feast's own path")
+    return loaded
+
+
+@features_app.command("materialize")
+def materialize(
+    ctx: typer.Context,
+    start: Annotated[
+        str | None, typer.Option(help="Oldest row to load (default: end - 90 days)")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Newest row to load (default: now, UTC)")] = None,
+    stock: Annotated[bool, typer.Option(help="Use Feast's own materialisation path")] = False,
+) -> None:
+    """Load the newest feature rows into the online store."""
+    until = _instant(end, "--end") or datetime.now(UTC)
+    since = _instant(start, "--start") or until - timedelta(days=90)
+    if since > until:
+        raise UserError(f"--start {since:%Y-%m-%d} is after --end {until:%Y-%m-%d}")
+    run_materialize(settings_of(ctx), since, until, stock)
+
+
+def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime | None = None):
+    from features.pipeline import repository
+    from features.store import OnlineReader, open_store
+
+    services = repository(settings).services
+    if service not in services:
+        raise UserError(f"unknown feature service {service!r}; choose from {', '.join(services)}")
+    store = open_store(settings)
+    reader = OnlineReader(store, store.get_feature_service(service))
+    row = reader.read(entity_id, now or datetime.now(UTC))
+    reader.close()
+    if all(t is None for t in row.event_times.values()):
+        raise UserError(f"no features online for {reader.join_key} {entity_id!r}")
+    table = Table(title=f"{service} for {entity_id}")
+    table.add_column("feature")
+    table.add_column("value", justify="right")
+    for name, value in row.values.items():
+        table.add_row(
+            name,
+            "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value),
+        )
+    console.print(table)
+    for view, when in row.event_times.items():
+        flag = " [yellow](stale)[/]" if view in row.stale_views else ""
+        console.print(
+            f"{view}: as of {when:%Y-%m-%d %H:%M} UTC{flag}" if when else f"{view}: missing"
+        )
+    return row
+
+
+@features_app.command("lookup")
+def lookup(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Feature service: churn_v1 or fault_v1")],
+    entity_id: Annotated[str, typer.Argument(help="Customer or cell id")],
+) -> None:
+    """Show one entity's online features through a feature service."""
+    run_lookup(settings_of(ctx), service, entity_id)

@@ -64,14 +64,13 @@ def customer_daily(sources: CustomerSources, as_of: pd.Timestamp) -> pd.DataFram
     per customer at ``as_of`` when the source has no daily data (a plain customer file)."""
     customers = sources.customers.drop_duplicates("customer_id").set_index("customer_id")
     keys = customers.index
-    daily = pd.concat(
-        [sources.experience[["customer_id", "date"]], sources.usage[["customer_id", "date"]]]
-    )
-    if daily.empty:
+    daily_keys = [t[["customer_id", "date"]] for t in (sources.experience, sources.usage) if len(t)]
+    if not daily_keys:
         first = _days(pd.Series([as_of])).iloc[0] - DAY
         n_days = 1
         active = np.ones((len(keys), 1), dtype=bool)
     else:
+        daily = pd.concat(daily_keys)
         dates = _days(daily["date"])
         first, n_days = dates.min(), int((dates.max() - dates.min()) / DAY) + 1
         rows = keys.get_indexer(daily["customer_id"])

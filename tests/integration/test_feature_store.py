@@ -90,7 +90,7 @@ def test_ingesting_the_same_input_again_changes_nothing(settings):
     assert before == after
 
 
-def test_zenith_counters_become_the_true_rates(settings):
+def test_both_vendors_arrive_in_canonical_units(settings):
     world = simulate(CONFIG.model_copy(update={"dirt": CONFIG.dirt}))
     offline = OfflineStore(settings.home).read("cell_telemetry")
     zenith = offline[offline.vendor == "zenith"]

@@ -12,7 +12,7 @@ canonical column comes from::
         columns:
           customer_id: {from: customerID, type: id}
           mrr: {from: MonthlyCharges, type: float}
-          total_charges: {from: TotalCharges, blank: "null"}
+          total_charges: {from: TotalCharges, blank: null}
           segment: {value: consumer}
       cell_fault_labels:
         label: {from: Unusual, positive: ["1"], negative: ["0"]}
@@ -23,11 +23,12 @@ canonical column comes from::
 
 Every cell of a ``from`` rule goes through the same steps, in order: strip whitespace; a
 spreadsheet error value rejects the row; a blank cell is null (``blank: null``, the default)
-or rejects the row (``blank: reject``; blank key cells always reject); ``values`` rewrites the
-text (a value it does not list rejects the row); the text is read as ``type`` (defaulting to
-the canonical column's kind; ``id`` for string keys) and a cell that does not read rejects
-the row; numbers are multiplied by ``unit``; times are shifted by ``add_minutes``. Every
-rejection names the source column and the value; ``admit`` quarantines those rows.
+or rejects the row (``blank: reject``, the default for ids; always for key columns);
+``values`` rewrites the text (a value it does not list rejects the row); the text is read as
+``type`` (by default the canonical column's kind, ``id`` for string keys) and a cell that
+does not read rejects the row; numbers are multiplied by ``unit``; times are shifted by
+``add_minutes``. Every rejection names the source column and the value; ``admit``
+quarantines those rows. A ``value`` rule is a constant read the same way.
 
 Clock times without a date (``type: clock_time``) get a synthetic day: the k-th row (0-based,
 file order) with the same ``clock_time.key`` columns and the same time of day is placed on
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import pyarrow as pa
@@ -55,7 +56,6 @@ from features.offline import IngestReport, OfflineStore
 from features.quarantine import (
     PROVENANCE,
     SOURCE_ROW,
-    merge_reasons,
     quarantine_table,
     with_provenance,
 )
@@ -97,6 +97,7 @@ def _as_text(value: object) -> object:
 
 
 Text = Annotated[str, BeforeValidator(_as_text)]
+Blank = Annotated[Literal["null", "reject"] | None, BeforeValidator(lambda v: v or "null")]
 Scalar = bool | int | float | datetime | date | str
 
 
@@ -126,11 +127,13 @@ class LabelRule(_Strict):
 
 
 class ColumnRule(_Strict):
+    """Where one canonical column comes from and how its cells are read."""
+
     from_: str | None = Field(None, alias="from")
     value: Scalar | None = None
     type: Kind | None = None
     values: dict[Text, Scalar | None] | None = None
-    blank: Annotated[Literal["null", "reject"], BeforeValidator(lambda v: v or "null")] = "null"
+    blank: Blank = None
     unit: float | str | None = None
     prefix: str = ""
     format: str | None = None
@@ -149,7 +152,7 @@ class Mapping(_Strict):
     description: str = ""
     file: FileOptions = Field(default_factory=FileOptions)
     clock_time: ClockTime | None = None
-    tables: dict[str, TableMapping]
+    tables: dict[str, TableMapping] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _fits_canonical_tables(self) -> Mapping:
@@ -183,6 +186,13 @@ class Mapping(_Strict):
 def kind_of(table: CanonicalTable, column: str, rule: ColumnRule) -> Kind:
     """The rule's type, or by default the canonical column's kind (``id`` for string keys)."""
     return rule.type or _fitting_kinds(table, column)[0]
+
+
+def blank_rule(table: CanonicalTable, column: str, rule: ColumnRule) -> Literal["null", "reject"]:
+    """Blank key cells always reject; ids reject unless ``blank: null``; the rest read as null."""
+    if column in table.keys:
+        return "reject"
+    return rule.blank or ("reject" if kind_of(table, column, rule) == "id" else "null")
 
 
 def _fitting_kinds(table: CanonicalTable, column: str) -> tuple[Kind, ...]:
@@ -223,11 +233,19 @@ def _rule_problem(
         return f"'format' applies to {', '.join(temporal)}"
     if (rule.timezone is not None or rule.add_minutes) and kind not in temporal[1:]:
         return "'timezone' and 'add_minutes' apply to timestamp and clock_time"
-    if rule.timezone is not None and rule.timezone not in available_timezones():
+    if rule.timezone is not None and not _is_time_zone(rule.timezone):
         return f"unknown time zone {rule.timezone!r}"
     if kind == "clock_time" and clock is None:
         return "type clock_time needs a top-level 'clock_time: {anchor, key}' section"
     return None
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -300,12 +318,21 @@ def _reasons(cells: pd.Series, template: str) -> pd.Series:
     return pd.Series([template.format(value=v) for v in cells], index=cells.index, dtype=str)
 
 
-def _check_readable(where: str, source: str, kind: str, failed: pd.Series, out_of: int) -> None:
+def _reasons_per_row(parts: list[pd.Series]) -> pd.Series:
+    """One '; '-joined reason per row, each distinct reason once (two rules may read one cell)."""
+    present = [part for part in parts if not part.empty]
+    if not present:
+        return pd.Series(dtype=str)
+    stacked = pd.concat(present)
+    return stacked.groupby(level=0, sort=True).agg(lambda row: "; ".join(dict.fromkeys(row)))
+
+
+def _check_readable(where: str, source: str, kind: str, failed: list[str], out_of: int) -> None:
     """MappingError when most cells fail: then the mapping is wrong, not the rows."""
     if out_of and len(failed) / out_of > UNREADABLE_SHARE:
         raise MappingError(
             f"{where}: {len(failed)} of {out_of} values of {source} cannot be read as {kind} "
-            f"(e.g. {failed.iloc[0]!r}); the mapping does not fit the file"
+            f"(e.g. {failed[0]!r}); the mapping does not fit the file"
         )
 
 
@@ -320,26 +347,27 @@ def convert_column(
         source, text = rule.from_, raw[rule.from_].str.strip()
     error = text.isin(mapping.file.error_values)
     blank = text.eq("") & ~error
-    reject_blank = rule.blank == "reject" or column in table.keys
+    reject_blank = blank_rule(table, column, rule) == "reject"
     rejected = [_reasons(text[error], f"{source}: spreadsheet error {{value!r}}")]
     if reject_blank:
         rejected.append(_reasons(text[blank], f"{source} is blank"))
     filled = text[~error & ~blank]
-    unlisted = pd.Series(dtype=str)
+    unlisted: list[str] = []
     if rule.values is not None:
         listed = filled.isin(rule.values)
-        unlisted = filled[~listed]
         shown = ", ".join(rule.values)
-        rejected.append(_reasons(unlisted, f"{source}: {{value!r}} is not one of {shown}"))
+        rejected.append(_reasons(filled[~listed], f"{source}: {{value!r}} is not one of {shown}"))
+        unlisted = filled[~listed].tolist()
         rewritten = filled[listed].map(rule.values)
         filled = rewritten[rewritten.notna()].map(lambda v: str(_as_text(v)))
     parsed = _parse(kind, filled, rule, raw, mapping.clock_time)
     unread = filled[parsed.isna()]
     rejected.append(_reasons(unread, f"{source}: cannot read {{value!r}} as {kind}"))
-    _check_readable(where, source, kind, pd.concat([unlisted, unread]), len(filled) + len(unlisted))
+    failed = [*unlisted, *unread]
+    _check_readable(where, source, kind, failed, len(filled) + len(unlisted))
     return Converted(
         values=parsed.reindex(raw.index),
-        rejected=merge_reasons(*rejected),
+        rejected=_reasons_per_row(rejected),
         blanks_as_null=0 if reject_blank else int(blank.sum()),
     )
 
@@ -364,7 +392,8 @@ def _parse(
     if kind == "timestamp":
         return _timestamps(text, rule.format or "ISO8601", rule.timezone) + shift
     assert clock is not None  # guaranteed by the mapping's validation
-    return _clock_times(text, rule.format or "%H:%M", rule.timezone, raw, clock) + shift
+    wall_clock = _synthetic_days(text, rule.format or "%H:%M", raw, clock)
+    return _to_utc(wall_clock, rule.timezone) + shift
 
 
 def _to_utc(wall_clock: pd.Series, timezone: str | None) -> pd.Series:
@@ -384,16 +413,13 @@ def _timestamps(text: pd.Series, fmt: str, timezone: str | None) -> pd.Series:
     return utc
 
 
-def _clock_times(
-    text: pd.Series, fmt: str, timezone: str | None, raw: pd.DataFrame, clock: ClockTime
-) -> pd.Series:
-    """Clock times placed on synthetic days: the k-th repeat of (key, time) is anchor + k."""
+def _synthetic_days(text: pd.Series, fmt: str, raw: pd.DataFrame, clock: ClockTime) -> pd.Series:
+    """Clock times as wall-clock datetimes: the k-th repeat of (key, time) is on anchor + k."""
     times = pd.to_datetime(text, format=fmt, errors="coerce")
     time_of_day = times - times.dt.normalize()
     keys = [raw.loc[text.index, key].str.strip() for key in clock.key]
     repeat = time_of_day.groupby([*keys, time_of_day], dropna=False, sort=False).cumcount()
-    days = pd.to_timedelta(repeat, unit="D")
-    return _to_utc(pd.Timestamp(clock.anchor) + days + time_of_day, timezone)
+    return pd.Timestamp(clock.anchor) + pd.to_timedelta(repeat, unit="D") + time_of_day
 
 
 def _label_rows(
@@ -405,7 +431,7 @@ def _label_rows(
     other = text[~positive & ~negative]
     shown = f"positive {', '.join(label.positive)}; negative {', '.join(label.negative) or '-'}"
     reasons = _reasons(other, f"{label.from_}: {{value!r}} is not a label value ({shown})")
-    _check_readable(f"{table}.label", label.from_, "a label", other, len(text))
+    _check_readable(f"{table}.label", label.from_, "a label", other.tolist(), len(text))
     note = None
     if negative.any():
         values = ", ".join(label.negative)
@@ -431,16 +457,17 @@ def map_table(table_name: str, mapping: Mapping, raw: pd.DataFrame) -> MappedTab
         rows, label_reasons, note = _label_rows(table_name, table_mapping.label, raw)
         rejections.append(label_reasons)
         notes += [note] if note else []
-    rejected = merge_reasons(*rejections)
+    rejected = _reasons_per_row(rejections)
     rejected = rejected[rejected.index.isin(rows)]
     if table_mapping.distinct:
         convertible = rows.difference(rejected.index)
         repeats = normalised.loc[convertible].duplicated(keep="first")
         rows = rows.drop(repeats.index[repeats])
-        notes.append(
-            f"{table_name}: {int(repeats.sum())} rows equal to an earlier row in every mapped "
-            f"column folded into it (distinct), leaving {len(convertible) - int(repeats.sum())}"
-        )
+        if repeats.any():
+            notes.append(
+                f"{table_name}: {int(repeats.sum())} rows equal to an earlier row in every mapped "
+                f"column folded into it (distinct), leaving {int((~repeats).sum())}"
+            )
     normalised[SOURCE_ROW] = raw[SOURCE_ROW]
     return MappedTable(raw.loc[rows], normalised.loc[rows], rejected, notes)
 
@@ -448,6 +475,8 @@ def map_table(table_name: str, mapping: Mapping, raw: pd.DataFrame) -> MappedTab
 def clock_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
     """One line per clock-time source column: how many times got which synthetic days."""
     clock = mapping.clock_time
+    if clock is None:
+        return []
     rules = {
         rule.from_: rule
         for table_mapping in mapping.tables.values()
@@ -456,10 +485,9 @@ def clock_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
     }
     notes = []
     for source, rule in rules.items():
-        assert clock is not None
         text = raw[source].str.strip()
         filled = text[text.ne("") & ~text.isin(mapping.file.error_values)]
-        times = _clock_times(filled, rule.format or "%H:%M", None, raw, clock).dropna()
+        times = _synthetic_days(filled, rule.format or "%H:%M", raw, clock).dropna()
         days = times.dt.normalize().nunique()
         notes.append(
             f"{source}: {len(times)} clock times placed on {days} synthetic days from "
@@ -471,7 +499,8 @@ def clock_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
 
 def unread_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
     """Columns the mapping leaves alone, and the blanks and error values only they hold."""
-    unread = [c for c in raw.columns if c not in mapping.source_columns() and c not in PROVENANCE]
+    read = mapping.source_columns()
+    unread = [c for c in raw.columns if c not in read and c not in PROVENANCE]
     if not unread:
         return []
     text = raw[unread].apply(lambda column: column.str.strip())
@@ -504,6 +533,8 @@ def map_file(mapping: Mapping, raw: pd.DataFrame) -> dict[str, MappedTable]:
 
 @dataclass(frozen=True)
 class Imported:
+    """Every mapped table after admission, and the report of the import."""
+
     tables: dict[str, Admitted]
     report: IngestReport
 
@@ -523,7 +554,7 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
             part.rejected,
             validator,
             as_of,
-            known_cells=known_cells if name != "cells" else None,
+            known_cells=known_cells,
             arrival=SOURCE_ROW,
         )
         if name == "cells":
@@ -532,12 +563,7 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
     report = IngestReport(
         source=mapping.name,
         tables={name: result.report for name, result in admitted.items()},
-        warnings=[
-            f"file: {len(raw)} rows read",
-            *unread_notes(mapping, raw),
-            *clock_notes(mapping, raw),
-            *notes,
-        ],
+        warnings=unread_notes(mapping, raw) + clock_notes(mapping, raw) + notes,
     )
     return Imported(admitted, report)
 

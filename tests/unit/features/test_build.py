@@ -36,7 +36,7 @@ def _sources(**tables):
                 "device_type": ["d"],
                 "do_not_contact": [False],
             }
-        ),  # fmt: skip
+        ),
         "experience": pd.DataFrame(
             columns=[
                 "customer_id",

@@ -76,7 +76,7 @@ def test_zenith_counters_become_the_true_rates(truth):
 
 
 def test_zenith_counter_restarts_and_gaps_give_no_negative_rates(truth):
-    config, cells, network = truth
+    _config, cells, network = truth
     dirt = Dirt.clean().model_copy(update={"counter_resets": True, "missing_rate": 0.05})
     raw = render_zenith(network, cells, _vendor(cells, "zenith"), dirt, np.random.default_rng(1))
     assert raw.dirt["counter_resets"] > 0

@@ -27,8 +27,47 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-MATERIALISE = """
-import json, resource, sys, time
+PEAK = """
+def peak_mb():
+    # VmHWM is this process's own high-water mark; ru_maxrss would carry the parent's over exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+PREPARE = (
+    PEAK
+    + """
+import json, sys, time
+from datetime import datetime
+from pathlib import Path
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import simulate
+from closedloop.world.store import write_world
+from features.ingest import ingest_world
+from features.pipeline import build_features
+home, customers, days = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+end = datetime.fromisoformat(sys.argv[4])
+step = sys.argv[5]
+began = time.perf_counter()
+if step == "world":
+    write_world(simulate(WorldConfig(customers=customers, days=days, seed=1)), home / "world")
+    out = {}
+elif step == "ingest":
+    report = ingest_world(home / "world", home, end)
+    out = {"rows": sum(t.read for t in report.tables.values()),
+           "quarantined": sum(t.quarantined for t in report.tables.values())}
+else:
+    build_features(home, end)
+    out = {}
+print(json.dumps({**out, "seconds": time.perf_counter() - began, "peak_mb": peak_mb()}))
+"""
+)
+
+MATERIALISE = (
+    PEAK
+    + """
+import json, sys, time
 from datetime import datetime
 from pathlib import Path
 from closedloop.settings import Settings
@@ -39,9 +78,9 @@ stock = sys.argv[4] == "stock"
 apply_repository(settings)
 began = time.perf_counter()
 materialize(settings, start, end, stock)
-print(json.dumps({"seconds": time.perf_counter() - began,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - began, "peak_mb": peak_mb()}))
 """
+)
 
 
 def _run(code: str, *args: str) -> dict:
@@ -67,10 +106,6 @@ def main() -> None:
 
     from closedloop.settings import Settings
     from closedloop.world.config import WorldConfig
-    from closedloop.world.simulate import simulate
-    from closedloop.world.store import write_world
-    from features.ingest import ingest_world
-    from features.pipeline import build_features
     from features.repo import service_features
     from features.store import OnlineReader, open_store
 
@@ -79,17 +114,19 @@ def main() -> None:
     end = datetime.combine(config.start, datetime.min.time(), UTC) + timedelta(days=args.days)
     start = end - timedelta(days=args.days + 1)
     try:
-        write_world(simulate(config), home / "world")
-        began = time.perf_counter()
-        report = ingest_world(home / "world", home, end)
-        ingest_seconds = time.perf_counter() - began
-        rows_read = sum(t.read for t in report.tables.values())
-        quarantined = sum(t.quarantined for t in report.tables.values())
+        steps = {
+            step: _run(
+                PREPARE, str(home), str(args.customers), str(args.days), end.isoformat(), step
+            )
+            for step in ("world", "ingest", "build")
+        }
+        ingest = steps["ingest"]
         console.print(
-            f"ingest + validate: {rows_read:,} rows in {ingest_seconds:.1f} s = "
-            f"{rows_read / ingest_seconds:,.0f} rows/s ({quarantined:,} quarantined)"
+            f"ingest + validate: {ingest['rows']:,} rows in {ingest['seconds']:.1f} s = "
+            f"{ingest['rows'] / ingest['seconds']:,.0f} rows/s, peak {ingest['peak_mb']:,.0f} MB "
+            f"({ingest['quarantined']:,} quarantined)"
         )
-        build_features(home, end)
+        console.print(f"feature build: {steps['build']['seconds']:.1f} s")
 
         results: dict[str, list[dict]] = {"closedloop bulk": [], "feast materialize": []}
         for _ in range(args.repeats):

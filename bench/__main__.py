@@ -1,5 +1,6 @@
-"""Run every benchmark: ``python -m bench`` (or ``make bench``)."""
+"""Run every benchmark at its default size: ``python -m bench`` (or ``make bench``)."""
 
-from bench import world_generation
+from bench import feature_store, world_generation
 
-world_generation.main()
+world_generation.main([])
+feature_store.main([])

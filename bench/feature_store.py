@@ -95,13 +95,13 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--lookups", type=int, default=20_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     console = Console(width=120)
 
     from closedloop.settings import Settings

@@ -19,11 +19,17 @@ from rich.console import Console
 from rich.table import Table
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
 from closedloop.world.store import write_world
+
+def peak_mb():
+    # VmHWM is this process's own high-water mark; ru_maxrss would carry the parent's over exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 
 customers, days, folder = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 began = time.perf_counter()
@@ -35,7 +41,7 @@ print(json.dumps({
     "seconds": done - began,
     "simulate_seconds": simulated - began,
     "write_seconds": done - simulated,
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_mb": peak_mb(),
     "rows": sum(world.summary.rows.values()),
 }))
 """
@@ -55,12 +61,12 @@ def run_once(customers: int, days: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--days", type=int, default=90)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     console = Console(width=120)
     table = Table(title=f"world generation, {args.days} days, median of {args.repeats} runs")
     for column in (

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-UTC_MS = pa.timestamp("ms", tz="UTC")
+from closedloop.arrow import UTC_MS, described
 
 
 def _field(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"description": description})
+    """Canonical columns are nullable unless they are keys."""
+    return described(name, type_, description, nullable)
 
 
 @dataclass(frozen=True)

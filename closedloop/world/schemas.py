@@ -11,11 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-UTC_MS = pa.timestamp("ms", tz="UTC")
+from closedloop.arrow import UTC_MS, described
 
-
-def _field(name: str, type_: pa.DataType, description: str, nullable: bool = False) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"description": description})
+_field = described
 
 
 @dataclass(frozen=True)

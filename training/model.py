@@ -1,0 +1,90 @@
+"""A trained model as it is scored: LightGBM booster, categorical levels and calibration.
+
+``ScoringModel.score`` is the one way a frame of features becomes calibrated probabilities,
+whether in batch rescoring, in serving or inside the MLflow pyfunc wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+BOOSTER_FILE = "booster.txt"
+META_FILE = "scoring.json"
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    booster: lgb.Booster
+    features: list[str]  # in the feature service's order
+    categories: dict[str, list[str]]  # levels of each categorical feature, as trained
+    calibration_x: np.ndarray  # isotonic calibration knots: raw score -> probability
+    calibration_y: np.ndarray
+
+    def design(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input matrix: its features in order, categoricals on the trained levels."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise ValueError(f"features missing from the input: {', '.join(missing)}")
+        matrix = frame[self.features].copy()
+        for name, levels in self.categories.items():
+            matrix[name] = pd.Categorical(matrix[name], categories=levels)
+        numeric = [f for f in self.features if f not in self.categories]
+        matrix[numeric] = matrix[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
+        return matrix
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.design(frame), num_threads=1)
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        if len(self.calibration_x) < 2:
+            return raw
+        return np.interp(raw, self.calibration_x, self.calibration_y)
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the event for each row of ``frame``."""
+        return self.calibrate(self.raw_scores(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-row SHAP contributions of each feature (log-odds), from LightGBM itself."""
+        values = self.booster.predict(self.design(frame), pred_contrib=True, num_threads=1)
+        return pd.DataFrame(values[:, :-1], columns=self.features, index=frame.index)
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / BOOSTER_FILE))
+        meta = {
+            "features": self.features,
+            "categories": self.categories,
+            "calibration_x": self.calibration_x.tolist(),
+            "calibration_y": self.calibration_y.tolist(),
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ScoringModel:
+        meta = json.loads((folder / META_FILE).read_text())
+        return cls(
+            booster=lgb.Booster(model_file=str(folder / BOOSTER_FILE)),
+            features=meta["features"],
+            categories=meta["categories"],
+            calibration_x=np.asarray(meta["calibration_x"]),
+            calibration_y=np.asarray(meta["calibration_y"]),
+        )
+
+
+class PyfuncModel(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a ScoringModel: ``predict`` returns calibrated probabilities."""
+
+    def load_context(self, context) -> None:
+        self.model = ScoringModel.load(Path(context.artifacts["scoring"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.model.score(model_input)

@@ -1,0 +1,187 @@
+"""The training stage's edge: training set from Feast, fit, evaluate, log to MLflow, gate."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from matplotlib.figure import Figure
+
+from closedloop.settings import Settings
+from features.offline import OfflineStore
+from features.repo import FeaturePaths, service_features
+from features.store import open_store
+from training import registry
+from training.config import TrainConfig
+from training.evaluate import Evaluation, evaluate
+from training.labels import churn_snapshots, fault_snapshots
+from training.model import ScoringModel
+from training.trainer import fit
+
+Target = Literal["churn", "fault"]
+SEGMENTS = {"churn": ["segment", "sla_tier", "region"], "fault": ["vendor", "technology"]}
+
+
+def time_split(instants: pd.Series, config: TrainConfig) -> pd.Series:
+    """``train`` / ``valid`` / ``test`` by the order of distinct instants: later never trains."""
+    distinct = np.sort(instants.unique())
+    cut_valid = distinct[int(len(distinct) * config.split.train)]
+    cut_test = distinct[int(len(distinct) * (config.split.train + config.split.valid))]
+    part = np.where(instants < cut_valid, "train", np.where(instants < cut_test, "valid", "test"))
+    return pd.Series(part, index=instants.index)
+
+
+def labelled_snapshots(settings: Settings, target: Target, config: TrainConfig) -> pd.DataFrame:
+    paths = FeaturePaths.under(settings.home.resolve())
+    horizon = pd.Timedelta(hours=config.horizon_hours)
+    every = pd.Timedelta(hours=config.snapshot_every_hours)
+    offline = OfflineStore(settings.home)
+    if target == "churn":
+        keys = pq.read_table(paths.customer_daily, columns=["customer_id", "event_timestamp"])
+        return churn_snapshots(keys.to_pandas(), offline.read("churn_labels"), horizon, every)
+    keys = pq.read_table(paths.cell_hourly, columns=["cell_id", "event_timestamp"])
+    return fault_snapshots(keys.to_pandas(), offline.read("cell_fault_labels"), horizon, every)
+
+
+def training_set(settings: Settings, target: Target, config: TrainConfig) -> pd.DataFrame:
+    """Labelled snapshots joined point-in-time to the feature service by Feast."""
+    snapshots = labelled_snapshots(settings, target, config)
+    if snapshots.empty:
+        raise ValueError("no labelled snapshots: the data is shorter than the label horizon")
+    store = open_store(settings)
+    service = store.get_feature_service(config.service)
+    joined = store.get_historical_features(entity_df=snapshots, features=service).to_df()
+    key = "customer_id" if target == "churn" else "cell_id"
+    return joined.sort_values(["event_timestamp", key], kind="stable").reset_index(drop=True)
+
+
+def _plots(evaluation: Evaluation, model: ScoringModel, test: pd.DataFrame, folder: Path) -> None:
+    calibration = evaluation.calibration
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.plot(calibration.predicted, calibration.observed, "o-")
+    ax.set(xlabel="predicted probability", ylabel="observed rate", title="calibration (test)")
+    fig.savefig(folder / "calibration.png", dpi=100, bbox_inches="tight")
+
+    lift = evaluation.lift
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.bar(lift.decile, lift.lift)
+    ax.axhline(1, color="grey", linestyle="--")
+    ax.set(xlabel="score decile (1 = highest)", ylabel="lift", title="lift by decile (test)")
+    fig.savefig(folder / "lift.png", dpi=100, bbox_inches="tight")
+
+    gain = pd.Series(model.booster.feature_importance("gain"), index=model.features).sort_values()
+    shap = model.contributions(test).abs().mean().sort_values()
+    for name, values, title in (
+        ("feature_importance.png", gain, "LightGBM gain"),
+        ("shap_summary.png", shap, "mean |SHAP| on test (log-odds)"),
+    ):
+        fig = Figure(figsize=(6, 0.22 * len(values) + 1))
+        ax = fig.subplots()
+        ax.barh(values.index, values.to_numpy())
+        ax.set(title=title)
+        fig.savefig(folder / name, dpi=100, bbox_inches="tight")
+    ranked = shap.sort_values(ascending=False).to_dict()
+    (folder / "shap_summary.json").write_text(json.dumps(ranked, indent=1))
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    target: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    decision: registry.GateDecision
+    rows: dict[str, int]
+
+
+def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutcome:
+    """Train, evaluate on the latest window, log everything, register and gate the model."""
+    data = training_set(settings, target, config)
+    data["split"] = time_split(data["event_timestamp"], config)
+    parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
+    store = open_store(settings)
+    features = service_features(store.get_feature_service(config.service))
+    model, fit_info = fit(
+        parts["train"], parts["valid"], features, config.lightgbm, config.seed, config.increasing
+    )
+    test = parts["test"]
+    scores = model.score(test)
+    evaluation = evaluate(
+        test["label"].to_numpy(), scores, config.action_budget, test[SEGMENTS[target]]
+    )
+    valid_metrics = evaluate(
+        parts["valid"]["label"].to_numpy(), model.score(parts["valid"]), config.action_budget
+    ).metrics
+
+    registry.connect(settings)
+    experiment_id = registry.experiment(settings, f"closedloop-{target}")
+    champion = registry.champion_model(target)
+    champion_metrics = None
+    if champion is not None:
+        champion_scores = np.asarray(champion[1].predict(test[features]), dtype=float)
+        champion_metrics = evaluate(
+            test["label"].to_numpy(), champion_scores, config.action_budget
+        ).metrics
+    decision = registry.decide(config.gate, evaluation.metrics, champion_metrics)
+
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(
+            {
+                **config.lightgbm.model_dump(),
+                "horizon_hours": config.horizon_hours,
+                "snapshot_every_hours": config.snapshot_every_hours,
+                "split": json.dumps(config.split.model_dump()),
+                "seed": config.seed,
+                "feature_service": config.service,
+                "features": len(features),
+                "increasing": ",".join(config.increasing),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_service": config.service,
+                "feature_list": ",".join(features),
+                "data_fingerprint": registry.fingerprint(data.drop(columns=["split"])),
+                "git_commit": registry.git_commit(),
+                "window_test": f"{test.event_timestamp.min()} .. {test.event_timestamp.max()}",
+            }
+        )
+        mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
+        mlflow.log_metrics({f"valid_{k}": v for k, v in valid_metrics.items()})
+        mlflow.log_metrics(fit_info)
+        if champion_metrics is not None:
+            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            _plots(evaluation, model, test, folder)
+            evaluation.lift.to_csv(folder / "lift.csv", index=False)
+            evaluation.calibration.to_csv(folder / "calibration.csv", index=False)
+            evaluation.segments.to_csv(folder / "segments.csv", index=False)
+            gate = {
+                "promote": decision.promote,
+                "reasons": decision.reasons,
+                "champion_version": champion[0] if champion else None,
+                "champion_metrics": champion_metrics,
+            }
+            (folder / "gate.json").write_text(json.dumps(gate, indent=1))
+            mlflow.log_artifacts(str(folder), artifact_path="evaluation")
+        version = registry.log_model(model, parts["train"], target)
+    registry.record_decision(target, version, decision)
+    return TrainOutcome(
+        target=target,
+        version=version,
+        run_id=run.info.run_id,
+        metrics=evaluation.metrics,
+        decision=decision,
+        rows={name: len(part) for name, part in parts.items()},
+    )

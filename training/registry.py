@@ -1,0 +1,182 @@
+"""MLflow tracking and registry: log a training run, register its model, gate the champion.
+
+The gate scores the challenger and the current ``champion`` on the same test window and moves
+the alias only when the challenger passes the quality bars and wins by the configured margin.
+Every decision, automatic or manual, is recorded with its reasons on the model version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from closedloop.settings import Profile, Settings
+from training.config import GateConfig
+from training.model import PyfuncModel, ScoringModel
+
+CHAMPION = "champion"
+
+
+def tracking_uri(settings: Settings) -> str:
+    if settings.profile is Profile.CLUSTER:
+        dsn = settings.postgres_dsn.get_secret_value()
+        return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"sqlite:///{(settings.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at this home's tracking store and registry (the CLI edge calls this once)."""
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment(settings: Settings, name: str) -> str:
+    """The experiment's id, created with artifacts under the home folder if new."""
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifacts = (settings.home / "mlflow" / "artifacts").resolve()
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A stable digest of a training set's content."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return f"{len(frame)}-{int(np.bitwise_xor.reduce(hashed.astype(np.uint64))):016x}"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reasons: list[str]
+    challenger: float
+    champion: float | None
+
+
+def decide(
+    gate: GateConfig, challenger: dict[str, float], champion: dict[str, float] | None
+) -> GateDecision:
+    """Pure gate rule: the quality bars, then the champion beaten by more than the margin."""
+    reasons = []
+    if not challenger["roc_auc"] >= gate.min_roc_auc:
+        reasons.append(f"roc_auc {challenger['roc_auc']:.4f} is below the bar {gate.min_roc_auc}")
+    if not challenger["pr_auc_lift"] >= gate.min_pr_auc_lift:
+        reasons.append(
+            f"pr_auc is {challenger['pr_auc_lift']:.2f}x the base rate, "
+            f"below the bar {gate.min_pr_auc_lift}x"
+        )
+    ours = challenger[gate.metric]
+    theirs = None if champion is None else champion[gate.metric]
+    if theirs is None:
+        wins, verdict = True, "there is no champion yet"
+    else:
+        wins = ours - theirs > gate.margin
+        beats = "beats" if wins else "does not beat"
+        verdict = (
+            f"{gate.metric} {ours:.4f} {beats} the champion's {theirs:.4f} "
+            f"by more than {gate.margin}"
+        )
+    return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
+
+
+def champion_model(name: str) -> tuple[str, Any] | None:
+    """The champion's version and its pyfunc model, if the alias is set."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    return version.version, mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+
+
+def log_model(model: ScoringModel, example: pd.DataFrame, name: str) -> str:
+    """Log the model with its signature and an input example; register it; return the version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model.save(Path(tmp) / "scoring")
+        inputs = example[model.features]
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=PyfuncModel(),
+            artifacts={"scoring": str(folder)},
+            signature=infer_signature(inputs, model.score(inputs)),
+            input_example=inputs.head(5),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
+def set_champion(name: str, version: str, by: str, why: str) -> None:
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in (("promoted_by", by), ("promoted_why", why), ("promoted_at", stamp)):
+        client.set_model_version_tag(name, version, key, value)
+
+
+def record_decision(name: str, version: str, decision: GateDecision) -> None:
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "gate", "promoted" if decision.promote else "held")
+    client.set_model_version_tag(name, version, "gate_reasons", json.dumps(decision.reasons))
+    if decision.promote:
+        set_champion(name, version, "gate", "; ".join(decision.reasons))
+
+
+def promote_by_hand(name: str, version: str, why: str, by: str | None = None) -> None:
+    """A manual override of the gate, recorded with who and why."""
+    MlflowClient().get_model_version(name, version)  # raises if there is no such version
+    set_champion(name, version, by or getpass.getuser(), why)
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: str
+    aliases: list[str]
+    metrics: dict[str, float]
+    gate: str
+    created: datetime
+
+
+def list_versions(names: list[str]) -> list[VersionRow]:
+    client = MlflowClient()
+    rows = []
+    for name in names:
+        for version in client.search_model_versions(f"name = '{name}'"):
+            run = client.get_run(version.run_id)
+            rows.append(
+                VersionRow(
+                    name=name,
+                    version=str(version.version),
+                    aliases=list(version.aliases),
+                    metrics={k: v for k, v in run.data.metrics.items() if k.startswith("test_")},
+                    gate=version.tags.get("gate", "-"),
+                    created=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
+                )
+            )
+    return sorted(rows, key=lambda r: (r.name, int(r.version)))

@@ -21,6 +21,7 @@ from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
 from features import commands as feature_commands
+from training import commands as training_commands
 
 app = typer.Typer(
     help="closedloop: telemetry and revenue signals in, scored and governed actions out.",
@@ -35,6 +36,8 @@ app.add_typer(world_app, name="world")
 app.add_typer(feature_commands.features_app, name="features", no_args_is_help=True)
 app.command("ingest")(feature_commands.ingest)
 app.command("import-csv")(feature_commands.import_csv)
+app.command("train")(training_commands.train)
+app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 
 
 @app.callback()
@@ -236,6 +239,10 @@ def demo(
     feature_commands.run_materialize(settings, end - timedelta(days=days + 1), end)
     customer = _most_valuable_active_customer(world)
     feature_commands.run_lookup(settings, "churn_v1", customer, end)
+
+    console.rule("4. training: LightGBM, MLflow registry, champion gate", style="dim")
+    for target in training_commands.Target:
+        training_commands.run_train(settings, target, training_commands.train_config(target, None))
 
 
 def _most_valuable_active_customer(world: World) -> str:

@@ -167,13 +167,17 @@ def list_versions(names: list[str]) -> list[VersionRow]:
     client = MlflowClient()
     rows = []
     for name in names:
+        try:
+            by_alias = client.get_registered_model(name).aliases
+        except MlflowException:
+            continue
         for version in client.search_model_versions(f"name = '{name}'"):
             run = client.get_run(version.run_id)
             rows.append(
                 VersionRow(
                     name=name,
                     version=str(version.version),
-                    aliases=list(version.aliases),
+                    aliases=[a for a, v in by_alias.items() if str(v) == str(version.version)],
                     metrics={k: v for k, v in run.data.metrics.items() if k.startswith("test_")},
                     gate=version.tags.get("gate", "-"),
                     created=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),

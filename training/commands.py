@@ -1,0 +1,140 @@
+"""CLI edge of the training stage: ``closedloop train`` and ``closedloop models ...``.
+
+MLflow, LightGBM and Feast are imported inside the commands so ``closedloop --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from closedloop.settings import Settings
+from closedloop.terminal import UserError, console, settings_of
+from training.config import DEFAULTS, TrainConfig
+
+models_app = typer.Typer(help="Registered models: versions, aliases, manual promotion (MLflow).")
+
+
+class Target(StrEnum):
+    CHURN = "churn"
+    FAULT = "fault"
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merged(base[key], value) if nested else value
+    return out
+
+
+def train_config(target: str, params: Path | None) -> TrainConfig:
+    """The target's defaults, overridden by the ``train_<target>`` section of ``params``."""
+    base = DEFAULTS[target]().model_dump()
+    if params is None:
+        return TrainConfig.model_validate(base)
+    if not params.is_file():
+        raise UserError(f"params file not found: {params}")
+    section = (yaml.safe_load(params.read_text()) or {}).get(f"train_{target}") or {}
+    if not isinstance(section, dict):
+        raise UserError(f"{params}: 'train_{target}' must be a mapping")
+    return TrainConfig.model_validate(_merged(base, section))
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_train(settings: Settings, target: str, config: TrainConfig):
+    from training.pipeline import train as fit_and_gate
+
+    _quiet_mlflow()
+    try:
+        outcome = fit_and_gate(settings, target, config)
+    except ValueError as error:
+        raise UserError(f"cannot train {target}: {error}") from None
+    table = Table(title=f"{target} model version {outcome.version} (test window)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in outcome.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    rows = ", ".join(f"{k} {v:,}" for k, v in outcome.rows.items())
+    verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
+    console.print(f"snapshots: {rows}; gate: {verdict}")
+    for reason in outcome.decision.reasons:
+        console.print(f"  - {reason}")
+    metrics = settings.home / "metrics" / f"train_{target}.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    gate = {"promoted": outcome.decision.promote, "version": int(outcome.version)}
+    metrics.write_text(json.dumps({**outcome.metrics, **gate}, indent=1) + "\n")
+    return outcome
+
+
+def train(
+    ctx: typer.Context,
+    target: Annotated[Target, typer.Argument(help="Which model to train")],
+    params: Annotated[
+        Path | None, typer.Option(help="YAML whose train_<target> section overrides the defaults")
+    ] = None,
+) -> None:
+    """Train on point-in-time training sets, log to MLflow, register, and gate the champion."""
+    run_train(settings_of(ctx), target.value, train_config(target.value, params))
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """Show every registered version with its aliases, test metrics and gate decision."""
+    from training import registry
+
+    _quiet_mlflow()
+    registry.connect(settings_of(ctx))
+    rows = registry.list_versions([t.value for t in Target])
+    if not rows:
+        raise UserError("no registered models yet; run 'closedloop train churn' first")
+    table = Table(title="registered models")
+    for column in ("model", "version", "aliases", "roc_auc", "pr_auc", "brier", "gate", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.version,
+            ", ".join(row.aliases) or "-",
+            *(
+                f"{row.metrics.get(f'test_{m}', float('nan')):.4f}"
+                for m in ("roc_auc", "pr_auc", "brier")
+            ),
+            row.gate,
+            f"{row.created:%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: Annotated[Target, typer.Argument(help="Registered model")],
+    version: Annotated[int, typer.Argument(help="Version to make champion")],
+    why: Annotated[str, typer.Option(help="Reason, recorded on the version")],
+    by: Annotated[str | None, typer.Option(help="Who decides (default: your user name)")] = None,
+) -> None:
+    """Override the gate: make VERSION the champion, recording who and why."""
+    from mlflow.exceptions import MlflowException
+
+    from training import registry
+
+    _quiet_mlflow()
+    registry.connect(settings_of(ctx))
+    try:
+        registry.promote_by_hand(name.value, str(version), why, by)
+    except MlflowException:
+        raise UserError(f"{name.value} has no version {version}") from None
+    console.print(f"{name.value} version {version} is now the champion ({why})")

@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.commands import train_config
+from training.config import GateConfig, LightGBMParams, churn_defaults
+from training.evaluate import evaluate
+from training.registry import decide
+from training.trainer import fit
+
+GOOD = {"roc_auc": 0.80, "pr_auc": 0.30, "pr_auc_lift": 6.0}
+
+
+def test_gate_promotes_the_first_model_that_meets_the_bars():
+    decision = decide(GateConfig(), GOOD, None)
+    assert decision.promote and decision.reasons == ["there is no champion yet"]
+
+
+@pytest.mark.parametrize(
+    ("challenger_pr", "margin", "promote"),
+    [(0.35, 0.01, True), (0.30, 0.0, False), (0.305, 0.01, False), (0.25, 0.0, False)],
+    ids=["wins", "ties", "wins-by-less-than-margin", "loses"],
+)
+def test_gate_needs_the_challenger_to_win_by_the_margin(challenger_pr, margin, promote):
+    challenger = {**GOOD, "pr_auc": challenger_pr}
+    decision = decide(GateConfig(margin=margin), challenger, GOOD)
+    assert decision.promote is promote
+    assert ("beats" if promote else "does not beat") in decision.reasons[-1]
+
+
+def test_gate_holds_a_winner_below_the_quality_bars():
+    weak = {"roc_auc": 0.55, "pr_auc": 0.5, "pr_auc_lift": 1.1}
+    decision = decide(GateConfig(), weak, {**GOOD, "pr_auc": 0.1})
+    assert not decision.promote
+    assert any("roc_auc 0.5500 is below" in r for r in decision.reasons)
+    assert any("below the bar 1.5x" in r for r in decision.reasons)
+
+
+def test_evaluation_reads_perfect_and_random_scores_right():
+    labels = np.array([0] * 90 + [1] * 10)
+    perfect = evaluate(labels, labels * 0.9 + 0.05, budget=10)
+    assert perfect.metrics["roc_auc"] == 1.0 and perfect.metrics["precision_at_budget"] == 1.0
+    assert perfect.lift.lift.iloc[0] == pytest.approx(10.0)
+    flat = evaluate(labels, np.full(100, 0.1), budget=10)
+    assert flat.metrics["roc_auc"] == 0.5
+
+
+def _synthetic(n, seed):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "outage": rng.exponential(30, n),
+            "tenure": rng.uniform(0, 60, n),
+            "plan": rng.choice(["a", "b"], n),
+        }
+    )
+    logit = -2.5 + 0.04 * frame.outage - 0.06 * frame.tenure + (frame.plan == "b") * 1.0
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame
+
+
+def test_fit_learns_calibrates_and_respects_monotone_features():
+    train, valid, test = _synthetic(6000, 1), _synthetic(3000, 2), _synthetic(3000, 3)
+    params = LightGBMParams(num_boost_round=200)
+    model, info = fit(
+        train, valid, ["outage", "tenure", "plan"], params, seed=1, increasing=("outage",)
+    )
+    scores = model.score(test)
+    assert evaluate(test.label.to_numpy(), scores, 100).metrics["roc_auc"] > 0.7
+    assert abs(scores.mean() - test.label.mean()) < 0.02, "calibrated to the observed rate"
+    grid = pd.DataFrame({"outage": np.linspace(0, 300, 50), "tenure": 10.0, "plan": "a"})
+    assert (np.diff(model.raw_scores(grid)) >= -1e-12).all()
+    assert info["best_iteration"] >= 1
+
+
+def test_a_window_with_one_class_is_refused():
+    train = _synthetic(500, 1).assign(label=0)
+    with pytest.raises(ValueError, match="only one class"):
+        fit(train, _synthetic(500, 2), ["outage"], LightGBMParams(), seed=1)
+
+
+def test_params_file_overrides_only_what_it_names(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train_churn:\n  lightgbm: {learning_rate: 0.2}\n  gate: {margin: 0.01}\n")
+    config = train_config("churn", params)
+    assert config.lightgbm.learning_rate == 0.2 and config.gate.margin == 0.01
+    assert config.lightgbm.num_leaves == churn_defaults().lightgbm.num_leaves
+    assert config.increasing == churn_defaults().increasing

@@ -212,6 +212,7 @@ def world_schema(
 
 DEMO_CUSTOMERS = 5_000
 DEMO_DAYS = 60
+DEMO_MIN_DAYS = 45
 
 
 @app.command()
@@ -222,6 +223,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
 ) -> None:
     """Run every stage that exists so far on a small world and print a summary."""
+    if days < DEMO_MIN_DAYS:
+        raise UserError(
+            f"--days {days} is too short: the demo trains a churn model with a 30-day horizon, "
+            f"use {DEMO_MIN_DAYS} or more"
+        )
     settings = settings_of(ctx)
     console.rule(f"closedloop demo — profile {settings.profile.value}, home {settings.home}")
     console.rule("1. world", style="dim")

@@ -25,9 +25,12 @@ class Built:
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
+    """A feature table as Parquet, stamped in microseconds (what every offline engine reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial, compression="zstd")
+    stamped = frame.assign(event_timestamp=frame["event_timestamp"].astype("datetime64[us, UTC]"))
+    table = pa.Table.from_pandas(stamped, preserve_index=False)
+    pq.write_table(table, partial, compression="zstd")
     partial.replace(path)
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
 CUSTOMER_PROFILE: dict[str, object] = {
@@ -172,7 +173,8 @@ def feature_repo(paths: FeaturePaths) -> FeatureRepo:
     )
     telemetry = FileSource(
         name="cell_telemetry",
-        path=str(paths.cell_telemetry),
+        path=str(paths.cell_telemetry / "*.parquet"),
+        file_format=ParquetFormat(),
         timestamp_field="ts",
         description="canonical 15-minute cell KPIs from every vendor",
     )

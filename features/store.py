@@ -38,7 +38,7 @@ def feast_config(settings: Settings) -> dict[str, Any]:
         "project": PROJECT,
         "provider": "local",
         "entity_key_serialization_version": 3,
-        "offline_store": {"type": "file"},
+        "offline_store": {"type": "duckdb"},
     }
     if settings.profile is Profile.CLUSTER:
         dsn = settings.postgres_dsn.get_secret_value()
@@ -82,13 +82,12 @@ def _latest_rows(
     """Per entity, the newest row of a Parquet source stamped within [start, end]."""
     selected = ", ".join(f'"{c}"' for c in [*keys, timestamp, *columns])
     partition = ", ".join(f'"{k}"' for k in keys)
-    path = f"{source}/*.parquet" if Path(source).is_dir() else source
     query = f"""
         SELECT {selected} FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY {partition} ORDER BY "{timestamp}" DESC
             ) AS newest
-            FROM read_parquet('{path}')
+            FROM read_parquet('{source}')
             WHERE CAST("{timestamp}" AS TIMESTAMPTZ) BETWEEN $start AND $end
         ) WHERE newest = 1
     """

@@ -20,7 +20,7 @@ def _run(*args: str, home, env: dict[str, str] | None = None) -> subprocess.Comp
         capture_output=True,
         text=True,
         env=environment,
-        timeout=120,
+        timeout=600,
     )
 
 
@@ -109,7 +109,16 @@ def test_schema_prints_documented_columns():
 
 
 def test_demo_generates_a_world_and_summarises_it(tmp_path):
-    result = _run("demo", "--customers", "300", "--days", "8", home=tmp_path)
+    result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert read_summary(tmp_path / "world").customers == 300
-    assert "1. world" in result.stdout and "dirt injected" in result.stdout
+    assert read_summary(tmp_path / "world").customers == 1500
+    for stage in ("1. world", "2. ingest", "3. features", "4. training"):
+        assert stage in result.stdout
+    assert "dirt injected" in result.stdout and "quarantined" in result.stdout
+    assert "churn model version 1" in result.stdout and "fault model version 1" in result.stdout
+    assert (tmp_path / "metrics" / "train_churn.json").is_file()
+
+
+def test_demo_refuses_a_world_too_short_to_train_on(tmp_path):
+    result = _run("demo", "--days", "20", home=tmp_path)
+    assert result.returncode == 2 and "too short" in result.stderr

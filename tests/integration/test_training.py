@@ -1,0 +1,158 @@
+"""Training end to end on a small world: Feast training sets, MLflow registry, gate, behaviour."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from closedloop.settings import Settings
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import simulate
+from closedloop.world.store import write_world
+from features.ingest import ingest_world
+from features.pipeline import apply_repository, build_features
+from training import registry
+from training.config import LightGBMParams, churn_defaults, fault_defaults
+from training.pipeline import train, training_set
+
+CONFIG = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
+END = datetime(2026, 3, 5, tzinfo=UTC)
+FAST = LightGBMParams(num_boost_round=150, early_stopping_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    home = tmp_path_factory.mktemp("training")
+    write_world(simulate(CONFIG), home / "world")
+    ingest_world(home / "world", home, END)
+    build_features(home, END)
+    settings = Settings(home=home)
+    apply_repository(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def churn(settings):
+    config = churn_defaults().model_copy(update={"lightgbm": FAST})
+    first = train(settings, "churn", config)
+    again = train(settings, "churn", config)
+    return config, first, again
+
+
+def test_training_set_is_point_in_time_and_labelled(settings):
+    data = training_set(settings, "churn", churn_defaults())
+    assert {"customer_id", "event_timestamp", "label", "outage_minutes_30d"} <= set(data.columns)
+    assert 0 < data.label.mean() < 0.2
+    stamps = pd.read_parquet(settings.home / "features/customer_daily.parquet").event_timestamp
+    assert data.event_timestamp.max() + timedelta(days=30) <= stamps.max()
+
+
+def test_first_model_becomes_champion_and_an_equal_retrain_is_held(churn):
+    _, first, again = churn
+    assert first.decision.promote and first.decision.reasons == ["there is no champion yet"]
+    assert not again.decision.promote and "does not beat" in again.decision.reasons[-1]
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == first.version
+    assert client.get_model_version("churn", again.version).tags["gate"] == "held"
+
+
+def test_run_records_what_reproduces_and_explains_it(churn):
+    _, first, _ = churn
+    run = MlflowClient().get_run(first.run_id)
+    assert run.data.tags["feature_service"] == "churn_v1"
+    assert run.data.tags["git_commit"] and run.data.tags["data_fingerprint"]
+    assert run.data.params["horizon_hours"] == "720"
+    assert {"test_roc_auc", "test_pr_auc", "test_brier", "test_precision_at_budget"} <= set(
+        run.data.metrics
+    )
+    artifacts = {a.path for a in MlflowClient().list_artifacts(first.run_id, "evaluation")}
+    for name in (
+        "calibration.png",
+        "lift.png",
+        "feature_importance.png",
+        "shap_summary.png",
+        "gate.json",
+        "segments.csv",
+    ):
+        assert f"evaluation/{name}" in artifacts
+    assert first.metrics["roc_auc"] > 0.6
+
+
+def test_manual_promotion_is_recorded_with_who_and_why(churn):
+    _, _, again = churn
+    registry.promote_by_hand("churn", again.version, "pilot in region east", by="ops-lead")
+    version = MlflowClient().get_model_version("churn", again.version)
+    assert "champion" in MlflowClient().get_registered_model("churn").aliases
+    assert (version.tags["promoted_by"], version.tags["promoted_why"]) == (
+        "ops-lead",
+        "pilot in region east",
+    )
+
+
+@pytest.fixture(scope="module")
+def champion(settings, churn):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    scoring = model.unwrap_python_model().model
+    data = training_set(settings, "churn", churn_defaults())
+    return model, scoring, data
+
+
+def test_pyfunc_and_direct_scoring_agree(champion):
+    model, scoring, data = champion
+    sample = data.head(200)
+    np.testing.assert_allclose(
+        model.predict(sample[scoring.features]), scoring.score(sample), atol=1e-12
+    )
+
+
+def test_more_outage_minutes_never_lower_churn_risk(champion):
+    _, scoring, data = champion
+    sample = data.sample(200, random_state=0)
+    base = scoring.score(sample)
+    for column in ("outage_minutes_1d", "outage_minutes_7d", "outage_minutes_30d"):
+        worse = sample.assign(**{column: sample[column] + 600})
+        assert (scoring.score(worse) >= base - 1e-12).all(), column
+
+
+def test_customer_id_has_no_effect(champion):
+    _, scoring, data = champion
+    sample = data.head(100)
+    renamed = sample.assign(customer_id=[f"other_{i}" for i in range(len(sample))])
+    np.testing.assert_array_equal(scoring.score(sample), scoring.score(renamed))
+
+
+def test_minimum_functionality_on_hand_made_customers(champion):
+    _, scoring, data = champion
+    calm = data.iloc[[0]].assign(
+        outage_minutes_1d=0.0, outage_minutes_7d=0.0, outage_minutes_30d=0.0,
+        degraded_minutes_7d=0.0, degraded_minutes_30d=0.0, complaints_30d=0.0,
+        late_invoices_90d=0.0, failed_sessions_7d=0.0, failed_sessions_30d=0.0,
+    )  # fmt: skip
+    angry = calm.assign(
+        outage_minutes_1d=300.0, outage_minutes_7d=900.0, outage_minutes_30d=1_500.0,
+        degraded_minutes_7d=600.0, degraded_minutes_30d=1_200.0, complaints_30d=3.0,
+        late_invoices_90d=2.0, failed_sessions_7d=40.0, failed_sessions_30d=80.0,
+    )  # fmt: skip
+    assert scoring.score(angry)[0] > scoring.score(calm)[0]
+
+
+def test_fault_model_trains_and_worse_trends_never_lower_fault_risk(settings):
+    config = fault_defaults().model_copy(update={"lightgbm": FAST})
+    outcome = train(settings, "fault", config)
+    assert outcome.metrics["roc_auc"] > 0.6
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"models:/fault/{outcome.version}").unwrap_python_model().model
+    data = training_set(settings, "fault", config).sample(200, random_state=0)
+    base = model.score(data)
+    for column in ("loss_trend_6h", "prb_trend_6h"):
+        worse = data.assign(**{column: data[column].fillna(0) + 20})
+        assert (
+            model.score(worse)
+            >= model.score(data.assign(**{column: data[column].fillna(0)})) - 1e-12
+        ).all()
+    assert base.shape == (200,)

@@ -39,21 +39,35 @@ class ScoringModel:
         matrix[numeric] = matrix[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
         return matrix
 
-    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.design(frame), num_threads=1)
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The same input as :meth:`design` as a float matrix: categoricals as their level codes
+        (missing and unseen levels as NaN), which is how LightGBM reads them."""
+        design = self.design(frame)
+        columns = [
+            design[f].cat.codes.to_numpy(float) if f in self.categories else design[f].to_numpy()
+            for f in self.features
+        ]
+        matrix = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        for position, name in enumerate(self.features):
+            if name in self.categories:
+                matrix[matrix[:, position] < 0, position] = np.nan
+        return matrix
+
+    def raw_scores(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
+        return self.booster.predict(self.matrix(frame), num_threads=threads)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         if len(self.calibration_x) < 2:
             return raw
         return np.interp(raw, self.calibration_x, self.calibration_y)
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
+    def score(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
         """Calibrated probability of the event for each row of ``frame``."""
-        return self.calibrate(self.raw_scores(frame))
+        return self.calibrate(self.raw_scores(frame, threads))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row SHAP contributions of each feature (log-odds), from LightGBM itself."""
-        values = self.booster.predict(self.design(frame), pred_contrib=True, num_threads=1)
+        values = self.booster.predict(self.matrix(frame), pred_contrib=True, num_threads=1)
         return pd.DataFrame(values[:, :-1], columns=self.features, index=frame.index)
 
     def save(self, folder: Path) -> Path:

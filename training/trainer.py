@@ -49,6 +49,8 @@ def fit(
     weight = (1 - positives) / positives if params.balance_classes else 1.0
     config = {
         "objective": "binary",
+        # class weights distort the log loss: ranking picks the stop, isotonic calibrates after
+        "metric": "auc",
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
         "min_child_samples": params.min_child_samples,

@@ -30,24 +30,31 @@ AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
 PARAMS = LightGBMParams(learning_rate=0.03, num_leaves=15, min_child_samples=30)
 
 
-def telco(data: Path, seeds: int) -> list[float]:
+def _imported(data: Path, csv: str, mapping: str, home: Path):
+    """The offline store of ``home`` after importing one shared CSV through its mapping."""
     from features.csv_import import import_csv
     from features.offline import OfflineStore
+
+    import_csv(data / csv, ROOT / "features" / "mappings" / f"{mapping}.yaml", home, AS_OF)
+    return OfflineStore(home)
+
+
+def telco(data: Path, seeds: int) -> list[float]:
     from features.pipeline import build_features
     from features.repo import CUSTOMER_ENGAGEMENT, CUSTOMER_EXPERIENCE, CUSTOMER_PROFILE
     from training.trainer import fit
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        import_csv(
-            data / "telco-customer-churn-ibm" / "Telco-Customer-Churn.csv",
-            ROOT / "features" / "mappings" / "telco-customer-churn-ibm.yaml",
+        offline = _imported(
+            data,
+            "telco-customer-churn-ibm/Telco-Customer-Churn.csv",
+            "telco-customer-churn-ibm",
             home,
-            AS_OF,
         )
         build_features(home, AS_OF)
         features = pd.read_parquet(home / "features" / "customer_daily.parquet")
-        labels = OfflineStore(home).read("churn_labels")
+        labels = offline.read("churn_labels")
     frame = features.merge(labels[["customer_id", "churned"]], on="customer_id")
     frame["label"] = frame.pop("churned").astype(int)
     names = [
@@ -65,19 +72,12 @@ def telco(data: Path, seeds: int) -> list[float]:
 
 
 def lte(data: Path, seeds: int) -> list[tuple[float, float]]:
-    from features.csv_import import import_csv
-    from features.offline import OfflineStore
     from training.trainer import fit
 
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        import_csv(
-            data / "lte-cell-kpi-anomaly" / "cell_kpi_train.csv",
-            ROOT / "features" / "mappings" / "lte-cell-kpi-anomaly.yaml",
-            home,
-            AS_OF,
+        offline = _imported(
+            data, "lte-cell-kpi-anomaly/cell_kpi_train.csv", "lte-cell-kpi-anomaly", Path(tmp)
         )
-        offline = OfflineStore(home)
         kpis = offline.read("cell_telemetry")
         anomalies = offline.read("cell_fault_labels")
     marked = set(zip(anomalies.cell_id, pd.to_datetime(anomalies.start_at, utc=True), strict=True))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import World, simulate
 from closedloop.world.store import write_world
@@ -25,3 +27,23 @@ def small_world_dir(small_world: World, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("home") / "world"
     write_world(small_world, folder)
     return folder
+
+
+def prepared_home(home: Path, config: WorldConfig) -> Settings:
+    """A home with ``config``'s world generated, ingested, built into features and applied."""
+    from features.ingest import ingest_world
+    from features.pipeline import apply_repository, build_features
+
+    end = datetime.combine(config.start, datetime.min.time(), UTC) + timedelta(days=config.days)
+    write_world(simulate(config), home / "world")
+    ingest_world(home / "world", home, end)
+    build_features(home, end)
+    settings = Settings(home=home)
+    apply_repository(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def prepare():
+    """Build a prepared home: ``prepare(folder, config) -> Settings``."""
+    return prepared_home

@@ -10,10 +10,9 @@ import pytest
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
-from closedloop.world.store import write_world
 from features.ingest import ingest_world
 from features.offline import OfflineStore
-from features.pipeline import apply_repository, build_features, materialize
+from features.pipeline import materialize
 from features.quarantine import decode_record
 from features.repo import service_features
 from features.store import OnlineReader, open_store
@@ -22,18 +21,9 @@ CONFIG = WorldConfig(customers=600, days=21, seed=11, customers_per_cell=60)
 END = datetime(2026, 1, 22, tzinfo=UTC)
 
 
-def _prepare(home: Path) -> Settings:
-    write_world(simulate(CONFIG), home / "world")
-    ingest_world(home / "world", home, END)
-    build_features(home, END)
-    settings = Settings(home=home)
-    apply_repository(settings)
-    return settings
-
-
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Settings:
-    settings = _prepare(tmp_path_factory.mktemp("features"))
+def settings(tmp_path_factory, prepare) -> Settings:
+    settings = prepare(tmp_path_factory.mktemp("features"), CONFIG)
     materialize(settings, END - timedelta(days=30), END, stock=False)
     return settings
 
@@ -183,8 +173,8 @@ def test_stale_and_unknown_entities_are_flagged(settings):
     reader.close()
 
 
-def test_bulk_and_stock_materialisation_give_the_same_online_store(settings, tmp_path):
-    stock = _prepare(tmp_path)
+def test_bulk_and_stock_materialisation_give_the_same_online_store(settings, tmp_path, prepare):
+    stock = prepare(tmp_path, CONFIG)
     materialize(stock, END - timedelta(days=30), END, stock=True)
     ids = pd.read_parquet(settings.home / "offline/customers").customer_id.head(40).tolist()
     cells = pd.read_parquet(settings.home / "offline/cells").cell_id.tolist()

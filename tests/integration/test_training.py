@@ -9,10 +9,6 @@ from mlflow import MlflowClient
 
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
-from closedloop.world.simulate import simulate
-from closedloop.world.store import write_world
-from features.ingest import ingest_world
-from features.pipeline import apply_repository, build_features
 from training import registry
 from training.config import LightGBMParams, churn_defaults, fault_defaults
 from training.pipeline import train, training_set
@@ -23,14 +19,8 @@ FAST = LightGBMParams(num_boost_round=150, early_stopping_rounds=20)
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Settings:
-    home = tmp_path_factory.mktemp("training")
-    write_world(simulate(CONFIG), home / "world")
-    ingest_world(home / "world", home, END)
-    build_features(home, END)
-    settings = Settings(home=home)
-    apply_repository(settings)
-    return settings
+def settings(tmp_path_factory, prepare) -> Settings:
+    return prepare(tmp_path_factory.mktemp("training"), CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -40,17 +40,21 @@ class ScoringModel:
         return matrix
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """The same input as :meth:`design` as a float matrix: categoricals as their level codes
-        (missing and unseen levels as NaN), which is how LightGBM reads them."""
-        design = self.design(frame)
-        columns = [
-            design[f].cat.codes.to_numpy(float) if f in self.categories else design[f].to_numpy()
-            for f in self.features
-        ]
-        matrix = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        """The same input as :meth:`design` as a float matrix, built column by column without
+        copying the frame: categoricals as their level codes (missing or unseen: NaN)."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise ValueError(f"features missing from the input: {', '.join(missing)}")
+        matrix = np.empty((len(frame), len(self.features)))
         for position, name in enumerate(self.features):
+            column = frame[name]
             if name in self.categories:
-                matrix[matrix[:, position] < 0, position] = np.nan
+                codes = pd.Categorical(column, categories=self.categories[name]).codes
+                matrix[:, position] = np.where(codes < 0, np.nan, codes)
+            elif pd.api.types.is_numeric_dtype(column):
+                matrix[:, position] = column.to_numpy(dtype=float, na_value=np.nan)
+            else:
+                matrix[:, position] = pd.to_numeric(column, errors="coerce").to_numpy(float)
         return matrix
 
     def raw_scores(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:

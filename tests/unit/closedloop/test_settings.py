@@ -59,8 +59,8 @@ def test_cluster_profile_uses_postgres_and_redis_and_hides_passwords():
 
 def test_importing_every_package_has_no_side_effects(tmp_path):
     code = (
-        "import closedloop.cli, closedloop.world.store, features, training, serving, "
-        "monitoring, actions"
+        "import closedloop.cli, closedloop.world.store, features.pipeline, features.ingest, "
+        "features.csv_import, training.pipeline, training.registry, serving, monitoring, actions"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
     assert list(tmp_path.iterdir()) == []

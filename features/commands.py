@@ -174,7 +174,10 @@ def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime |
     if service not in services:
         raise UserError(f"unknown feature service {service!r}; choose from {', '.join(services)}")
     store = open_store(settings)
-    reader = OnlineReader(store, store.get_feature_service(service))
+    try:
+        reader = OnlineReader(store, store.get_feature_service(service))
+    except ValueError as error:
+        raise UserError(f"lookup reads the embedded SQLite online store: {error}") from None
     row = reader.read(entity_id, now or datetime.now(UTC))
     reader.close()
     if all(t is None for t in row.event_times.values()):

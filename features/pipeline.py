@@ -14,7 +14,7 @@ from closedloop.settings import Settings
 from features.build import CustomerSources, cell_hourly, customer_daily
 from features.offline import OfflineStore
 from features.repo import CELL_HEALTH, FeaturePaths, FeatureRepo, feature_repo
-from features.store import Materialised, bulk_materialize, open_store
+from features.store import Materialised, bulk_materialize, open_store, sqlite_path
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,13 @@ def apply_repository(settings: Settings) -> FeatureRepo:
 def materialize(
     settings: Settings, start: datetime, end: datetime, stock: bool
 ) -> list[Materialised]:
-    """Load the online store with the newest rows in [start, end]: Feast's path or the bulk one."""
+    """Load the online store with the newest rows in [start, end]: Feast's path or the bulk one.
+
+    The bulk path writes SQLite; other online stores (Redis on the cluster profile) always take
+    Feast's own path.
+    """
     store = open_store(settings)
-    if stock:
+    if stock or sqlite_path(store) is None:
         store.materialize(start, end)
         return []
     return bulk_materialize(store, start, end)

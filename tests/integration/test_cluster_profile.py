@@ -1,0 +1,54 @@
+"""The cluster profile for real: Feast's registry in PostgreSQL and its online store in Redis."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import psycopg
+import pytest
+import redis
+from pydantic import SecretStr
+
+from closedloop.settings import Settings
+from closedloop.world.config import WorldConfig
+from features.pipeline import apply_repository, materialize
+from features.store import open_store
+
+pytestmark = pytest.mark.cluster
+CONFIG = WorldConfig(customers=300, days=10, seed=3, customers_per_cell=60)
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def database():
+    name = f"closedloop_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{SERVER}/{name}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_features_apply_materialise_and_serve_on_postgres_and_redis(tmp_path, prepare, database):
+    prepare(tmp_path, CONFIG)
+    cluster = Settings(
+        home=tmp_path,
+        profile="cluster",
+        postgres_dsn=SecretStr(database),
+        redis_url="redis://127.0.0.1:6379/0",
+    )
+    repo = apply_repository(cluster)
+    end = datetime(2026, 1, 11, tzinfo=UTC)
+    assert materialize(cluster, end - timedelta(days=20), end, stock=False) == []  # Feast's path
+    store = open_store(cluster)
+    assert {v.name for v in store.list_feature_views()} == {v.name for v in repo.views}
+    with psycopg.connect(database) as connection:
+        tables = {r[0] for r in connection.execute("SELECT tablename FROM pg_tables")}
+    assert "feature_views" in tables, "the registry lives in PostgreSQL"
+    assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
+    online = store.get_online_features(
+        features=store.get_feature_service("churn_v1"), entity_rows=[{"customer_id": "cus_0000001"}]
+    ).to_dict()
+    customers = pd.read_parquet(tmp_path / "offline/customers").set_index("customer_id")
+    assert online["mrr"] == [pytest.approx(customers.loc["cus_0000001", "mrr"])]
+    assert online["tenure_months"][0] > 0

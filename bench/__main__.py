@@ -1,7 +1,8 @@
 """Run every benchmark at its default size: ``python -m bench`` (or ``make bench``)."""
 
-from bench import feature_store, training, world_generation
+from bench import feature_store, real_data, training, world_generation
 
 world_generation.main([])
 feature_store.main([])
 training.main([])
+real_data.main([])

@@ -8,7 +8,6 @@ and writes clean rows, quarantine and a report under the ``world`` source. Simul
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,60 +40,25 @@ def read_with_provenance(folder: Path, spec: world.TableSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _utc_days(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Date columns as UTC midnights, so every time column compares alike in the suites."""
-    out = frame.copy()
-    for column in columns:
-        out[column] = pd.to_datetime(out[column]).dt.tz_localize("UTC")
+def _canonical(raw: pd.DataFrame, table: CanonicalTable) -> pd.DataFrame:
+    """The canonical columns of a raw world table, indexed like it. Date columns become UTC
+    midnights, so every time column compares alike in the suites."""
+    out = raw[[c for c in table.columns if c in raw.columns]].copy()
+    for field_ in table.schema:
+        if pa.types.is_date32(field_.type) and field_.name in out.columns:
+            out[field_.name] = pd.to_datetime(out[field_.name]).dt.tz_localize("UTC")
     return out
 
 
-def _pick(raw: pd.DataFrame, table: CanonicalTable, renames: dict[str, str] | None = None):
-    """The canonical columns of ``raw`` (after ``renames``), indexed like it."""
-    renamed = raw.rename(columns=renames or {})
-    return renamed[[c for c in table.columns if c in renamed.columns]]
-
-
-NORMALISERS: dict[
-    str, tuple[world.TableSpec, CanonicalTable, Callable[[pd.DataFrame], pd.DataFrame]]
-]
-NORMALISERS = {
-    "customers": (
-        world.CUSTOMERS,
-        canonical.CUSTOMERS,
-        lambda raw: _utc_days(_pick(raw, canonical.CUSTOMERS), ["contract_end", "signup_date"]),
-    ),
-    "experience": (
-        world.EXPERIENCE,
-        canonical.EXPERIENCE,
-        lambda raw: _utc_days(_pick(raw, canonical.EXPERIENCE), ["date"]),
-    ),
-    "usage": (
-        world.USAGE,
-        canonical.USAGE,
-        lambda raw: _utc_days(_pick(raw, canonical.USAGE), ["date"]),
-    ),
-    "tickets": (world.TICKETS, canonical.TICKETS, lambda raw: _pick(raw, canonical.TICKETS)),
-    "invoices": (
-        world.INVOICES,
-        canonical.INVOICES,
-        lambda raw: _utc_days(_pick(raw, canonical.INVOICES), ["issued_on", "due_on", "paid_on"]),
-    ),
-    "credits": (
-        world.CREDITS,
-        canonical.CREDITS,
-        lambda raw: _utc_days(_pick(raw, canonical.CREDITS), ["issued_on"]),
-    ),
-    "churn_labels": (
-        world.CHURN,
-        canonical.CHURN_LABELS,
-        lambda raw: _utc_days(_pick(raw, canonical.CHURN_LABELS), ["churn_date"]),
-    ),
-    "cell_fault_labels": (
-        world.INCIDENTS,
-        canonical.CELL_FAULT_LABELS,
-        lambda raw: _pick(raw, canonical.CELL_FAULT_LABELS),
-    ),
+TABLES: dict[str, tuple[world.TableSpec, CanonicalTable]] = {
+    "customers": (world.CUSTOMERS, canonical.CUSTOMERS),
+    "experience": (world.EXPERIENCE, canonical.EXPERIENCE),
+    "usage": (world.USAGE, canonical.USAGE),
+    "tickets": (world.TICKETS, canonical.TICKETS),
+    "invoices": (world.INVOICES, canonical.INVOICES),
+    "credits": (world.CREDITS, canonical.CREDITS),
+    "churn_labels": (world.CHURN, canonical.CHURN_LABELS),
+    "cell_fault_labels": (world.INCIDENTS, canonical.CELL_FAULT_LABELS),
 }
 
 
@@ -132,7 +96,7 @@ def ingest_world(folder: Path, home: Path, as_of: datetime) -> IngestReport:
 
     raw_cells = read_with_provenance(folder, world.CELLS)
     cells = admit(
-        canonical.CELLS, raw_cells, _pick(raw_cells, canonical.CELLS), pd.Series(dtype=str),
+        canonical.CELLS, raw_cells, _canonical(raw_cells, canonical.CELLS), pd.Series(dtype=str),
         validator, as_of,
     )  # fmt: skip
     run.write(canonical.CELLS, {"cells": cells})
@@ -158,10 +122,10 @@ def ingest_world(folder: Path, home: Path, as_of: datetime) -> IngestReport:
     if (stale := _freshness(merged, "ts", as_of)) is not None:
         run.warnings.append(f"cell_telemetry: {stale}")
 
-    for name, (spec, table, normalise) in NORMALISERS.items():
+    for name, (spec, table) in TABLES.items():
         raw = read_with_provenance(folder, spec)
         admitted = admit(
-            table, raw, normalise(raw), pd.Series(dtype=str), validator, as_of, known_cells
+            table, raw, _canonical(raw, table), pd.Series(dtype=str), validator, as_of, known_cells
         )
         run.write(table, {name: admitted})
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from closedloop.settings import Settings
 from features.offline import OfflineStore
+from features.pipeline import repository
 from features.repo import FeaturePaths, service_features
 from features.store import open_store
 from training import registry
@@ -109,8 +110,7 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
     data = training_set(settings, target, config)
     data["split"] = time_split(data["event_timestamp"], config)
     parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
-    store = open_store(settings)
-    features = service_features(store.get_feature_service(config.service))
+    features = service_features(repository(settings).services[config.service])
     model, fit_info = fit(
         parts["train"], parts["valid"], features, config.lightgbm, config.seed, config.increasing
     )

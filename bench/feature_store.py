@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from closedloop.settings import Settings
     from closedloop.world.config import WorldConfig
+    from features.online import open_reader
     from features.repo import service_features
-    from features.store import OnlineReader, open_store
+    from features.store import open_store
 
     home = Path(tempfile.mkdtemp(prefix="bench-features-"))
     config = WorldConfig(customers=args.customers, days=args.days, seed=1)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
 
         ids = [f"cus_{i:07d}" for i in range(1, args.customers + 1)]
         rng = random.Random(0)
-        reader = OnlineReader(store, service)
+        reader = open_reader(home, "churn_v1")
         ours = []
         for customer in rng.choices(ids, k=args.lookups):
             began = time.perf_counter()

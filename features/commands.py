@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from closedloop.settings import Settings
+from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, settings_of
 from closedloop.world.schemas import MANIFEST_PATH
 from features.offline import IngestReport
@@ -167,21 +167,18 @@ def materialize(
 
 
 def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime | None = None):
-    from features.pipeline import repository
-    from features.store import OnlineReader, open_store
+    from features.online import open_reader
 
-    services = repository(settings).services
-    if service not in services:
-        raise UserError(f"unknown feature service {service!r}; choose from {', '.join(services)}")
-    store = open_store(settings)
+    if settings.profile is not Profile.EMBEDDED:
+        raise UserError("lookup reads the embedded profile's SQLite online store")
     try:
-        reader = OnlineReader(store, store.get_feature_service(service))
-    except ValueError as error:
-        raise UserError(f"lookup reads the embedded SQLite online store: {error}") from None
+        reader = open_reader(settings.home, service)
+    except (FileNotFoundError, KeyError) as error:
+        raise UserError(str(error).strip('"')) from None
     row = reader.read(entity_id, now or datetime.now(UTC))
     reader.close()
-    if all(t is None for t in row.event_times.values()):
-        raise UserError(f"no features online for {reader.join_key} {entity_id!r}")
+    if not row.known:
+        raise UserError(f"no features online for {reader.layout.join_key} {entity_id!r}")
     table = Table(title=f"{service} for {entity_id}")
     table.add_column("feature")
     table.add_column("value", justify="right")

@@ -13,8 +13,15 @@ import pyarrow.parquet as pq
 from closedloop.settings import Settings
 from features.build import CustomerSources, cell_hourly, customer_daily
 from features.offline import OfflineStore
+from features.online import save_layouts
 from features.repo import CELL_HEALTH, FeaturePaths, FeatureRepo, feature_repo
-from features.store import Materialised, bulk_materialize, open_store, sqlite_path
+from features.store import (
+    Materialised,
+    bulk_materialize,
+    open_store,
+    service_layout,
+    sqlite_path,
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,11 @@ def repository(settings: Settings) -> FeatureRepo:
 
 
 def apply_repository(settings: Settings) -> FeatureRepo:
+    """Register the repository with Feast and write the services' online layout for serving."""
     repo = repository(settings)
-    open_store(settings).apply(repo.objects)
+    store = open_store(settings)
+    store.apply(repo.objects)
+    save_layouts(settings.home, [service_layout(store, s) for s in repo.services.values()])
     return repo
 
 

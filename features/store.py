@@ -4,14 +4,14 @@ The store is configured from typed settings and also written out as ``feature_st
 the stock ``feast`` CLI works on the same repository. Materialisation has two paths: Feast's own
 (``FeatureStore.materialize``) and a bulk path that writes the same rows in the same format to
 the SQLite online store, reading each source once with DuckDB and encoding values with numpy.
-Online reads through a feature service likewise have a direct SQLite path for serving.
+Serving reads the SQLite store through :mod:`features.online`, from the layout written here.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,11 @@ import numpy as np
 import pyarrow as pa
 import yaml
 from feast import FeatureService, FeatureStore, FeatureView
-from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import compute_table_id
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
 from closedloop.settings import Profile, Settings
+from features.online import ServiceLayout, ViewLayout, database_path, entity_key
 
 PROJECT = "closedloop"
 DOUBLE_TAG = b"\x29"  # Value.double_val: field 5, 64-bit wire type
@@ -51,7 +50,7 @@ def feast_config(settings: Settings) -> dict[str, Any]:
         config["online_store"] = {"type": "redis", "connection_string": host}
     else:
         config["registry"] = {"path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60}
-        config["online_store"] = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+        config["online_store"] = {"type": "sqlite", "path": str(database_path(settings.home))}
     return config
 
 
@@ -111,14 +110,9 @@ def _encode_strings(values: list[str | None]) -> list[bytes]:
 
 
 def _entity_keys(keys: list[str], rows: pa.Table) -> list[bytes]:
-    columns = [rows[k].to_pylist() for k in keys]
-    return [
-        serialize_entity_key(
-            EntityKey(join_keys=keys, entity_values=[Value(string_val=v) for v in values]),
-            entity_key_serialization_version=3,
-        )
-        for values in zip(*columns, strict=True)
-    ]
+    if len(keys) != 1:
+        raise ValueError(f"the bulk path handles single-key entities, not {keys}")
+    return [entity_key(keys[0], value) for value in rows[keys[0]].to_pylist()]
 
 
 def _sqlite_stamps(column: pa.Array) -> list[int]:
@@ -197,76 +191,18 @@ def _write_view(
     return Materialised(view.name, len(entity_keys), len(entity_keys) * len(names))
 
 
-@dataclass(frozen=True)
-class OnlineRow:
-    """Features of one entity through a service, with each view's freshness."""
-
-    values: dict[str, Any]
-    event_times: dict[str, datetime | None]  # per view; None when the entity has no row
-    stale_views: list[str]  # views whose newest row is older than their TTL
-
-
-class OnlineReader:
-    """Direct reads of a service's features from the SQLite online store (the serving path)."""
-
-    def __init__(self, store: FeatureStore, service: FeatureService) -> None:
-        path = sqlite_path(store)
-        if path is None:
-            raise ValueError("the direct reader needs the SQLite online store")
-        self._connection = sqlite3.connect(path, check_same_thread=False)
-        self._views = []
-        for projection in service.feature_view_projections:
-            view = store.get_feature_view(projection.name)
-            wanted = [f.name for f in projection.features]
-            self._views.append(
-                (
-                    view.name,
-                    view.ttl or timedelta(0),
-                    wanted,
-                    f'SELECT feature_name, value, event_ts FROM "{compute_table_id(PROJECT, view)}"'
-                    " WHERE entity_key = ?",
-                )
+def service_layout(store: FeatureStore, service: FeatureService) -> ServiceLayout:
+    """Where and how a service's features live in the SQLite online store."""
+    views = []
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        views.append(
+            ViewLayout(
+                name=view.name,
+                table=compute_table_id(PROJECT, view),
+                ttl_seconds=(view.ttl or timedelta(0)).total_seconds(),
+                features=tuple(f.name for f in projection.features),
             )
-        entity = store.get_feature_view(service.feature_view_projections[0].name)
-        self.join_key = entity.entity_columns[0].name
-        self.features = [f for _, _, wanted, _ in self._views for f in wanted]
-
-    def key(self, entity_id: str) -> bytes:
-        return serialize_entity_key(
-            EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=entity_id)]),
-            entity_key_serialization_version=3,
         )
-
-    def read(self, entity_id: str, now: datetime) -> OnlineRow:
-        key = self.key(entity_id)
-        values: dict[str, Any] = {}
-        times: dict[str, datetime | None] = {}
-        stale = []
-        for name, ttl, wanted, query in self._views:
-            found = {f: (v, ts) for f, v, ts in self._connection.execute(query, (key,))}
-            newest = None
-            for feature in wanted:
-                blob, stamp = found.get(feature, (b"", None))
-                values[feature] = _decode(blob)
-                newest = stamp if stamp and (newest is None or stamp > newest) else newest
-            event_time = _feast_time(newest)
-            times[name] = event_time
-            if event_time is None or (ttl and now - event_time > ttl):
-                stale.append(name)
-        return OnlineRow(values, times, stale)
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-def _feast_time(epoch: int | None) -> datetime | None:
-    """An event_ts as Feast reads it back (local wall clock taken as UTC)."""
-    return None if epoch is None else datetime.fromtimestamp(epoch).replace(tzinfo=UTC)
-
-
-def _decode(blob: bytes) -> Any:
-    if not blob:
-        return None
-    value = Value.FromString(blob)
-    kind = value.WhichOneof("val")
-    return getattr(value, kind) if kind else None
+    first = store.get_feature_view(service.feature_view_projections[0].name)
+    return ServiceLayout(service.name, first.entity_columns[0].name, tuple(views))

@@ -12,10 +12,11 @@ from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
 from features.ingest import ingest_world
 from features.offline import OfflineStore
+from features.online import open_reader
 from features.pipeline import materialize
 from features.quarantine import decode_record
 from features.repo import service_features
-from features.store import OnlineReader, open_store
+from features.store import open_store
 
 CONFIG = WorldConfig(customers=600, days=21, seed=11, customers_per_cell=60)
 END = datetime(2026, 1, 22, tzinfo=UTC)
@@ -140,7 +141,7 @@ def test_point_in_time_join_never_sees_rows_stamped_after_the_label(settings):
 def test_direct_reader_matches_feast_online_reads(settings):
     store = open_store(settings)
     service = store.get_feature_service("churn_v1")
-    reader = OnlineReader(store, service)
+    reader = open_reader(settings.home, "churn_v1")
     ids = pd.read_parquet(settings.home / "offline/customers").customer_id.head(25).tolist()
     feast = store.get_online_features(
         features=service, entity_rows=[{"customer_id": i} for i in ids]
@@ -154,8 +155,7 @@ def test_direct_reader_matches_feast_online_reads(settings):
 
 
 def test_stale_and_unknown_entities_are_flagged(settings):
-    store = open_store(settings)
-    reader = OnlineReader(store, store.get_feature_service("churn_v1"))
+    reader = open_reader(settings.home, "churn_v1")
     labels = pd.read_parquet(settings.home / "offline/churn_labels")
     stayer = labels[~labels.churned].customer_id.iloc[0]
     assert reader.read(stayer, END).stale_views == []

@@ -146,8 +146,8 @@ def test_both_imports_flow_on_into_online_features(telco, lte, home):
     from datetime import timedelta
 
     from closedloop.settings import Settings
+    from features.online import open_reader
     from features.pipeline import apply_repository, build_features, materialize
-    from features.store import OnlineReader, open_store
 
     built = build_features(home, AS_OF)
     assert built.customer_rows == 7043  # one snapshot per customer: the file has no days
@@ -155,17 +155,16 @@ def test_both_imports_flow_on_into_online_features(telco, lte, home):
     settings = Settings(home=home)
     apply_repository(settings)
     materialize(settings, datetime(2019, 12, 1, tzinfo=UTC), AS_OF + timedelta(days=1), stock=False)
-    store = open_store(settings)
 
     raw = _text(TELCO).set_index("customerID")
-    churn = OnlineReader(store, store.get_feature_service("churn_v1"))
+    churn = open_reader(home, "churn_v1")
     row = churn.read("7590-VHVEG", AS_OF)
     assert row.stale_views == []
     assert row.values["mrr"] == float(raw.loc["7590-VHVEG", "MonthlyCharges"])
     assert row.values["contract_type"] == "month_to_month" and row.values["month_to_month"] == 1
     assert row.values["tenure_months"] == float(raw.loc["7590-VHVEG", "tenure"])
 
-    fault = OnlineReader(store, store.get_feature_service("fault_v1"))
+    fault = open_reader(home, "fault_v1")
     cell = fault.read("3BLTE", AS_OF)
     assert cell.values["prb_util_6h"] is not None and cell.values["technology"] == "lte"
     assert cell.stale_views == ["cell_health"], "LTE samples are years older than the TTL"

@@ -1,0 +1,182 @@
+"""Online reads through a feature service, straight from the SQLite online store Feast writes.
+
+Serving must answer in a fraction of a millisecond and start fast, so this module does not
+import Feast. ``features apply`` writes each service's layout (views, tables, TTLs, features)
+to ``online_layout.json``; the reader then encodes entity keys and decodes values exactly as
+Feast does (entity key serialisation version 3, ``Value`` protobufs of doubles and strings),
+which the tests check against Feast's own functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+LAYOUT_FILE = "online_layout.json"
+STRING_TYPE = 2  # feast ValueType.STRING
+DOUBLE_TAG = 0x29  # Value.double_val: field 5, 64-bit wire type
+STRING_TAG = 0x12  # Value.string_val: field 2, length-delimited wire type
+
+FeatureValue = float | str | None
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    name: str
+    table: str  # the SQLite table Feast keeps the view in
+    ttl_seconds: float  # 0: never stale
+    features: tuple[str, ...]  # as projected by the service
+
+
+@dataclass(frozen=True)
+class ServiceLayout:
+    service: str
+    join_key: str
+    views: tuple[ViewLayout, ...]
+
+    @property
+    def features(self) -> list[str]:
+        """The service's features in their fixed order: the model's column order."""
+        return [f for view in self.views for f in view.features]
+
+
+def database_path(home: Path) -> Path:
+    """The embedded profile's SQLite online store."""
+    return home.resolve() / "feast" / "online.db"
+
+
+def save_layouts(home: Path, layouts: list[ServiceLayout]) -> None:
+    path = home.resolve() / "feast" / LAYOUT_FILE
+    path.write_text(json.dumps({s.service: asdict(s) for s in layouts}, indent=1))
+
+
+def load_layouts(home: Path) -> dict[str, ServiceLayout]:
+    path = home.resolve() / "feast" / LAYOUT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `closedloop features apply` first")
+    return {
+        name: ServiceLayout(
+            service=raw["service"],
+            join_key=raw["join_key"],
+            views=tuple(
+                ViewLayout(v["name"], v["table"], v["ttl_seconds"], tuple(v["features"]))
+                for v in raw["views"]
+            ),
+        )
+        for name, raw in json.loads(path.read_text()).items()
+    }
+
+
+def entity_key(join_key: str, entity_id: str) -> bytes:
+    """Feast's serialisation (version 3) of a single string join key."""
+    key, value = join_key.encode(), entity_id.encode()
+    return b"".join(
+        (
+            struct.pack("<III", 1, STRING_TYPE, len(key)),
+            key,
+            struct.pack("<II", STRING_TYPE, len(value)),
+            value,
+        )
+    )
+
+
+def decode_value(blob: bytes | None) -> FeatureValue:
+    """A serialised Feast ``Value`` of a double or a string; the empty Value is missing."""
+    if not blob:
+        return None
+    tag = blob[0]
+    if tag == DOUBLE_TAG and len(blob) == 9:
+        return struct.unpack("<d", blob[1:])[0]
+    if tag == STRING_TAG:
+        length, start = _varint(blob, 1)
+        return blob[start : start + length].decode()
+    raise ValueError(f"unsupported Feast value encoding (tag 0x{tag:02x})")
+
+
+def _varint(blob: bytes, at: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = blob[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+@dataclass(frozen=True)
+class OnlineRow:
+    """Features of one entity through a service, with each view's freshness."""
+
+    values: dict[str, FeatureValue]
+    event_times: dict[str, datetime | None]  # per view; None when the entity has no row
+    stale_views: list[str]  # views whose newest row is older than their TTL, or missing
+
+    @property
+    def known(self) -> bool:
+        """Whether the store holds any row for the entity."""
+        return any(t is not None for t in self.event_times.values())
+
+
+class OnlineReader:
+    """Reads one service's features for an entity from the SQLite online store."""
+
+    def __init__(self, database: Path, layout: ServiceLayout) -> None:
+        if not database.exists():
+            raise FileNotFoundError(
+                f"{database} is missing: run `closedloop features materialize` first"
+            )
+        self.layout = layout
+        self._connection = sqlite3.connect(
+            f"file:{database}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._queries = [
+            (
+                view,
+                timedelta(seconds=view.ttl_seconds),
+                f'SELECT feature_name, value, event_ts FROM "{view.table}" WHERE entity_key = ?',
+            )
+            for view in layout.views
+        ]
+
+    @property
+    def features(self) -> list[str]:
+        return self.layout.features
+
+    def read(self, entity_id: str, now: datetime) -> OnlineRow:
+        key = entity_key(self.layout.join_key, entity_id)
+        values: dict[str, FeatureValue] = {}
+        times: dict[str, datetime | None] = {}
+        stale = []
+        for view, ttl, query in self._queries:
+            found = {f: (v, ts) for f, v, ts in self._connection.execute(query, (key,))}
+            newest = None
+            for feature in view.features:
+                blob, stamp = found.get(feature, (b"", None))
+                values[feature] = decode_value(blob)
+                newest = stamp if stamp and (newest is None or stamp > newest) else newest
+            event_time = feast_time(newest)
+            times[view.name] = event_time
+            if event_time is None or (ttl and now - event_time > ttl):
+                stale.append(view.name)
+        return OnlineRow(values, times, stale)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def open_reader(home: Path, service: str) -> OnlineReader:
+    """A reader of one service's features from a home's SQLite online store."""
+    layouts = load_layouts(home)
+    if service not in layouts:
+        raise KeyError(f"unknown feature service {service!r}; choose from {', '.join(layouts)}")
+    return OnlineReader(database_path(home), layouts[service])
+
+
+def feast_time(epoch: int | None) -> datetime | None:
+    """An event_ts as Feast reads it back (local wall clock taken as UTC)."""
+    return None if epoch is None else datetime.fromtimestamp(epoch).replace(tzinfo=UTC)

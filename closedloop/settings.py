@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,17 @@ class Settings(BaseSettings):
         description="PostgreSQL for the cluster profile",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the cluster profile")
+    serve_host: str = Field("127.0.0.1", description="address the scoring service listens on")
+    serve_port: int = Field(3000, ge=1, le=65535, description="port of the scoring service")
+    serve_workers: int = Field(1, ge=1, le=16, description="worker processes of the service")
+    clock_start: AwareDatetime | None = Field(
+        None,
+        description="start the service's clock at this instant, e.g. a simulated world's end "
+        "(staleness and the prediction log then run in the world's time); default: wall clock",
+    )
+    model_poll_seconds: float = Field(
+        5.0, gt=0, description="how often serving asks the registry whether a champion moved"
+    )
 
     @property
     def world_dir(self) -> Path:
@@ -70,6 +81,13 @@ class Settings(BaseSettings):
             ledger=f"sqlite {self.home / 'ledger.db'}",
             training="lightgbm in one process",
         )
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``CLOSEDLOOP_*`` variables, for a child process to load again."""
+        values = self.model_dump(mode="json", exclude_none=True)
+        values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
+        values["home"] = str(self.home.resolve())
+        return {f"CLOSEDLOOP_{name.upper()}": str(value) for name, value in values.items()}
 
 
 def _redact(dsn: str) -> str:

@@ -30,6 +30,7 @@ class ViewLayout:
     table: str  # the SQLite table Feast keeps the view in
     ttl_seconds: float  # 0: never stale
     features: tuple[str, ...]  # as projected by the service
+    descriptions: tuple[str, ...]  # each feature in plain words
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class ServiceLayout:
     def features(self) -> list[str]:
         """The service's features in their fixed order: the model's column order."""
         return [f for view in self.views for f in view.features]
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        return {
+            f: d
+            for view in self.views
+            for f, d in zip(view.features, view.descriptions, strict=True)
+        }
 
 
 def database_path(home: Path) -> Path:
@@ -63,7 +72,13 @@ def load_layouts(home: Path) -> dict[str, ServiceLayout]:
             service=raw["service"],
             join_key=raw["join_key"],
             views=tuple(
-                ViewLayout(v["name"], v["table"], v["ttl_seconds"], tuple(v["features"]))
+                ViewLayout(
+                    v["name"],
+                    v["table"],
+                    v["ttl_seconds"],
+                    tuple(v["features"]),
+                    tuple(v["descriptions"]),
+                )
                 for v in raw["views"]
             ),
         )

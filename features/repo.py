@@ -100,6 +100,70 @@ CELL_LIVE = dict.fromkeys(
     ),
     Float64,
 )
+DESCRIPTIONS = {
+    "mrr": "monthly recurring revenue",
+    "price_ratio": "price paid against the plan's list price",
+    "tenure_months": "months as a customer",
+    "contract_months_left": "months left on the contract",
+    "month_to_month": "on a month-to-month contract",
+    "sla_rank": "SLA tier rank",
+    "segment": "customer segment",
+    "sla_tier": "SLA tier",
+    "value_segment": "value segment",
+    "contract_type": "contract type",
+    "device_type": "device or access line",
+    "region": "region",
+    "do_not_contact": "asked not to be contacted",
+    "outage_minutes_1d": "outage minutes in the last day",
+    "outage_minutes_7d": "outage minutes in the last 7 days",
+    "outage_minutes_30d": "outage minutes in the last 30 days",
+    "degraded_minutes_7d": "degraded-service minutes in the last 7 days",
+    "degraded_minutes_30d": "degraded-service minutes in the last 30 days",
+    "latency_p95_ms_1d": "95th-percentile latency in the last day (ms)",
+    "latency_p95_ms_7d": "95th-percentile latency over 7 days (ms)",
+    "failed_sessions_1d": "failed sessions in the last day",
+    "failed_sessions_7d": "failed sessions in the last 7 days",
+    "failed_sessions_30d": "failed sessions in the last 30 days",
+    "data_mb_7d": "data used in the last 7 days (MB)",
+    "data_mb_30d": "data used in the last 30 days (MB)",
+    "usage_trend": "usage of the last week against the last month",
+    "voice_minutes_30d": "voice minutes in the last 30 days",
+    "tickets_30d": "support tickets in the last 30 days",
+    "network_tickets_30d": "network tickets in the last 30 days",
+    "complaints_30d": "complaints in the last 30 days",
+    "days_since_ticket": "days since the last ticket",
+    "late_invoices_90d": "late invoices in the last 90 days",
+    "unpaid_amount": "unpaid amount",
+    "credit_amount_30d": "credits given in the last 30 days",
+    "credits_90d": "credits in the last 90 days",
+    "availability_1h": "availability in the last hour (%)",
+    "availability_24h": "availability over 24 hours (%)",
+    "down_minutes_24h": "minutes down in the last 24 hours",
+    "latency_ms_1h": "latency in the last hour (ms)",
+    "latency_ms_24h": "latency over 24 hours (ms)",
+    "latency_trend_6h": "latency change over the last 6 hours (ms)",
+    "packet_loss_1h": "packet loss in the last hour (%)",
+    "packet_loss_6h": "packet loss over 6 hours (%)",
+    "loss_trend_6h": "packet-loss change over the last 6 hours",
+    "prb_util_1h": "radio resource use in the last hour (%)",
+    "prb_util_6h": "radio resource use over 6 hours (%)",
+    "prb_trend_6h": "radio resource use change over the last 6 hours",
+    "throughput_1h": "throughput in the last hour (Mbps)",
+    "users_1h": "connected users in the last hour",
+    "alarms_1h": "alarms in the last hour",
+    "alarms_24h": "alarms in the last 24 hours",
+    "missing_reports_24h": "missing KPI reports in the last 24 hours",
+    "capacity_mbps": "cell capacity (Mbps)",
+    "baseline_latency_ms": "the cell's normal latency (ms)",
+    "technology": "radio technology",
+    "vendor": "equipment vendor",
+    "availability_pct": "availability (%)",
+    "latency_ms": "latency (ms)",
+    "packet_loss_pct": "packet loss (%)",
+    "prb_util_pct": "radio resource use (%)",
+    "connected_users": "connected users",
+    "alarm_count": "active alarms",
+}  # plain words for every feature: Feast's field descriptions and the reasons serving gives
 POLICY_ONLY = ("do_not_contact",)  # in the profile for the action layer, never a model input
 
 
@@ -121,7 +185,10 @@ class FeaturePaths:
 
 
 def _fields(features: dict[str, object]) -> list[Field]:
-    return [Field(name=name, dtype=dtype) for name, dtype in features.items()]
+    return [
+        Field(name=name, dtype=dtype, description=DESCRIPTIONS[name])
+        for name, dtype in features.items()
+    ]
 
 
 @dataclass(frozen=True)

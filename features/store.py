@@ -202,6 +202,7 @@ def service_layout(store: FeatureStore, service: FeatureService) -> ServiceLayou
                 table=compute_table_id(PROJECT, view),
                 ttl_seconds=(view.ttl or timedelta(0)).total_seconds(),
                 features=tuple(f.name for f in projection.features),
+                descriptions=tuple(f.description for f in projection.features),
             )
         )
     first = store.get_feature_view(service.feature_view_projections[0].name)

@@ -7,7 +7,9 @@ whether in batch rescoring, in serving or inside the MLflow pyfunc wrapper.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
@@ -57,6 +59,36 @@ class ScoringModel:
                 matrix[:, position] = pd.to_numeric(column, errors="coerce").to_numpy(float)
         return matrix
 
+    @cached_property
+    def _level_codes(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {v: i for i, v in enumerate(levels)} for name, levels in self.categories.items()
+        }
+
+    def records_matrix(self, records: list[Mapping[str, object]]) -> np.ndarray:
+        """The input matrix of a few records (dicts of feature values) without pandas: the
+        serving path. Missing keys, None and unseen levels are NaN, as in :meth:`matrix`."""
+        matrix = np.full((len(records), len(self.features)), np.nan)
+        codes = self._level_codes
+        for row, record in enumerate(records):
+            for position, name in enumerate(self.features):
+                value = record.get(name)
+                if value is None:
+                    continue
+                if name in codes:
+                    matrix[row, position] = codes[name].get(value, np.nan)
+                else:
+                    matrix[row, position] = value
+        return matrix
+
+    def calibrated(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of an input matrix."""
+        return self.calibrate(self.booster.predict(matrix, num_threads=1))
+
+    def matrix_contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """SHAP contributions (log-odds) of each feature for each row of an input matrix."""
+        return self.booster.predict(matrix, pred_contrib=True, num_threads=1)[:, :-1]
+
     def raw_scores(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
         return self.booster.predict(self.matrix(frame), num_threads=threads)
 
@@ -71,8 +103,8 @@ class ScoringModel:
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row SHAP contributions of each feature (log-odds), from LightGBM itself."""
-        values = self.booster.predict(self.matrix(frame), pred_contrib=True, num_threads=1)
-        return pd.DataFrame(values[:, :-1], columns=self.features, index=frame.index)
+        values = self.matrix_contributions(self.matrix(frame))
+        return pd.DataFrame(values, columns=self.features, index=frame.index)
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,67 @@
+"""The service's request and response models: its published contract (OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from closedloop.scores import Score
+
+MAX_BATCH = 1_000  # ids or rows in one request
+MAX_REASONS = 20
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    explain: int = Field(
+        3, ge=0, le=MAX_REASONS, description="how many top reasons to return per score"
+    )
+
+
+class CustomerRequest(_Request):
+    customer_ids: list[str] = Field(
+        min_length=1, max_length=MAX_BATCH, description="customers to score"
+    )
+
+
+class CellRequest(_Request):
+    cell_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH, description="cells to score")
+
+
+class WhatIfRequest(_Request):
+    rows: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="feature values by name (absent: missing); an id column names the row",
+    )
+
+
+class ScoreResponse(BaseModel):
+    request_id: str = Field(description="id of this request in the prediction log")
+    model: str = Field(description="registered model name")
+    model_version: str = Field(description="registered model version that scored")
+    feature_service: str = Field(description="Feast feature service of the inputs")
+    scores: list[Score]
+    unknown_ids: list[str] = Field(
+        default_factory=list, description="ids with no features in the online store"
+    )
+
+
+class ModelHealth(BaseModel):
+    version: str | None = Field(description="version being served, if any")
+    feature_service: str | None
+    source: str | None = Field(description="registry, or disk cache when it was unreachable")
+    loaded_at: datetime | None
+    checked_at: datetime | None = Field(description="last time the registry was asked")
+    registry_error: str | None = Field(description="why the registry could not be reached")
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, degraded (serving but something is wrong) or starting")
+    models: dict[str, ModelHealth]
+    feature_services: list[str] = Field(description="services the online store serves")
+    problems: list[str]
+    predictions_logged: int = Field(description="rows this worker has written to the log")

@@ -1,0 +1,216 @@
+"""The models being served: the registry's ``champion`` of each name, swapped when the alias moves.
+
+Each champion is copied to a disk cache as it is loaded. When the registry cannot be reached at
+start, the service starts from that last known good copy and says so; the watcher keeps asking
+the registry and moves to the alias's version as soon as it answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from training.model import ScoringModel
+
+log = logging.getLogger("closedloop.serving")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """One loaded model version and where it came from."""
+
+    name: str
+    version: str
+    feature_service: str
+    model: ScoringModel
+    source: str  # "registry" or "disk cache"
+
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    """What the registry says the alias points at."""
+
+    version: str
+    feature_service: str
+    source_uri: str  # where the logged model's files are
+
+
+class ModelCache:
+    """Last known good model versions on disk: ``<folder>/<name>/<version>/`` and a pointer."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _pointer(self, name: str) -> Path:
+        return self.folder / name / "last_good.json"
+
+    def has(self, name: str, version: str) -> bool:
+        return (self.folder / name / version / "scoring.json").exists()
+
+    def save(self, champion: Champion) -> None:
+        champion.model.save(self.folder / champion.name / champion.version)
+
+    def remember(self, champion: Champion) -> None:
+        """Point ``last_good`` at a version already saved."""
+        pointer = self._pointer(champion.name)
+        partial = pointer.with_suffix(".partial")
+        partial.write_text(
+            json.dumps({"version": champion.version, "feature_service": champion.feature_service})
+        )
+        partial.replace(pointer)
+
+    def load(self, name: str, version: str, feature_service: str, source: str) -> Champion:
+        model = ScoringModel.load(self.folder / name / version)
+        return Champion(name, version, feature_service, model, source)
+
+    def last_good(self, name: str) -> Champion | None:
+        pointer = self._pointer(name)
+        if not pointer.exists():
+            return None
+        saved = json.loads(pointer.read_text())
+        return self.load(name, saved["version"], saved["feature_service"], "disk cache")
+
+
+def registry_lookup(name: str) -> RegistryVersion | None:
+    """The version the ``champion`` alias points at, None if there is none (MLflow must be
+    connected); raises when the registry cannot be read."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    from training.registry import CHAMPION
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    run = client.get_run(version.run_id)
+    return RegistryVersion(
+        str(version.version), run.data.tags["feature_service"], f"models:/{name}/{version.version}"
+    )
+
+
+def download(name: str, found: RegistryVersion) -> Champion:
+    """Fetch a registered version's scoring files from the registry."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(found.source_uri, dst_path=tmp))
+        model = ScoringModel.load(local / "artifacts" / "scoring")
+    return Champion(name, found.version, found.feature_service, model, "registry")
+
+
+@dataclass
+class ModelStatus:
+    """What health reports about one model."""
+
+    version: str | None = None
+    feature_service: str | None = None
+    source: str | None = None
+    loaded_at: datetime | None = None
+    registry_error: str | None = None
+    checked_at: datetime | None = None
+
+
+class Champions:
+    """The served models by name; ``get`` always returns a complete, loaded version."""
+
+    def __init__(
+        self,
+        names: list[str],
+        cache: ModelCache,
+        lookup: Callable[[str], RegistryVersion | None] = registry_lookup,
+        fetch: Callable[[str, RegistryVersion], Champion] = download,
+    ) -> None:
+        self.names = names
+        self._cache = cache
+        self._lookup = lookup
+        self._fetch = fetch
+        self._models: dict[str, Champion] = {}
+        self.status = {name: ModelStatus() for name in names}
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def get(self, name: str) -> Champion | None:
+        return self._models.get(name)
+
+    @property
+    def ready(self) -> bool:
+        """Whether any model can be served (the others answer 503 until they load)."""
+        return bool(self._models)
+
+    def refresh(self) -> list[str]:
+        """Ask the registry for each alias; load and swap in what moved. Returns what changed."""
+        changed = []
+        for name in self.names:
+            status = self.status[name]
+            status.checked_at = datetime.now(UTC)
+            try:
+                found = self._lookup(name)
+            except Exception as error:  # the registry is an outside system: never fatal here
+                if status.registry_error is None:
+                    log.error("%s: the registry cannot be read: %s", name, error)
+                status.registry_error = f"{type(error).__name__}: {error}"
+                if name not in self._models:
+                    self._start_from_cache(name)
+                continue
+            status.registry_error = None
+            current = self._models.get(name)
+            if found is not None and (current is None or current.version != found.version):
+                self._swap(self._load(name, found))
+                changed.append(name)
+        return changed
+
+    def _load(self, name: str, found: RegistryVersion) -> Champion:
+        if self._cache.has(name, found.version):
+            return self._cache.load(name, found.version, found.feature_service, "registry")
+        champion = self._fetch(name, found)
+        self._cache.save(champion)
+        return champion
+
+    def _swap(self, champion: Champion) -> None:
+        self._models[champion.name] = champion  # one reference swap: requests see old or new
+        self._cache.remember(champion)
+        status = self.status[champion.name]
+        status.version, status.feature_service = champion.version, champion.feature_service
+        status.source, status.loaded_at = champion.source, datetime.now(UTC)
+        log.info(
+            "serving %s version %s (from %s)", champion.name, champion.version, champion.source
+        )
+
+    def _start_from_cache(self, name: str) -> None:
+        champion = self._cache.last_good(name)
+        if champion is None:
+            log.error("%s: no last known good model on disk either", name)
+            return
+        log.warning(
+            "%s: registry unreachable (%s); starting from the last known good version %s",
+            name,
+            self.status[name].registry_error,
+            champion.version,
+        )
+        self._swap(champion)
+
+    def watch(self, every_seconds: float) -> None:
+        """Poll the registry in a background thread until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                self.refresh()
+
+        self._watcher = threading.Thread(target=loop, name="champion-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)

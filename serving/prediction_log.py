@@ -1,0 +1,96 @@
+"""The prediction log's writer: rows queue in memory and a background thread writes Parquet.
+
+Requests only put rows on a queue. The writer thread turns what has queued into one Parquet
+part per model every ``flush_seconds`` (or sooner when ``flush_rows`` are waiting), written
+to a temporary name and renamed, so readers never see half a file. ``close`` drains the queue
+and writes the rest: a graceful shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from closedloop.predictions import LOG_COLUMNS, log_folder
+from training.model import ScoringModel
+
+log = logging.getLogger("closedloop.serving")
+_TICK = object()  # the queue stayed empty until the next flush was due
+
+
+def log_schema(model: ScoringModel) -> pa.Schema:
+    """The log's columns, then the model's features (text for categoricals, else float64)."""
+    features = [
+        pa.field(name, pa.string() if name in model.categories else pa.float64())
+        for name in model.features
+    ]
+    return pa.schema([*LOG_COLUMNS, *features])
+
+
+class PredictionLog:
+    def __init__(self, home: Path, flush_rows: int = 2_000, flush_seconds: float = 1.0) -> None:
+        self.home = home
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.written = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._parts = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, model: str, schema: pa.Schema, rows: list[dict]) -> None:
+        """Queue rows for writing; returns at once."""
+        if rows:
+            self._queue.put((model, schema, rows))
+
+    def close(self) -> None:
+        """Write everything queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        pending: dict[tuple[str, pa.Schema], list[dict]] = {}
+        waiting = 0
+        due = time.monotonic() + self.flush_seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                item = _TICK
+            if item is None:
+                self._flush(pending)
+                return
+            if item is not _TICK:
+                model, schema, rows = item
+                pending.setdefault((model, schema), []).extend(rows)
+                waiting += len(rows)
+            if waiting >= self.flush_rows or time.monotonic() >= due:
+                self._flush(pending)
+                pending, waiting = {}, 0
+                due = time.monotonic() + self.flush_seconds
+
+    def _flush(self, pending: dict[tuple[str, pa.Schema], list[dict]]) -> None:
+        for (model, schema), rows in pending.items():
+            try:
+                self._write(model, schema, rows)
+            except Exception:  # keep serving; the error and the row count go to the log
+                log.exception("could not write %d prediction rows of %s", len(rows), model)
+
+    def _write(self, model: str, schema: pa.Schema, rows: list[dict]) -> None:
+        folder = log_folder(self.home, model)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        path = folder / f"part-{stamp}-{os.getpid()}-{next(self._parts):06d}.parquet"
+        partial = path.with_suffix(".partial")
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
+        partial.replace(path)
+        self.written += len(rows)

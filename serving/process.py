@@ -1,0 +1,80 @@
+"""Start and stop the BentoML service as its own process (``closedloop serve``, demo, tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from closedloop.settings import Settings
+
+SERVICE = "serving.service:Closedloop"
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def serve_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "bentoml", "serve", SERVICE,
+        "--host", settings.serve_host, "--port", str(settings.serve_port),
+    ]  # fmt: skip
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    return {**os.environ, **settings.environment(), **quiet}
+
+
+@dataclass
+class RunningService:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def stop(self, timeout: float = 30) -> int:
+        """Graceful shutdown (SIGTERM), as a process manager would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_service(settings: Settings, ready_within: float = 90) -> RunningService:
+    """Launch the service in the background and wait until it reports ready."""
+    log_path = settings.home / "serving" / f"service-{settings.serve_port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as out:
+        process = subprocess.Popen(
+            serve_command(settings),
+            env=service_environment(settings),
+            cwd=PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{settings.serve_host}:{settings.serve_port}"
+    running = RunningService(process, url, log_path)
+    deadline = time.monotonic() + ready_within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited ({process.returncode}):\n{running.log_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return running
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    running.stop()
+    raise RuntimeError(f"the service was not ready within {ready_within} s:\n{running.log_text()}")

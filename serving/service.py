@@ -1,0 +1,201 @@
+"""The BentoML service: churn and fault scores with reasons, from the registry's champions.
+
+Start it with ``closedloop serve`` or ``bentoml serve serving.service:Closedloop``. Settings
+come from the environment (``CLOSEDLOOP_*``) once, here, at the service's entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import bentoml
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from closedloop.settings import Settings
+from features.online import OnlineReader, database_path, load_layouts
+from serving.api import (
+    CellRequest,
+    CustomerRequest,
+    Health,
+    ModelHealth,
+    ScoreResponse,
+    WhatIfRequest,
+)
+from serving.champion import Champions, ModelCache
+from serving.prediction_log import PredictionLog, log_schema
+from serving.scoring import RequestError, Scored, Scorer
+
+SETTINGS = Settings()
+MODELS = ["churn", "fault"]
+log = logging.getLogger("closedloop.serving")
+
+LATENCY = bentoml.metrics.Histogram(
+    name="closedloop_score_seconds",
+    documentation="time to score one request, by model and source",
+    labelnames=["model", "source"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+PROBABILITY = bentoml.metrics.Histogram(
+    name="closedloop_score_probability",
+    documentation="distribution of the scores given, by model",
+    labelnames=["model"],
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+)
+STALE = bentoml.metrics.Counter(
+    name="closedloop_stale_scores",
+    documentation="scores made with stale or missing features, by model",
+    labelnames=["model"],
+)
+REJECTED = bentoml.metrics.Counter(
+    name="closedloop_rejected_requests",
+    documentation="requests answered with an error, by model and error code",
+    labelnames=["model", "code"],
+)
+MODEL_VERSION = bentoml.metrics.Gauge(
+    name="closedloop_model_version",
+    documentation="the model version being served (1 for the version served)",
+    labelnames=["model", "version"],
+)
+
+health_app = FastAPI()
+
+
+def _readers(settings: Settings) -> tuple[dict[str, OnlineReader], list[str]]:
+    try:
+        layouts = load_layouts(settings.home)
+        return {
+            name: OnlineReader(database_path(settings.home), layout)
+            for name, layout in layouts.items()
+        }, []
+    except FileNotFoundError as error:
+        return {}, [str(error)]
+
+
+@bentoml.asgi_app(health_app, path="/status")
+@bentoml.service(
+    name="closedloop",
+    workers=SETTINGS.serve_workers,
+    traffic={"timeout": 30},
+    http={"host": SETTINGS.serve_host, "port": SETTINGS.serve_port},
+)
+class Closedloop:
+    """Scores customers for churn and cells for faults, with reasons, in real time."""
+
+    def __init__(self) -> None:
+        from training import registry
+
+        registry.connect(SETTINGS)
+        cache = ModelCache(SETTINGS.home / "serving" / "models")
+        self.champions = Champions(MODELS, cache)
+        self.champions.refresh()
+        self.champions.watch(SETTINGS.model_poll_seconds)
+        readers, self.problems = _readers(SETTINGS)
+        self.scorer = Scorer(self.champions, readers)
+        self.log = PredictionLog(SETTINGS.home)
+        self._schemas: dict[tuple[str, str], object] = {}
+        self._versions: dict[str, str] = {}
+
+    def __is_ready__(self) -> bool:
+        return self.champions.ready and not self.problems
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Stop watching the registry and write every queued prediction."""
+        self.champions.stop()
+        self.log.close()
+        log.info("prediction log closed: %d rows written by this worker", self.log.written)
+
+    @bentoml.api(route="/churn/score")
+    async def churn_score(self, request: CustomerRequest, /) -> ScoreResponse:
+        """Churn risk of customers, features looked up in the online store."""
+        return self._answer(
+            "churn",
+            "online",
+            lambda: self.scorer.by_ids("churn", request.customer_ids, request.explain),
+        )
+
+    @bentoml.api(route="/fault/score")
+    async def fault_score(self, request: CellRequest, /) -> ScoreResponse:
+        """Fault risk of cells in the next hours, features looked up in the online store."""
+        return self._answer(
+            "fault",
+            "online",
+            lambda: self.scorer.by_ids("fault", request.cell_ids, request.explain),
+        )
+
+    @bentoml.api(route="/churn/what-if")
+    async def churn_what_if(self, request: WhatIfRequest, /) -> ScoreResponse:
+        """Churn risk of supplied feature values: what would the model say if..."""
+        return self._answer(
+            "churn",
+            "supplied",
+            lambda: self.scorer.supplied("churn", request.rows, request.explain),
+        )
+
+    @bentoml.api(route="/fault/what-if")
+    async def fault_what_if(self, request: WhatIfRequest, /) -> ScoreResponse:
+        """Fault risk of supplied feature values."""
+        return self._answer(
+            "fault",
+            "supplied",
+            lambda: self.scorer.supplied("fault", request.rows, request.explain),
+        )
+
+    @health_app.get("/health")
+    def health(self) -> Health:
+        """Models served and where they came from, the online store, and any problem."""
+        models = {
+            name: ModelHealth(**asdict(status)) for name, status in self.champions.status.items()
+        }
+        problems = list(self.problems)
+        for name, status in models.items():
+            if status.version is None:
+                problems.append(f"{name}: no champion loaded")
+            if status.registry_error:
+                problems.append(f"{name}: registry unreachable ({status.registry_error})")
+        state = "ok" if not problems else "degraded" if self.champions.ready else "starting"
+        return Health(
+            status=state,
+            models=models,
+            feature_services=sorted(self.scorer.readers),
+            problems=problems,
+            predictions_logged=self.log.written,
+        )
+
+    def _answer(self, model: str, source: str, score) -> ScoreResponse | JSONResponse:
+        began = time.perf_counter()
+        try:
+            scored: Scored = score()
+        except RequestError as error:
+            REJECTED.labels(model=model, code=error.code).inc()
+            return JSONResponse(error.body(), status_code=error.status)
+        self._record(scored, source, time.perf_counter() - began)
+        champion = scored.champion
+        return ScoreResponse(
+            request_id=scored.request_id,
+            model=champion.name,
+            model_version=champion.version,
+            feature_service=champion.feature_service,
+            scores=scored.scores,
+            unknown_ids=scored.unknown_ids,
+        )
+
+    def _record(self, scored: Scored, source: str, seconds: float) -> None:
+        champion = scored.champion
+        key = (champion.name, champion.version)
+        if key not in self._schemas:
+            self._schemas[key] = log_schema(champion.model)
+            old = self._versions.get(champion.name)
+            if old is not None:
+                MODEL_VERSION.labels(model=champion.name, version=old).set(0)
+            MODEL_VERSION.labels(model=champion.name, version=champion.version).set(1)
+            self._versions[champion.name] = champion.version
+        self.log.append(champion.name, self._schemas[key], scored.log_rows)
+        LATENCY.labels(model=champion.name, source=source).observe(seconds)
+        for score in scored.scores:
+            PROBABILITY.labels(model=champion.name).observe(score.probability)
+            if score.stale_features:
+                STALE.labels(model=champion.name).inc()

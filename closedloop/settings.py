@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         5.0, gt=0, description="how often serving asks the registry whether a champion moved"
     )
+    registry_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="how long serving waits for the registry at start before it serves the "
+        "last known good model from disk",
+    )
 
     @property
     def world_dir(self) -> Path:

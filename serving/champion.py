@@ -88,11 +88,14 @@ def registry_lookup(name: str) -> RegistryVersion | None:
 
     client = MlflowClient()
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        aliases = client.get_registered_model(name).aliases
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             return None
         raise
+    if CHAMPION not in aliases:
+        return None
+    version = client.get_model_version(name, str(aliases[CHAMPION]))
     run = client.get_run(version.run_id)
     return RegistryVersion(
         str(version.version), run.data.tags["feature_service"], f"models:/{name}/{version.version}"
@@ -137,6 +140,8 @@ class Champions:
         self._fetch = fetch
         self._models: dict[str, Champion] = {}
         self.status = {name: ModelStatus() for name in names}
+        self._swapping = threading.RLock()
+        self._first_refresh = threading.Event()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -165,9 +170,13 @@ class Champions:
                 continue
             status.registry_error = None
             current = self._models.get(name)
-            if found is not None and (current is None or current.version != found.version):
+            if found is None:
+                continue
+            if current is None or current.version != found.version:
                 self._swap(self._load(name, found))
                 changed.append(name)
+            else:
+                status.source = "registry"  # a version started from disk, now confirmed
         return changed
 
     def _load(self, name: str, found: RegistryVersion) -> Champion:
@@ -178,8 +187,9 @@ class Champions:
         return champion
 
     def _swap(self, champion: Champion) -> None:
-        self._models[champion.name] = champion  # one reference swap: requests see old or new
-        self._cache.remember(champion)
+        with self._swapping:
+            self._models[champion.name] = champion  # one reference swap: old or new, never half
+            self._cache.remember(champion)
         status = self.status[champion.name]
         status.version, status.feature_service = champion.version, champion.feature_service
         status.source, status.loaded_at = champion.source, datetime.now(UTC)
@@ -188,27 +198,44 @@ class Champions:
         )
 
     def _start_from_cache(self, name: str) -> None:
-        champion = self._cache.last_good(name)
-        if champion is None:
-            log.error("%s: no last known good model on disk either", name)
-            return
-        log.warning(
-            "%s: registry unreachable (%s); starting from the last known good version %s",
-            name,
-            self.status[name].registry_error,
-            champion.version,
-        )
-        self._swap(champion)
+        with self._swapping:
+            if name in self._models:
+                return
+            champion = self._cache.last_good(name)
+            if champion is None:
+                log.error("%s: no last known good model on disk either", name)
+                return
+            log.warning(
+                "%s: registry unreachable (%s); starting from the last known good version %s",
+                name,
+                self.status[name].registry_error,
+                champion.version,
+            )
+            self._swap(champion)
 
-    def watch(self, every_seconds: float) -> None:
-        """Poll the registry in a background thread until :meth:`stop`."""
+    def start(self, every_seconds: float, answer_within: float) -> None:
+        """Load the champions and keep watching the registry in a background thread.
+
+        Waits at most ``answer_within`` seconds for the registry's first answer; past that,
+        each model not yet loaded starts from the last known good copy on disk.
+        """
 
         def loop() -> None:
+            self.refresh()
+            self._first_refresh.set()
             while not self._stop.wait(every_seconds):
                 self.refresh()
 
         self._watcher = threading.Thread(target=loop, name="champion-watcher", daemon=True)
         self._watcher.start()
+        if not self._first_refresh.wait(answer_within):
+            for name in self.names:
+                status = self.status[name]
+                if name not in self._models:
+                    status.registry_error = status.registry_error or (
+                        f"no answer within {answer_within:g} s"
+                    )
+                    self._start_from_cache(name)
 
     def stop(self) -> None:
         self._stop.set()

@@ -26,7 +26,7 @@ from serving.api import (
 )
 from serving.champion import Champions, ModelCache
 from serving.prediction_log import PredictionLog, log_schema
-from serving.scoring import RequestError, Scored, Scorer
+from serving.scoring import RequestError, Scored, Scorer, running_clock
 
 SETTINGS = Settings()
 MODELS = ["churn", "fault"]
@@ -87,13 +87,12 @@ class Closedloop:
     def __init__(self) -> None:
         from training import registry
 
-        registry.connect(SETTINGS)
+        registry.point_at(SETTINGS)  # opened later by the watcher, never blocking
         cache = ModelCache(SETTINGS.home / "serving" / "models")
         self.champions = Champions(MODELS, cache)
-        self.champions.refresh()
-        self.champions.watch(SETTINGS.model_poll_seconds)
+        self.champions.start(SETTINGS.model_poll_seconds, SETTINGS.registry_timeout_seconds)
         readers, self.problems = _readers(SETTINGS)
-        self.scorer = Scorer(self.champions, readers)
+        self.scorer = Scorer(self.champions, readers, running_clock(SETTINGS.clock_start))
         self.log = PredictionLog(SETTINGS.home)
         self._schemas: dict[tuple[str, str], object] = {}
         self._versions: dict[str, str] = {}

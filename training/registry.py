@@ -37,12 +37,18 @@ def tracking_uri(settings: Settings) -> str:
     return f"sqlite:///{(settings.home / 'mlflow' / 'mlflow.db').resolve()}"
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at this home's tracking store and registry (the CLI edge calls this once)."""
+def point_at(settings: Settings) -> str:
+    """Point MLflow at this home's tracking store and registry, without opening them yet."""
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    return uri
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at this home's registry and open it (the CLI edge calls this once)."""
+    uri = point_at(settings)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -1,0 +1,354 @@
+"""The BentoML service in a real subprocess, over HTTP: contract, bad input, reload, log, cache."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jsonschema
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from closedloop.predictions import log_folder
+from closedloop.settings import Settings
+from closedloop.world.config import WorldConfig
+from features.pipeline import materialize
+from serving.process import PROJECT, RunningService, start_service
+from training import registry
+from training.config import LightGBMParams, churn_defaults, fault_defaults
+from training.pipeline import train
+
+CONFIG = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
+END = datetime(2026, 3, 5, tzinfo=UTC)
+FAST = LightGBMParams(num_boost_round=120, early_stopping_rounds=20)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serving_settings(home_settings: Settings, **update) -> Settings:
+    values = {
+        **home_settings.model_dump(),
+        "serve_port": free_port(),
+        "clock_start": END,
+        "model_poll_seconds": 0.5,
+        **update,
+    }
+    return Settings.model_validate(values)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, prepare) -> Settings:
+    """A home with both champions registered and the online store loaded at the world's end."""
+    settings = prepare(tmp_path_factory.mktemp("serving"), CONFIG)
+    materialize(settings, END - timedelta(days=CONFIG.days + 1), END, stock=False)
+    for target, defaults in (("churn", churn_defaults), ("fault", fault_defaults)):
+        outcome = train(settings, target, defaults().model_copy(update={"lightgbm": FAST}))
+        assert outcome.decision.promote, outcome.decision.reasons
+    retrained = train(settings, "churn", churn_defaults().model_copy(update={"lightgbm": FAST}))
+    assert retrained.version == "2"
+    return settings
+
+
+@pytest.fixture(scope="module")
+def churn_outcomes(home) -> pd.DataFrame:
+    return pd.read_parquet(home.world_dir / "labels/churn.parquet")
+
+
+@pytest.fixture(scope="module")
+def customers(churn_outcomes) -> list[str]:
+    """Customers still with the operator at the world's end."""
+    return churn_outcomes.query("not churned").customer_id.head(50).tolist()
+
+
+@pytest.fixture(scope="module")
+def departed(churn_outcomes) -> list[str]:
+    """Customers who left at least a week before the end: their features stopped."""
+    gone = churn_outcomes.query("churned").dropna(subset=["churn_date"])
+    early = gone[pd.to_datetime(gone.churn_date) < pd.Timestamp(END.date()) - pd.Timedelta(days=7)]
+    return early.customer_id.head(5).tolist()
+
+
+@pytest.fixture(scope="module")
+def cells(home) -> list[str]:
+    return pd.read_parquet(home.world_dir / "inventory/cells.parquet").cell_id.head(10).tolist()
+
+
+@pytest.fixture(scope="module")
+def service(home):
+    running = start_service(serving_settings(home))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def openapi(service) -> dict:
+    return httpx.get(f"{service.url}/docs.json").json()
+
+
+def body_schema(document: dict, path: str, part: str) -> dict:
+    """The published JSON schema of a route's request (``part="request"``) or 200 response."""
+    method = "post" if "post" in document["paths"][path] else "get"
+    operation = document["paths"][path][method]
+    holder = operation["requestBody"] if part == "request" else operation["responses"]["200"]
+    schema = holder["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def conforms(document: dict, path: str, instance: object, part: str = "response") -> None:
+    """Validate ``instance`` against the published OpenAPI document."""
+    jsonschema.validate(instance, body_schema(document, path, part))
+
+
+def metric(service: RunningService, name: str, **labels: str) -> float:
+    """The sum of a Prometheus sample's values over the samples matching ``labels``."""
+    text = httpx.get(f"{service.url}/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def post(service: RunningService, path: str, body: object) -> httpx.Response:
+    return httpx.post(f"{service.url}{path}", json=body, timeout=30)
+
+
+def test_openapi_publishes_every_route_with_typed_models(openapi):
+    paths = openapi["paths"]
+    for route in ("/churn/score", "/fault/score", "/churn/what-if", "/fault/what-if"):
+        assert "post" in paths[route], route
+    assert "/status/health" in paths
+    request = body_schema(openapi, "/churn/score", "request")
+    assert request["properties"]["customer_ids"]["maxItems"] == 1_000
+    assert request["additionalProperties"] is False
+    score = openapi["components"]["schemas"]["Score"]["properties"]
+    assert {"probability", "reasons", "stale_features"} <= set(score)
+    assert all(field.get("description") for field in score.values())
+
+
+def test_churn_scores_name_version_service_and_reasons(service, openapi, customers):
+    request = {"customer_ids": customers[:20], "explain": 4}
+    conforms(openapi, "/churn/score", request, "request")
+    answer = post(service, "/churn/score", request)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    conforms(openapi, "/churn/score", body)
+    assert (body["model"], body["model_version"], body["feature_service"]) == (
+        "churn",
+        "1",
+        "churn_v1",
+    )
+    assert [s["entity_id"] for s in body["scores"]] == customers[:20]
+    assert len({round(s["probability"], 9) for s in body["scores"]}) > 5
+    for score in body["scores"]:
+        assert 0 <= score["probability"] <= 1
+        assert 1 <= len(score["reasons"]) <= 4
+        sizes = [abs(r["contribution"]) for r in score["reasons"]]
+        assert sizes == sorted(sizes, reverse=True)
+        for reason in score["reasons"]:
+            assert reason["direction"] == ("raises" if reason["contribution"] > 0 else "lowers")
+            assert reason["text"].endswith(f"({reason['direction']} the risk)")
+        assert score["stale_features"] == [], "features loaded at the clock's start are fresh"
+
+
+def test_features_older_than_their_ttl_are_flagged_stale(service, departed):
+    body = post(service, "/churn/score", {"customer_ids": departed}).json()
+    assert len(body["scores"]) == len(departed)
+    for score in body["scores"]:
+        assert {"mrr", "outage_minutes_30d", "complaints_30d"} <= set(score["stale_features"])
+    assert metric(service, "closedloop_stale_scores_total", model="churn") >= len(departed)
+
+
+def test_fault_scores_cells(service, openapi, cells):
+    body = post(service, "/fault/score", {"cell_ids": cells}).json()
+    conforms(openapi, "/fault/score", body)
+    assert (body["model"], body["feature_service"]) == ("fault", "fault_v1")
+    assert [s["entity_id"] for s in body["scores"]] == cells
+
+
+def test_what_if_with_the_online_features_gives_the_same_score(service, customers):
+    online = post(service, "/churn/score", {"customer_ids": customers[:5]}).json()["scores"]
+    rows = [score["features"] for score in online]
+    supplied = post(service, "/churn/what-if", {"rows": rows}).json()["scores"]
+    for by_id, what_if in zip(online, supplied, strict=True):
+        assert what_if["probability"] == pytest.approx(by_id["probability"], abs=1e-9)
+    worse = [
+        {**row, "outage_minutes_30d": (row["outage_minutes_30d"] or 0) + 2_000} for row in rows
+    ]
+    hurt = post(service, "/churn/what-if", {"rows": worse}).json()["scores"]
+    assert all(
+        h["probability"] >= w["probability"] - 1e-12 for h, w in zip(hurt, supplied, strict=True)
+    )
+
+
+def test_unknown_ids_are_listed_and_all_unknown_is_404(service, customers):
+    mixed = post(service, "/churn/score", {"customer_ids": [customers[0], "cus_nobody"]}).json()
+    assert mixed["unknown_ids"] == ["cus_nobody"] and len(mixed["scores"]) == 1
+    none = post(service, "/churn/score", {"customer_ids": ["cus_nobody", "cus_nobody_2"]})
+    assert none.status_code == 404
+    error = none.json()["error"]
+    assert error["code"] == "unknown_ids"
+    assert error["detail"]["unknown_ids"] == ["cus_nobody", "cus_nobody_2"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/churn/score", {"customer_ids": []}, "customer_ids"),
+        ("/churn/score", {"customer_ids": [f"c{i}" for i in range(1_001)]}, "customer_ids"),
+        ("/churn/score", {"customer_ids": ["x"], "explain": -1}, "explain"),
+        ("/churn/score", {"customer_ids": "cus_1"}, "customer_ids"),
+        ("/churn/score", {"customers": ["x"]}, "customers"),
+        ("/fault/score", {"cell_ids": [1, 2]}, "cell_ids"),
+    ],
+)
+def test_malformed_requests_get_a_4xx_naming_the_field(service, openapi, path, body, expected):
+    with pytest.raises(jsonschema.ValidationError):
+        conforms(openapi, path, body, "request")
+    answer = post(service, path, body)
+    assert 400 <= answer.status_code < 500
+    assert expected in answer.text
+
+
+def test_wrong_types_and_unknown_features_are_422_with_each_problem(service, customers):
+    row = post(service, "/churn/score", {"customer_ids": customers[:1]}).json()["scores"][0]
+    bad = [
+        {**row["features"], "outage_minutes_30d": "a lot"},
+        {**row["features"], "sla_tier": 3},
+        {"favourite_colour": "red"},
+    ]
+    answer = post(service, "/churn/what-if", {"rows": bad})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_features"
+    problems = "\n".join(error["detail"]["problems"])
+    assert "row 0: outage_minutes_30d expects a number" in problems
+    assert "row 1: sla_tier expects text" in problems
+    assert "row 2: unknown feature 'favourite_colour'" in problems
+
+
+def test_nan_and_non_json_never_crash_the_service(service):
+    nan = httpx.post(
+        f"{service.url}/churn/what-if",
+        content='{"rows": [{"outage_minutes_30d": NaN}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert 400 <= nan.status_code < 500
+    assert "finite" in nan.text or "NaN" in nan.text
+    garbage = httpx.post(
+        f"{service.url}/churn/score",
+        content="{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert 400 <= garbage.status_code < 500
+    assert httpx.get(f"{service.url}/status/health").json()["status"] == "ok"
+
+
+def test_health_and_metrics_name_the_models_served(service, openapi, customers):
+    post(service, "/churn/score", {"customer_ids": customers[:3]})
+    health = httpx.get(f"{service.url}/status/health").json()
+    conforms(openapi, "/status/health", health)
+    assert health["status"] == "ok" and health["problems"] == []
+    assert health["models"]["churn"]["version"] == "1"
+    assert health["models"]["churn"]["source"] == "registry"
+    assert health["feature_services"] == ["churn_v1", "fault_v1"]
+    assert metric(service, "closedloop_model_version", model="churn", version="1") == 1
+    assert metric(service, "closedloop_model_version", model="fault", version="1") == 1
+    assert metric(service, "closedloop_score_seconds_count", model="churn", source="online") >= 1
+    assert metric(service, "closedloop_score_probability_count", model="churn") >= 3
+    assert metric(service, "closedloop_rejected_requests_total", model="churn", code="unknown_ids")
+
+
+def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost(home, customers):
+    settings = serving_settings(home)
+    running = start_service(settings)
+    versions: list[str] = []
+    failures: list[str] = []
+    answered: dict[str, int] = {}  # request id -> scores given
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            while not stop.is_set():
+                answer = client.post("/churn/score", json={"customer_ids": customers[:4]})
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text}")
+                    continue
+                body = answer.json()
+                versions.append(body["model_version"])
+                answered[body["request_id"]] = len(body["scores"])
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        registry.connect(home)
+        registry.promote_by_hand("churn", "2", "hot reload test", by="platform")
+        deadline = time.monotonic() + 20
+        while "2" not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        worker.join()
+        registry.promote_by_hand("churn", "1", "back to the first version", by="platform")
+        code = running.stop()
+    assert failures == []
+    first_new = versions.index("2")
+    assert set(versions[:first_new]) == {"1"} and set(versions[first_new:]) == {"2"}
+    assert code == 0, running.log_text()[-2_000:]
+    logged = pq.read_table(log_folder(home.home, "churn")).to_pandas()
+    mine = logged[logged.request_id.isin(answered)]
+    assert mine.groupby("request_id").size().to_dict() == answered
+    assert set(mine.model_version) == {"1", "2"}
+    assert (mine.feature_service == "churn_v1").all() and mine.outage_minutes_30d.notna().all()
+    assert mine.scored_at.min() >= pd.Timestamp(END), "the log runs on the service's clock"
+
+
+def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, customers):
+    database = home.home / "mlflow" / "mlflow.db"
+    kept = database.with_suffix(".kept")
+    database.rename(kept)
+    database.mkdir()  # the registry's database cannot be opened
+    try:
+        running = start_service(serving_settings(home, registry_timeout_seconds=3))
+        try:
+            health = httpx.get(f"{running.url}/status/health").json()
+            answer = post(running, "/churn/score", {"customer_ids": customers[:2]})
+        finally:
+            running.stop()
+    finally:
+        database.rmdir()
+        kept.rename(database)
+    assert health["status"] == "degraded"
+    churn = health["models"]["churn"]
+    assert (churn["version"], churn["source"]) == ("1", "disk cache")
+    assert churn["registry_error"]
+    assert any("registry unreachable" in p for p in health["problems"])
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    assert "last known good" in running.log_text()
+
+
+def test_a_bento_builds_from_the_bentofile(tmp_path):
+    command = [sys.executable, "-m", "bentoml", "build", "-f", "serving/bentofile.yaml", "."]
+    quiet = {"BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
+    built = subprocess.run(
+        command, cwd=PROJECT, env={**os.environ, **quiet}, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr[-2_000:]
+    bento = next((tmp_path / "bentos" / "closedloop").glob("*/bento.yaml")).parent
+    assert (bento / "src" / "serving" / "service.py").exists()
+    assert "lightgbm" in (bento / "bento.yaml").read_text()

@@ -245,18 +245,25 @@ def demo(
     feature_commands.run_build(settings, end)
     feature_commands.run_apply(settings)
     feature_commands.run_materialize(settings, end - timedelta(days=days + 1), end)
-    customer = _most_valuable_active_customer(world)
-    feature_commands.run_lookup(settings, "churn_v1", customer, end)
+    customers, cells = _demo_targets(world)
+    feature_commands.run_lookup(settings, "churn_v1", customers[0], end)
 
     console.rule("4. training: LightGBM, MLflow registry, champion gate", style="dim")
     for target in training_commands.Target:
         training_commands.run_train(settings, target, training_commands.train_config(target, None))
 
+    console.rule("5. serving: BentoML service, online features, scores with reasons", style="dim")
+    serving_commands.run_demo_scoring(
+        settings.model_copy(update={"clock_start": end}), customers, cells
+    )
 
-def _most_valuable_active_customer(world: World) -> str:
+
+def _demo_targets(world: World) -> tuple[list[str], list[str]]:
+    """The five most valuable customers still active, and the cells that serve them."""
     customers = world.tables["customers"].to_pandas()
     stayed = world.tables["churn"].to_pandas().query("not churned").customer_id
-    return customers[customers.customer_id.isin(stayed)].nlargest(1, "mrr").customer_id.iloc[0]
+    top = customers[customers.customer_id.isin(stayed)].nlargest(5, "mrr")
+    return top.customer_id.tolist(), top.cell_id.drop_duplicates().tolist()
 
 
 def _describe(error: ValidationError) -> str:

@@ -57,26 +57,37 @@ def run_demo_scoring(settings: Settings, customers: list[str], cells: list[str])
     from serving.process import start_service
 
     service = start_service(settings)
+    console.print(f"service ready at {service.url} (pid {service.process.pid})")
     try:
-        churn = httpx.post(
-            f"{service.url}/churn/score", json={"customer_ids": customers, "explain": 2}
-        ).json()
-        fault = httpx.post(f"{service.url}/fault/score", json={"cell_ids": cells}).json()
+        answers = [
+            httpx.post(f"{service.url}/churn/score", json={"customer_ids": customers}),
+            httpx.post(f"{service.url}/fault/score", json={"cell_ids": cells}),
+        ]
+        health = httpx.get(f"{service.url}/status/health").json()
     finally:
         code = service.stop()
-    for answer in (churn, fault):
-        table = Table(
-            title=f"{answer['model']} v{answer['model_version']} via {answer['feature_service']}"
+    for answer in answers:
+        if answer.status_code != 200:
+            console.print(f"[yellow]{answer.json()['error']['message']}[/yellow]")
+            continue
+        console.print(_score_table(answer.json()))
+    console.print(
+        f"health: {health['status']}; service stopped (exit code {code}); "
+        f"predictions logged under {settings.home / 'predictions'}"
+    )
+
+
+def _score_table(answer: dict) -> Table:
+    table = Table(
+        title=f"{answer['model']} v{answer['model_version']} via {answer['feature_service']}"
+    )
+    for column in ("id", "probability", "stale", "top reasons"):
+        table.add_column(column)
+    for score in answer["scores"]:
+        table.add_row(
+            score["entity_id"],
+            f"{score['probability']:.3f}",
+            str(len(score["stale_features"])),
+            "\n".join(r["text"] for r in score["reasons"]),
         )
-        for column in ("id", "probability", "stale", "top reasons"):
-            table.add_column(column)
-        for score in answer["scores"]:
-            table.add_row(
-                score["entity_id"],
-                f"{score['probability']:.3f}",
-                str(len(score["stale_features"])),
-                "; ".join(r["text"] for r in score["reasons"]),
-            )
-        console.print(table)
-    console.print(f"service stopped (exit code {code}); predictions logged under "
-                  f"{settings.home / 'predictions'}")  # fmt: skip
+    return table

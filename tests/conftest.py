@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,3 +48,16 @@ def prepared_home(home: Path, config: WorldConfig) -> Settings:
 def prepare():
     """Build a prepared home: ``prepare(folder, config) -> Settings``."""
     return prepared_home
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """``free_port() -> int``: a port for a service a test starts."""
+    return unused_port

@@ -108,12 +108,15 @@ def test_schema_prints_documented_columns():
     assert "RTT_AVG_US" in result.output and "µs" in result.output
 
 
-def test_demo_generates_a_world_and_summarises_it(tmp_path):
-    result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path)
+def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
+    port = {"CLOSEDLOOP_SERVE_PORT": str(free_port())}
+    result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "world").customers == 1500
-    for stage in ("1. world", "2. ingest", "3. features", "4. training"):
+    for stage in ("1. world", "2. ingest", "3. features", "4. training", "5. serving"):
         assert stage in result.stdout
+    assert "churn v1 via churn_v1" in result.stdout and "(raises the risk)" in result.stdout
+    assert list((tmp_path / "predictions" / "churn").glob("part-*.parquet"))
     assert "dirt injected" in result.stdout and "quarantined" in result.stdout
     assert "churn model version 1" in result.stdout and "fault model version 1" in result.stdout
     assert (tmp_path / "metrics" / "train_churn.json").is_file()

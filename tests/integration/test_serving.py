@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,16 +30,10 @@ END = datetime(2026, 3, 5, tzinfo=UTC)
 FAST = LightGBMParams(num_boost_round=120, early_stopping_rounds=20)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serving_settings(home_settings: Settings, **update) -> Settings:
+def serving_settings(home_settings: Settings, port: int, **update) -> Settings:
     values = {
         **home_settings.model_dump(),
-        "serve_port": free_port(),
+        "serve_port": port,
         "clock_start": END,
         "model_poll_seconds": 0.5,
         **update,
@@ -86,8 +79,8 @@ def cells(home) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def service(home):
-    running = start_service(serving_settings(home))
+def service(home, free_port):
+    running = start_service(serving_settings(home, free_port()))
     yield running
     running.stop()
 
@@ -272,8 +265,10 @@ def test_health_and_metrics_name_the_models_served(service, openapi, customers):
     assert metric(service, "closedloop_rejected_requests_total", model="churn", code="unknown_ids")
 
 
-def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost(home, customers):
-    settings = serving_settings(home)
+def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost(
+    home, customers, free_port
+):
+    settings = serving_settings(home, free_port())
     running = start_service(settings)
     versions: list[str] = []
     failures: list[str] = []
@@ -318,13 +313,13 @@ def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost
     assert mine.scored_at.min() >= pd.Timestamp(END), "the log runs on the service's clock"
 
 
-def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, customers):
+def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, customers, free_port):
     database = home.home / "mlflow" / "mlflow.db"
     kept = database.with_suffix(".kept")
     database.rename(kept)
     database.mkdir()  # the registry's database cannot be opened
     try:
-        running = start_service(serving_settings(home, registry_timeout_seconds=3))
+        running = start_service(serving_settings(home, free_port(), registry_timeout_seconds=3))
         try:
             health = httpx.get(f"{running.url}/status/health").json()
             answer = post(running, "/churn/score", {"customer_ids": customers[:2]})

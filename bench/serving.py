@@ -1,0 +1,407 @@
+"""Serving latency, throughput and cold start: ours vs ``mlflow models serve`` vs stock BentoML.
+
+    python -m bench.serving [--customers 5000] [--rounds 5] [--requests 300] [--seconds 2]
+
+The same registered churn model is served three ways, each with one worker on this machine:
+ours (``closedloop serve``: ids in, features looked up in the online store, score with three
+reasons), ``mlflow models serve`` and a stock BentoML service (both with the features supplied
+in the payload). The peers run side by side and are measured alternately:
+
+1. one request at a time: ROUNDS rounds of REQUESTS sequential requests each; p50 / p99 are the
+   medians over rounds;
+2. open-loop load: requests sent on a fixed schedule at rising rates for SECONDS each, latency
+   counted from the scheduled send time; the best rate whose p99 stays within 10 ms with no
+   error is the peer's throughput;
+3. cold start: process launch to the first correct answer, median of three launches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from closedloop.settings import Settings
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import simulate
+from closedloop.world.store import write_world
+
+P99_LIMIT_MS = 10.0
+JSON = {"content-type": "application/json"}
+RATES = (100, 200, 300, 400, 600, 800, 1_000, 1_300, 1_600, 2_000, 2_500)
+PROJECT = Path(__file__).resolve().parent.parent
+console = Console()
+
+
+@dataclass
+class Peer:
+    """One way of serving the model: how to start it and what a request for a customer is."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str]
+    url: str
+    request: Callable[[str], tuple[str, dict]]  # customer -> (path, json body)
+    probability: Callable[[dict], float]  # answer -> the customer's probability
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.environment,
+            cwd=PROJECT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+def prepare_home(home: Path, customers: int) -> tuple[Settings, datetime]:
+    """A world with its online store loaded and a churn champion registered."""
+    from features.ingest import ingest_world
+    from features.pipeline import apply_repository, build_features, materialize
+    from training import registry
+    from training.config import churn_defaults
+    from training.pipeline import train
+
+    config = WorldConfig(customers=customers, days=63, seed=11)
+    end = datetime.combine(config.start, datetime.min.time(), UTC) + timedelta(days=config.days)
+    write_world(simulate(config), home / "world")
+    ingest_world(home / "world", home, end)
+    build_features(home, end)
+    settings = Settings(home=home, clock_start=end, serve_workers=1)
+    apply_repository(settings)
+    materialize(settings, end - timedelta(days=config.days + 1), end, stock=False)
+    registry.connect(settings)
+    outcome = train(settings, "churn", churn_defaults())
+    if not outcome.decision.promote:
+        raise SystemExit(f"no churn champion: {outcome.decision.reasons}")
+    return settings, end
+
+
+def expected_scores(settings: Settings, customers: list[str]) -> dict[str, tuple[dict, float]]:
+    """Each customer's online features and the champion's probability for them, in process."""
+    from features.online import open_reader
+    from serving.champion import download, registry_lookup
+
+    champion = download("churn", registry_lookup("churn"))
+    reader = open_reader(settings.home, champion.feature_service)
+    now = settings.clock_start
+    expected = {}
+    for customer in customers:
+        features = {f: reader.read(customer, now).values[f] for f in champion.model.features}
+        matrix = champion.model.records_matrix([features])
+        expected[customer] = (features, float(champion.model.calibrated(matrix)[0]))
+    return expected
+
+
+def peers(
+    settings: Settings, expected: dict[str, tuple[dict, float]], ports: list[int]
+) -> list[Peer]:
+    from serving.process import serve_command, service_environment
+    from training.registry import tracking_uri
+
+    quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    mlflow_env = {**os.environ, **quiet, "MLFLOW_TRACKING_URI": tracking_uri(settings)}
+    bento_home = {"BENTOML_HOME": str(settings.home / "bentoml")}
+    ours = settings.model_copy(update={"serve_port": ports[0]})
+    columns = list(next(iter(expected.values()))[0])
+
+    def ours_request(customer: str) -> tuple[str, dict]:
+        return "/churn/score", {"customer_ids": [customer], "explain": 3}
+
+    def mlflow_request(customer: str) -> tuple[str, dict]:
+        row = [expected[customer][0][c] for c in columns]
+        return "/invocations", {"dataframe_split": {"columns": columns, "data": [row]}}
+
+    def stock_request(customer: str) -> tuple[str, dict]:
+        return "/predict", {"rows": [expected[customer][0]]}
+
+    return [
+        Peer(
+            "closedloop (ids, online features, reasons)",
+            serve_command(ours),
+            service_environment(ours),
+            f"http://127.0.0.1:{ports[0]}",
+            ours_request,
+            lambda answer: answer["scores"][0]["probability"],
+        ),
+        Peer(
+            "mlflow models serve (features in payload)",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                "models:/churn@champion",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[1]),
+                "--workers",
+                "1",
+            ],
+            mlflow_env,
+            f"http://127.0.0.1:{ports[1]}",
+            mlflow_request,
+            lambda answer: answer["predictions"][0],
+        ),
+        Peer(
+            "stock BentoML (features in payload)",
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "bench.stock_bentoml_service:StockChurn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[2]),
+            ],
+            {**mlflow_env, **bento_home},
+            f"http://127.0.0.1:{ports[2]}",
+            stock_request,
+            lambda answer: answer[0],
+        ),
+    ]
+
+
+def import_into_bentoml(settings: Settings) -> None:
+    """The stock peer's model store: the registered champion imported the documented way."""
+    from training.registry import tracking_uri
+
+    code = "import bentoml; bentoml.mlflow.import_model('churn', 'models:/churn@champion')"
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **os.environ,
+            "BENTOML_HOME": str(settings.home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_TRACKING_URI": tracking_uri(settings),
+        },
+        check=True,
+        capture_output=True,
+    )
+
+
+def active_customers(settings: Settings, count: int) -> list[str]:
+    import pandas as pd
+
+    outcomes = pd.read_parquet(settings.world_dir / "labels/churn.parquet")
+    return outcomes.query("not churned").customer_id.head(count).tolist()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def correct(peer: Peer, client: httpx.Client, customer: str, expected: float) -> bool:
+    path, body = peer.request(customer)
+    try:
+        answer = client.post(peer.url + path, json=body, timeout=5)
+    except httpx.TransportError:
+        return False
+    return answer.status_code == 200 and abs(peer.probability(answer.json()) - expected) < 1e-6
+
+
+def cold_start(peer: Peer, customer: str, expected: float, limit: float = 180) -> float:
+    began = time.perf_counter()
+    peer.start()
+    with httpx.Client() as client:
+        while time.perf_counter() - began < limit:
+            if correct(peer, client, customer, expected):
+                seconds = time.perf_counter() - began
+                peer.stop()
+                return seconds
+            time.sleep(0.02)
+    peer.stop()
+    raise RuntimeError(f"{peer.name} gave no correct answer within {limit} s")
+
+
+def one_at_a_time(peer: Peer, customers: list[str], requests: int) -> list[float]:
+    """Latencies (ms) of sequential requests over one kept-alive connection."""
+    latencies = []
+    with httpx.Client(base_url=peer.url, timeout=10) as client:
+        for i in range(requests):
+            path, body = peer.request(customers[i % len(customers)])
+            began = time.perf_counter()
+            answer = client.post(path, json=body)
+            latencies.append((time.perf_counter() - began) * 1_000)
+            answer.raise_for_status()
+    return latencies
+
+
+async def open_loop(
+    peer: Peer, customers: list[str], rate: int, seconds: float
+) -> tuple[float, int]:
+    """p99 latency (ms, from the scheduled send time) and errors at a fixed arrival rate."""
+    count = int(rate * seconds)
+    bodies = [peer.request(customers[i % len(customers)]) for i in range(count)]
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(
+        peer.url, connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+
+        async def send(scheduled: float, path: str, body: dict) -> None:
+            nonlocal errors
+            try:
+                async with session.post(path, data=json.dumps(body), headers=JSON) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        errors += 1
+            except (aiohttp.ClientError, TimeoutError):
+                errors += 1
+            latencies.append((time.perf_counter() - scheduled) * 1_000)
+
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i, (path, body) in enumerate(bodies):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(scheduled, path, body)))
+        await asyncio.gather(*tasks)
+    return float(np.percentile(latencies, 99)), errors
+
+
+def wait_ready(peer: Peer, customer: str, expected: float) -> None:
+    with httpx.Client() as client:
+        deadline = time.monotonic() + 180
+        while not correct(peer, client, customer, expected):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{peer.name} never answered correctly")
+            time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        console.print(f"preparing a {args.customers:,}-customer world and a churn champion…")
+        settings, _ = prepare_home(Path(tmp), args.customers)
+        import_into_bentoml(settings)
+        sample = active_customers(settings, 200)
+        expected = expected_scores(settings, sample)
+        first = sample[0]
+        ports = [free_port() for _ in range(3)]
+        served = peers(settings, expected, ports)
+
+        colds: dict[str, list[float]] = {p.name: [] for p in served}
+        for _ in range(3):
+            for peer in served:
+                colds[peer.name].append(cold_start(peer, first, expected[first][1]))
+
+        for peer in served:
+            peer.start()
+        try:
+            for peer in served:
+                wait_ready(peer, first, expected[first][1])
+            p50s: dict[str, list[float]] = {p.name: [] for p in served}
+            p99s: dict[str, list[float]] = {p.name: [] for p in served}
+            for peer in served:
+                one_at_a_time(peer, sample, 50)  # warm up
+            for _ in range(args.rounds):
+                for peer in served:
+                    latencies = one_at_a_time(peer, sample, args.requests)
+                    p50s[peer.name].append(float(np.percentile(latencies, 50)))
+                    p99s[peer.name].append(float(np.percentile(latencies, 99)))
+            throughput = {p.name: 0 for p in served}
+            active = list(served)
+            for rate in RATES:
+                for peer in list(active):
+                    p99, errors = asyncio.run(open_loop(peer, sample, rate, args.seconds))
+                    console.print(f"  {peer.name}: {rate}/s → p99 {p99:.1f} ms, {errors} errors")
+                    if p99 <= P99_LIMIT_MS and errors == 0:
+                        throughput[peer.name] = rate
+                    else:
+                        active.remove(peer)
+                if not active:
+                    break
+        finally:
+            for peer in served:
+                peer.stop()
+
+    report(served, p50s, p99s, throughput, colds, args)
+
+
+def report(served, p50s, p99s, throughput, colds, args) -> None:
+    table = Table(
+        title=f"churn scoring, one worker each: {args.rounds} rounds × {args.requests} requests "
+        f"one at a time; open loop {args.seconds:g} s per rate"
+    )
+    for column in (
+        "server",
+        "p50 ms",
+        "p99 ms",
+        f"req/s at p99 ≤ {P99_LIMIT_MS:g} ms",
+        "cold start s",
+    ):
+        table.add_column(column, justify="right" if column != "server" else "left")
+    medians = {}
+    for peer in served:
+        medians[peer.name] = (
+            statistics.median(p50s[peer.name]),
+            statistics.median(p99s[peer.name]),
+            throughput[peer.name],
+            statistics.median(colds[peer.name]),
+        )
+        p50, p99, rate, cold = medians[peer.name]
+        table.add_row(peer.name, f"{p50:.2f}", f"{p99:.2f}", f"{rate:,}", f"{cold:.1f}")
+    console.print(table)
+    ours, mlflow_serve, stock = (medians[p.name] for p in served)
+    faster_peer_cold = min(mlflow_serve[3], stock[3])
+    console.print(
+        f"ours / mlflow serve: p99 {ours[1] / mlflow_serve[1]:.2f}× (target ≤ 0.35×), "
+        f"throughput {ours[2] / max(mlflow_serve[2], 1):.1f}× (target ≥ 5×)\n"
+        f"ours / stock BentoML: p99 {ours[1] / stock[1]:.2f}×, "
+        f"throughput {ours[2] / max(stock[2], 1):.1f}×\n"
+        f"cold start: ours {ours[3]:.1f} s vs faster peer {faster_peer_cold:.1f} s "
+        f"({ours[3] / faster_peer_cold:.2f}×, target ≤ 1×)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The serving core without a server: reasons, supplied-feature checks, champions, the log."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from closedloop.predictions import log_folder
+from closedloop.scores import Direction
+from serving.champion import Champion, Champions, ModelCache, RegistryVersion
+from serving.prediction_log import PredictionLog, log_schema
+from serving.scoring import RequestError, Scorer, check_supplied, running_clock, top_reasons
+from training.model import ScoringModel
+
+
+@pytest.fixture(scope="module")
+def model() -> ScoringModel:
+    """A small LightGBM model: risk rises with outages, ``plan`` matters a little."""
+    rng = np.random.default_rng(0)
+    outages = rng.uniform(0, 100, 600)
+    tenure = rng.uniform(0, 60, 600)
+    plan = rng.integers(0, 2, 600)
+    label = (outages + 10 * plan + rng.normal(0, 10, 600) > 60).astype(int)
+    data = lgb.Dataset(np.column_stack([outages, tenure, plan]), label, categorical_feature=[2])
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, data, 30)
+    return ScoringModel(
+        booster=booster,
+        features=["outage_minutes", "tenure_months", "plan"],
+        categories={"plan": ["basic", "premium"]},
+        calibration_x=np.array([]),
+        calibration_y=np.array([]),
+    )
+
+
+def champion(model: ScoringModel, version: str, source: str = "registry") -> Champion:
+    return Champion("churn", version, "churn_v1", model, source)
+
+
+def test_reasons_are_the_largest_contributions_in_plain_words():
+    contributions = np.array([0.1, -0.7, 0.0, 0.3])
+    record = {"a": 1.0, "b": 2.5, "c": None, "d": "premium"}
+    words = {"a": "outage minutes", "b": "tenure", "d": "plan"}
+    reasons = top_reasons(contributions, record, ["a", "b", "c", "d"], words, top=3)
+    assert [r.feature for r in reasons] == ["b", "d", "a"]
+    assert reasons[0].direction is Direction.LOWERS and reasons[1].direction is Direction.RAISES
+    assert reasons[0].text == "tenure: 2.5 (lowers the risk)"
+    assert reasons[1].text == "plan: premium (raises the risk)"
+    assert len(top_reasons(contributions, record, ["a", "b", "c", "d"], words, top=10)) == 3
+
+
+def test_supplied_features_are_checked_by_name_type_and_finiteness():
+    features = ["outage_minutes", "plan"]
+    good = {"outage_minutes": 3, "plan": "basic"}
+    assert check_supplied(good, features, {"plan"}, 0) == []
+    assert check_supplied({"outage_minutes": None}, features, {"plan"}, 0) == []
+    problems = check_supplied(
+        {"outage_minutes": float("inf"), "plan": 2, "colour": "red"}, features, {"plan"}, 4
+    )
+    assert problems == [
+        "row 4: unknown feature 'colour'",
+        "row 4: outage_minutes must be a finite number, got inf",
+        "row 4: plan expects text, got 2",
+    ]
+    assert check_supplied({"outage_minutes": True}, features, {"plan"}, 0) == [
+        "row 0: outage_minutes expects a number, got True"
+    ]
+
+
+def test_a_clock_started_in_the_past_runs_at_wall_speed():
+    start = datetime(2026, 3, 5, tzinfo=UTC)
+    clock = running_clock(start)
+    assert timedelta(0) <= clock() - start < timedelta(seconds=5)
+    assert abs(running_clock(None)() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+class Registry:
+    """The registry as the champions see it: an alias that can move or stop answering."""
+
+    def __init__(self, version: str | None) -> None:
+        self.version = version
+        self.down = False
+        self.fetched: list[str] = []
+
+    def lookup(self, name: str) -> RegistryVersion | None:
+        if self.down:
+            raise ConnectionError("registry is down")
+        return None if self.version is None else RegistryVersion(self.version, "churn_v1", "")
+
+    def fetch_with(self, model: ScoringModel):
+        def fetch(name: str, found: RegistryVersion) -> Champion:
+            self.fetched.append(found.version)
+            return champion(model, found.version)
+
+        return fetch
+
+
+def test_champions_follow_the_alias_and_fetch_each_version_once(model, tmp_path):
+    registry = Registry("1")
+    champions = Champions(
+        ["churn"], ModelCache(tmp_path), registry.lookup, registry.fetch_with(model)
+    )
+    assert champions.refresh() == ["churn"] and champions.get("churn").version == "1"
+    assert champions.refresh() == []
+    registry.version = "2"
+    assert champions.refresh() == ["churn"] and champions.get("churn").version == "2"
+    registry.version = "1"
+    champions.refresh()
+    assert champions.get("churn").version == "1"
+    assert registry.fetched == ["1", "2"], "a version already on disk is not downloaded again"
+
+
+def test_no_champion_in_the_registry_means_not_ready(model, tmp_path):
+    registry = Registry(None)
+    champions = Champions(
+        ["churn"], ModelCache(tmp_path), registry.lookup, registry.fetch_with(model)
+    )
+    champions.refresh()
+    assert not champions.ready and champions.status["churn"].registry_error is None
+
+
+def test_a_dead_registry_at_start_serves_the_last_good_version_from_disk(model, tmp_path):
+    registry = Registry("3")
+    cache = ModelCache(tmp_path)
+    Champions(["churn"], cache, registry.lookup, registry.fetch_with(model)).refresh()
+    registry.down = True
+    restarted = Champions(["churn"], cache, registry.lookup, registry.fetch_with(model))
+    restarted.refresh()
+    served = restarted.get("churn")
+    assert (served.version, served.source) == ("3", "disk cache")
+    assert "registry is down" in restarted.status["churn"].registry_error
+    registry.down = False
+    restarted.refresh()
+    status = restarted.status["churn"]
+    assert (status.source, status.registry_error) == ("registry", None)
+
+
+def test_a_registry_that_hangs_does_not_hold_up_the_start(model, tmp_path):
+    registry = Registry("3")
+    cache = ModelCache(tmp_path)
+    Champions(["churn"], cache, registry.lookup, registry.fetch_with(model)).refresh()
+    release = threading.Event()
+
+    def hanging(name: str) -> RegistryVersion | None:
+        release.wait(10)
+        return registry.lookup(name)
+
+    champions = Champions(["churn"], cache, hanging, registry.fetch_with(model))
+    champions.start(every_seconds=60, answer_within=0.2)
+    try:
+        assert champions.get("churn").source == "disk cache"
+        assert champions.status["churn"].registry_error == "no answer within 0.2 s"
+    finally:
+        release.set()
+        champions.stop()
+
+
+def test_scoring_before_any_model_loaded_is_a_503(model, tmp_path):
+    registry = Registry(None)
+    champions = Champions(
+        ["churn"], ModelCache(tmp_path), registry.lookup, registry.fetch_with(model)
+    )
+    champions.refresh()
+    with pytest.raises(RequestError) as missing:
+        Scorer(champions, {}).by_ids("churn", ["cus_1"], 3)
+    assert (missing.value.status, missing.value.code) == (503, "model_unavailable")
+
+
+def test_the_log_writes_every_queued_row_on_close_and_no_partial_files(model, tmp_path):
+    log = PredictionLog(tmp_path, flush_rows=7, flush_seconds=60)
+    stamp = datetime(2026, 3, 5, tzinfo=UTC)
+    rows = [
+        {
+            "scored_at": stamp,
+            "request_id": f"r{i // 3}",
+            "model": "churn",
+            "model_version": "1",
+            "feature_service": "churn_v1",
+            "entity_id": f"cus_{i}",
+            "source": "online",
+            "probability": i / 100,
+            "stale_features": 0,
+            "outage_minutes": float(i),
+            "tenure_months": None,
+            "plan": "basic",
+        }
+        for i in range(20)
+    ]
+    schema = log_schema(model)
+    for start in range(0, 20, 3):
+        log.append("churn", schema, rows[start : start + 3])
+    log.close()
+    folder = log_folder(tmp_path, "churn")
+    assert not list(folder.glob("*.partial"))
+    written = pq.read_table(folder).to_pandas().sort_values("outage_minutes")
+    assert log.written == 20 and len(written) == 20
+    assert written.entity_id.tolist() == [f"cus_{i}" for i in range(20)]
+    assert written.tenure_months.isna().all() and (written.plan == "basic").all()

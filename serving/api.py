@@ -13,6 +13,17 @@ MAX_BATCH = 1_000  # ids or rows in one request
 MAX_REASONS = 20
 
 
+class RequestError(Exception):
+    """Input the service cannot score, with an HTTP status and a machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.detail = status, code, message, detail
+
+    def body(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -16,12 +16,16 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from closedloop.predictions import LOG_COLUMNS, log_folder
 from training.model import ScoringModel
+
+if TYPE_CHECKING:
+    from serving.champion import Champion
 
 log = logging.getLogger("closedloop.serving")
 _TICK = object()  # the queue stayed empty until the next flush was due
@@ -42,15 +46,19 @@ class PredictionLog:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.written = 0
+        self._schemas: dict[tuple[str, str], pa.Schema] = {}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._parts = itertools.count()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, model: str, schema: pa.Schema, rows: list[dict]) -> None:
-        """Queue rows for writing; returns at once."""
+    def append(self, champion: Champion, rows: list[dict]) -> None:
+        """Queue rows a champion scored for writing; returns at once."""
         if rows:
-            self._queue.put((model, schema, rows))
+            key = (champion.name, champion.version)
+            if key not in self._schemas:
+                self._schemas[key] = log_schema(champion.model)
+            self._queue.put((champion.name, self._schemas[key], rows))
 
     def close(self) -> None:
         """Write everything queued, then stop the writer."""

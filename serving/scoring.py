@@ -16,18 +16,8 @@ import numpy as np
 
 from closedloop.scores import Direction, FeatureValue, Reason, Score
 from features.online import OnlineReader, ServiceLayout
+from serving.api import RequestError
 from serving.champion import Champion, Champions
-
-
-class RequestError(Exception):
-    """Input the service cannot score, with an HTTP status and a machine-readable code."""
-
-    def __init__(self, status: int, code: str, message: str, detail: object = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.detail = status, code, message, detail
-
-    def body(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
 
 
 @dataclass(frozen=True)

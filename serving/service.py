@@ -2,6 +2,9 @@
 
 Start it with ``closedloop serve`` or ``bentoml serve serving.service:Closedloop``. Settings
 come from the environment (``CLOSEDLOOP_*``) once, here, at the service's entry point.
+
+BentoML imports this module in its supervisor process too, which only needs the routes: the
+model, online store and registry code (LightGBM, MLflow) is imported by the worker that scores.
 """
 
 from __future__ import annotations
@@ -9,24 +12,26 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import bentoml
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from closedloop.settings import Settings
-from features.online import OnlineReader, database_path, load_layouts
 from serving.api import (
     CellRequest,
     CustomerRequest,
     Health,
     ModelHealth,
+    RequestError,
     ScoreResponse,
     WhatIfRequest,
 )
-from serving.champion import Champions, ModelCache
-from serving.prediction_log import PredictionLog, log_schema
-from serving.scoring import RequestError, Scored, Scorer, running_clock
+
+if TYPE_CHECKING:
+    from features.online import OnlineReader
+    from serving.scoring import Scored
 
 SETTINGS = Settings()
 MODELS = ["churn", "fault"]
@@ -64,6 +69,8 @@ health_app = FastAPI()
 
 
 def _readers(settings: Settings) -> tuple[dict[str, OnlineReader], list[str]]:
+    from features.online import OnlineReader, database_path, load_layouts
+
     try:
         layouts = load_layouts(settings.home)
         return {
@@ -85,6 +92,9 @@ class Closedloop:
     """Scores customers for churn and cells for faults, with reasons, in real time."""
 
     def __init__(self) -> None:
+        from serving.champion import Champions, ModelCache
+        from serving.prediction_log import PredictionLog
+        from serving.scoring import Scorer, running_clock
         from training import registry
 
         registry.point_at(SETTINGS)  # opened later by the watcher, never blocking
@@ -94,8 +104,7 @@ class Closedloop:
         readers, self.problems = _readers(SETTINGS)
         self.scorer = Scorer(self.champions, readers, running_clock(SETTINGS.clock_start))
         self.log = PredictionLog(SETTINGS.home)
-        self._schemas: dict[tuple[str, str], object] = {}
-        self._versions: dict[str, str] = {}
+        self._versions: dict[str, str] = {}  # last version seen scoring, by model
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -184,15 +193,13 @@ class Closedloop:
 
     def _record(self, scored: Scored, source: str, seconds: float) -> None:
         champion = scored.champion
-        key = (champion.name, champion.version)
-        if key not in self._schemas:
-            self._schemas[key] = log_schema(champion.model)
-            old = self._versions.get(champion.name)
+        old = self._versions.get(champion.name)
+        if old != champion.version:
             if old is not None:
                 MODEL_VERSION.labels(model=champion.name, version=old).set(0)
             MODEL_VERSION.labels(model=champion.name, version=champion.version).set(1)
             self._versions[champion.name] = champion.version
-        self.log.append(champion.name, self._schemas[key], scored.log_rows)
+        self.log.append(champion, scored.log_rows)
         LATENCY.labels(model=champion.name, source=source).observe(seconds)
         for score in scored.scores:
             PROBABILITY.labels(model=champion.name).observe(score.probability)

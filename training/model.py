@@ -13,7 +13,6 @@ from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
@@ -128,13 +127,3 @@ class ScoringModel:
             calibration_x=np.asarray(meta["calibration_x"]),
             calibration_y=np.asarray(meta["calibration_y"]),
         )
-
-
-class PyfuncModel(mlflow.pyfunc.PythonModel):
-    """The MLflow face of a ScoringModel: ``predict`` returns calibrated probabilities."""
-
-    def load_context(self, context) -> None:
-        self.model = ScoringModel.load(Path(context.artifacts["scoring"]))
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self.model.score(model_input)

@@ -25,9 +25,19 @@ from mlflow.models import infer_signature
 
 from closedloop.settings import Profile, Settings
 from training.config import GateConfig
-from training.model import PyfuncModel, ScoringModel
+from training.model import ScoringModel
 
 CHAMPION = "champion"
+
+
+class PyfuncModel(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a ScoringModel: ``predict`` returns calibrated probabilities."""
+
+    def load_context(self, context) -> None:
+        self.model = ScoringModel.load(Path(context.artifacts["scoring"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.model.score(model_input)
 
 
 def tracking_uri(settings: Settings) -> str:

@@ -13,7 +13,7 @@ import pytest
 from closedloop.predictions import log_folder
 from closedloop.scores import Direction
 from serving.champion import Champion, Champions, ModelCache, RegistryVersion
-from serving.prediction_log import PredictionLog, log_schema
+from serving.prediction_log import PredictionLog
 from serving.scoring import RequestError, Scorer, check_supplied, running_clock, top_reasons
 from training.model import ScoringModel
 
@@ -190,9 +190,8 @@ def test_the_log_writes_every_queued_row_on_close_and_no_partial_files(model, tm
         }
         for i in range(20)
     ]
-    schema = log_schema(model)
     for start in range(0, 20, 3):
-        log.append("churn", schema, rows[start : start + 3])
+        log.append(champion(model, "1"), rows[start : start + 3])
     log.close()
     folder = log_folder(tmp_path, "churn")
     assert not list(folder.glob("*.partial"))

@@ -67,6 +67,11 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
     for name, value in outcome.metrics.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
+    if outcome.search:
+        console.print(
+            f"Optuna: {outcome.search['tune_trials']:.0f} trials, best validation PR AUC "
+            f"{outcome.search['tune_valid_pr_auc']:.4f}"
+        )
     rows = ", ".join(f"{k} {v:,}" for k, v in outcome.rows.items())
     verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
     console.print(f"snapshots: {rows}; gate: {verdict}")
@@ -85,9 +90,18 @@ def train(
     params: Annotated[
         Path | None, typer.Option(help="YAML whose train_<target> section overrides the defaults")
     ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=0, help="Optuna trials before the final fit (overrides tune.trials)"),
+    ] = None,
 ) -> None:
     """Train on point-in-time training sets, log to MLflow, register, and gate the champion."""
-    run_train(settings_of(ctx), target.value, train_config(target.value, params))
+    config = train_config(target.value, params)
+    if trials is not None:
+        config = config.model_copy(
+            update={"tune": config.tune.model_copy(update={"trials": trials})}
+        )
+    run_train(settings_of(ctx), target.value, config)
 
 
 @models_app.command("list")

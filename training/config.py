@@ -24,6 +24,15 @@ class LightGBMParams(_Strict):
     balance_classes: bool = Field(True, description="weight positives by the class ratio")
 
 
+class TuneConfig(_Strict):
+    """Optional Optuna search over the LightGBM parameters before the final fit."""
+
+    trials: int = Field(0, ge=0, description="trials to run; 0 trains with the given parameters")
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="stop starting trials after this long"
+    )
+
+
 class GateConfig(_Strict):
     """When a challenger may take the champion alias."""
 
@@ -57,6 +66,7 @@ class TrainConfig(_Strict):
     snapshot_every_hours: int = Field(gt=0, description="spacing of training snapshots")
     split: SplitConfig = SplitConfig()
     lightgbm: LightGBMParams = LightGBMParams()
+    tune: TuneConfig = TuneConfig()
     gate: GateConfig = GateConfig()
     action_budget: int = Field(100, ge=1, description="top-k for precision at the budget")
     increasing: tuple[str, ...] = Field(

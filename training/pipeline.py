@@ -25,6 +25,7 @@ from training.evaluate import Evaluation, evaluate
 from training.labels import churn_snapshots, fault_snapshots
 from training.model import ScoringModel
 from training.trainer import fit
+from training.tuning import search
 
 Target = Literal["churn", "fault"]
 SEGMENTS = {"churn": ["segment", "sla_tier", "region"], "fault": ["vendor", "technology"]}
@@ -103,6 +104,7 @@ class TrainOutcome:
     metrics: dict[str, float]
     decision: registry.GateDecision
     rows: dict[str, int]
+    search: dict[str, float]  # the Optuna search's trials and best validation PR AUC, if any
 
 
 def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutcome:
@@ -111,8 +113,21 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
     data["split"] = time_split(data["event_timestamp"], config)
     parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
     features = service_features(repository(settings).services[config.service])
+    params, search_info = config.lightgbm, {}
+    if config.tune.trials:
+        found = search(
+            parts["train"],
+            parts["valid"],
+            features,
+            params,
+            config.tune,
+            config.seed,
+            config.increasing,
+        )
+        params = found.params
+        search_info = {"tune_trials": found.trials, "tune_valid_pr_auc": found.valid_pr_auc}
     model, fit_info = fit(
-        parts["train"], parts["valid"], features, config.lightgbm, config.seed, config.increasing
+        parts["train"], parts["valid"], features, params, config.seed, config.increasing
     )
     test = parts["test"]
     scores = model.score(test)
@@ -137,7 +152,7 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(
             {
-                **config.lightgbm.model_dump(),
+                **params.model_dump(),
                 "horizon_hours": config.horizon_hours,
                 "snapshot_every_hours": config.snapshot_every_hours,
                 "split": json.dumps(config.split.model_dump()),
@@ -158,7 +173,7 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
         mlflow.log_metrics({f"valid_{k}": v for k, v in valid_metrics.items()})
-        mlflow.log_metrics(fit_info)
+        mlflow.log_metrics({**fit_info, **search_info})
         if champion_metrics is not None:
             mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_metrics.items()})
         with tempfile.TemporaryDirectory() as tmp:
@@ -184,4 +199,5 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
         metrics=evaluation.metrics,
         decision=decision,
         rows={name: len(part) for name, part in parts.items()},
+        search=search_info,
     )

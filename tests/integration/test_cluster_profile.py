@@ -16,6 +16,7 @@ from features.store import open_store
 
 pytestmark = pytest.mark.cluster
 CONFIG = WorldConfig(customers=300, days=10, seed=3, customers_per_cell=60)
+TRAINING = WorldConfig(customers=1_000, days=21, seed=5, customers_per_cell=25)
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -52,3 +53,28 @@ def test_features_apply_materialise_and_serve_on_postgres_and_redis(tmp_path, pr
     customers = pd.read_parquet(tmp_path / "offline/customers").set_index("customer_id")
     assert online["mrr"] == [pytest.approx(customers.loc["cus_0000001", "mrr"])]
     assert online["tenure_months"][0] > 0
+
+
+def test_training_tracks_and_registers_in_postgres(tmp_path, prepare, database):
+    from training.commands import train_config
+    from training.pipeline import train
+
+    prepare(tmp_path, TRAINING)
+    cluster = Settings(home=tmp_path, profile="cluster", postgres_dsn=SecretStr(database))
+    apply_repository(cluster)
+    config = train_config("fault", None)
+    config = config.model_copy(
+        update={"lightgbm": config.lightgbm.model_copy(update={"num_boost_round": 50})}
+    )
+    outcome = train(cluster, "fault", config)
+    with psycopg.connect(database) as connection:
+        versions = connection.execute(
+            "SELECT version FROM model_versions WHERE name = 'fault'"
+        ).fetchall()
+        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+        aliases = connection.execute(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = 'fault'"
+        ).fetchall()
+    assert versions == [(int(outcome.version),)], "the registry lives in PostgreSQL"
+    assert runs == 1
+    assert aliases == ([("champion", int(outcome.version))] if outcome.decision.promote else [])

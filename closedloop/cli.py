@@ -20,6 +20,7 @@ from closedloop.world import schemas
 from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
+from actions import commands as action_commands
 from features import commands as feature_commands
 from serving import commands as serving_commands
 from training import commands as training_commands
@@ -40,6 +41,10 @@ app.command("import-csv")(feature_commands.import_csv)
 app.command("train")(training_commands.train)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
+app.add_typer(action_commands.policy_app, name="policy")
+app.command("replay")(action_commands.replay)
+app.add_typer(action_commands.actions_app, name="actions")
+app.add_typer(action_commands.audit_app, name="audit")
 
 
 @app.callback()
@@ -256,6 +261,9 @@ def demo(
     serving_commands.run_demo_scoring(
         settings.model_copy(update={"clock_start": end}), customers, cells
     )
+
+    console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
+    action_commands.run_demo_actions(settings.model_copy(update={"clock_start": end}), end, cells[0])
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:

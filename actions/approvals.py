@@ -27,7 +27,9 @@ def expire(ledger: Ledger, now: datetime) -> int:
             "UPDATE decisions SET status = ?, reason = ? WHERE status = ? AND expires_at < ?",
             (Status.EXPIRED, "approval time ran out", Status.AWAITING_APPROVAL, stamp),
         )
-        audit.append(tx, [_entry(row, "expired", None, "approval time ran out", now) for row in late])
+        audit.append(
+            tx, [_entry(row, "expired", None, "approval time ran out", now) for row in late]
+        )
     return len(late)
 
 

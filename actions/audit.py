@@ -113,4 +113,6 @@ def query(
         clauses.append("(key = ? OR action = ?)")
         params += [action, action]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return ledger.read().rows(f"SELECT * FROM audit {where} ORDER BY seq LIMIT {int(limit)}", params)
+    return ledger.read().rows(
+        f"SELECT * FROM audit {where} ORDER BY seq LIMIT {int(limit)}", params
+    )

@@ -55,7 +55,9 @@ def read_events(path: Path) -> list[NetworkEvent]:
             where = ".".join(str(p) for p in first["loc"])
             problems.append(f"line {number}: {where + ': ' if where else ''}{first['msg']}")
     if problems:
-        shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+        shown = "; ".join(problems[:5]) + (
+            f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        )
         raise UserError(f"{path}: {len(problems)} bad event line(s), nothing replayed: {shown}")
     return events
 
@@ -75,7 +77,7 @@ def _runtime(settings: Settings, with_models: bool = True):
         return open_runtime(settings, scores)
     except PolicyError as error:
         raise UserError(f"{error}") from None
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
 
 
@@ -91,7 +93,7 @@ def replay(
     events = read_events(file)
     runtime = _runtime(settings, models)
     try:
-        outcomes = runtime.handle(events)
+        outcomes, _ = runtime.handle(events)
         print_outcomes(outcomes)
         print_ledger(runtime.ledger)
     finally:
@@ -138,7 +140,7 @@ def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for column in ("key", "action", "target", "priority", "value at risk", "status", "why"):
         table.add_column(column)
     for row in rows:
-        why = row["guard"] and f"{row['guard']}: {row['reason']}" or row["reason"] or ""
+        why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"] or ""
         table.add_row(
             row["key"], row["action"], row["target"], str(row["priority"]),
             f"{row['value_at_risk']:,.0f}", row["status"], why,
@@ -303,9 +305,7 @@ def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
     then the clear) and a re-sent copy of everything: what stage 6 replays."""
     world_events = settings.world_dir / "events" / "network_events.jsonl"
     recent = [
-        event
-        for event in read_events(world_events)
-        if event.occurred_at >= end - timedelta(days=1)
+        event for event in read_events(world_events) if event.occurred_at >= end - timedelta(days=1)
     ]
     onset = end - timedelta(hours=2)
 
@@ -337,9 +337,9 @@ def run_demo_actions(settings: Settings, end: datetime, cell_id: str) -> None:
     console.print(f"replaying {len(events):,} events from {path} (outage on {cell_id})")
     runtime = _runtime(settings)
     try:
-        print_outcomes(runtime.handle(events))
+        print_outcomes(runtime.handle(events)[0])
         print_ledger(runtime.ledger)
-        again = runtime.handle(events)
+        again, _ = runtime.handle(events)
         new = sum(len(o.decisions) for o in again)
         console.print(f"replayed the same file again: {new} new decisions (idempotent)")
         from actions import audit

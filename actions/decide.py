@@ -70,7 +70,7 @@ def _best_tier(customers: list[Customer]) -> str:
 
 
 def _applies(rule: Rule, event: NetworkEvent) -> bool:
-    return event.event_type in rule.on and (
+    return event.event_type in rule.events and (
         rule.severities is None or event.severity in rule.severities
     )
 

@@ -7,7 +7,14 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from closedloop.events import EventType, Severity
 
@@ -90,7 +97,7 @@ class Rule(_Strict):
 
     id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
-    on: list[EventType] = Field(min_length=1, description="event types that trigger the rule")
+    events: list[EventType] = Field(min_length=1, description="event types that trigger it")
     severities: list[Severity] | None = Field(None, description="event severities; all if absent")
     target: Target = Field(description="one action per cell, or one per affected customer")
     score: ScoreName = Field(description="model whose probability the threshold applies to")
@@ -105,14 +112,15 @@ class Rule(_Strict):
     )  # fmt: skip
     runbook: str = Field(description="runbook id: actions/runbooks/<id>.md")
 
-    @model_validator(mode="after")
-    def _thresholds_are_probabilities(self) -> Rule:
-        if "default" not in self.threshold:
-            raise ValueError("threshold needs a 'default' entry")
-        bad = {tier: p for tier, p in self.threshold.items() if not 0 <= p <= 1}
+    @field_validator("threshold")
+    @classmethod
+    def _thresholds_are_probabilities(cls, threshold: dict[str, float]) -> dict[str, float]:
+        if "default" not in threshold:
+            raise ValueError("needs a 'default' entry")
+        bad = {tier: p for tier, p in threshold.items() if not 0 <= p <= 1}
         if bad:
-            raise ValueError(f"thresholds must lie in [0, 1], got {bad}")
-        return self
+            raise ValueError(f"probabilities must lie in [0, 1], got {bad}")
+        return threshold
 
     def threshold_for(self, tier: str) -> float:
         return self.threshold.get(tier, self.threshold["default"])

@@ -126,12 +126,10 @@ class Processor:
                 return Outcome(event.event_id, "duplicate")
             kind, incident = self._classify(tx, event)
             outcome = Outcome(event.event_id, kind, incident)
+            seen = {"event": event.model_dump(mode="json"), "outcome": kind}
             entries = [
-                Entry(
-                    "event", self.clock(), {"event": event.model_dump(mode="json"), "outcome": kind},
-                    event.event_id, event.customer_id, event.cell_id,
-                )
-            ]  # fmt: skip
+                Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
+            ]
             if kind == "resolved":
                 entries += self._resolve(tx, event, incident)
             if kind == "new":
@@ -267,7 +265,8 @@ class Processor:
             chunk = keys[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
             found |= {
-                r["key"] for r in tx.rows(f"SELECT key FROM decisions WHERE key IN ({marks})", chunk)
+                r["key"]
+                for r in tx.rows(f"SELECT key FROM decisions WHERE key IN ({marks})", chunk)
             }
         return found
 
@@ -318,9 +317,7 @@ class Processor:
             _iso(now), expires if status == Status.AWAITING_APPROVAL else None,
         )  # fmt: skip
 
-    def _entry(
-        self, d: Decision, status: str, results: list[GuardResult], now: datetime
-    ) -> Entry:
+    def _entry(self, d: Decision, status: str, results: list[GuardResult], now: datetime) -> Entry:
         payload = {
             "event_id": d.event_id,
             "incident": d.incident,

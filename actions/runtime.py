@@ -7,6 +7,7 @@ with the champions loaded in-process. Opening delivers whatever a previous run l
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,9 @@ def open_ledger(settings: Settings) -> Ledger:
 
 def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, Adapter]:
     """An HTTP adapter where an endpoint is configured, the local outbox elsewhere."""
+    unknown = set(settings.action_endpoints) - {a.value for a in ActionType}
+    if unknown:
+        raise ValueError(f"action_endpoints: unknown action type(s) {', '.join(sorted(unknown))}")
     outbox = OutboxAdapter(settings.home / "actions" / "outbox")
     return {
         action: HttpAdapter(url, settings.action_timeout_seconds, client)
@@ -47,13 +51,13 @@ class Runtime:
     pause_seconds: float
     client: httpx.Client
 
-    def handle(self, events: list[NetworkEvent]) -> list[Outcome]:
-        """Decide and commit each event, then deliver what is pending."""
+    def handle(self, events: list[NetworkEvent]) -> tuple[list[Outcome], Counter[str]]:
+        """Decide and commit each event, then deliver what is pending; returns the outcomes
+        and the delivery results by status."""
         outcomes = [self.processor.process(event) for event in events]
         if self.pause_seconds:
             time.sleep(self.pause_seconds)  # a window to kill the process in (tests)
-        self.dispatcher.drain()
-        return outcomes
+        return outcomes, self.dispatcher.drain()
 
     def close(self) -> None:
         self.client.close()

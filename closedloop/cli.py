@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from actions import commands as action_commands
 from closedloop import __version__
 from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, err_console, settings_of
@@ -20,7 +21,6 @@ from closedloop.world import schemas
 from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
-from actions import commands as action_commands
 from features import commands as feature_commands
 from serving import commands as serving_commands
 from training import commands as training_commands
@@ -263,7 +263,8 @@ def demo(
     )
 
     console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
-    action_commands.run_demo_actions(settings.model_copy(update={"clock_start": end}), end, cells[0])
+    in_world_time = settings.model_copy(update={"clock_start": end})
+    action_commands.run_demo_actions(in_world_time, end, cells[0])
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     )
     action_endpoints: dict[str, str] = Field(
         default_factory=dict,
-        description="HTTP endpoint by action type (JSON, e.g. {\"trouble_ticket\": \"http://...\"}); "
-        "types not listed go to the local outbox HOME/actions/outbox",
+        description="HTTP endpoint by action type, as JSON, e.g. "
+        '{"trouble_ticket": "http://..."}; types not listed go to the local outbox '
+        "HOME/actions/outbox",
     )
     action_retries: int = Field(3, ge=0, le=10, description="retries of a failed delivery")
     action_backoff_seconds: float = Field(

@@ -29,8 +29,9 @@ class Entry:
 
 
 def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    content = dumps([row[c] for c in COLUMNS])
-    return hashlib.sha256(f"{prev_hash}|{content}".encode()).hexdigest()
+    """SHA-256 of the previous hash and this row's columns (``repr`` tells None from "")."""
+    content = "\x1f".join([prev_hash, *(repr(row[c]) for c in COLUMNS)])
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def append(tx: Tx, entries: list[Entry]) -> None:

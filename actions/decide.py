@@ -36,7 +36,7 @@ class Situation:
     fault: Score | None = None  # of the event's cell
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """An action the policy asks for, before guards and approval."""
 

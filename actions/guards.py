@@ -5,6 +5,7 @@ ledger says was already done. A decision a guard stops is recorded as suppressed
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,86 +65,80 @@ class GuardBook:
         return book
 
     def check(self, decision: Decision, at: datetime) -> list[GuardResult]:
-        """Every guard that concerns the decision, passed or not, in a fixed order."""
+        """Every guard that concerns the decision, passed or not, in a fixed order; a failed
+        guard says why."""
         g = self.guards
-        results = []
-        target, action = decision.target, decision.action
-        blocked = target in g.block or decision.customer_id in g.block
-        results.append(GuardResult("block_list", not blocked, "target is on the block list"))
-        if action in CONTACT_ACTIONS and decision.customer_id is not None:
-            refused = decision.customer_id in g.do_not_contact or decision.customer_id in (
-                self.opted_out
-            )
-            results.append(GuardResult("do_not_contact", not refused, "customer is do-not-contact"))
+        results: list[GuardResult] = []
+
+        def guard(name: str, passed: bool, reason: Callable[[], str]) -> None:
+            results.append(GuardResult(name, passed, "" if passed else reason()))
+
+        target, action, customer = decision.target, decision.action, decision.customer_id
+        blocked = target in g.block or customer in g.block
+        guard("block_list", not blocked, lambda: "target is on the block list")
+        if action in CONTACT_ACTIONS and customer is not None:
+            refused = customer in g.do_not_contact or customer in self.opted_out
+            guard("do_not_contact", not refused, lambda: "customer is do-not-contact")
         history = self.taken.get((target, action), [])
         for limit in g.frequency:
             if limit.action is action:
                 since = at - timedelta(hours=limit.window_hours)
                 count = sum(1 for t in history if since <= t <= at)
-                results.append(
-                    GuardResult(
-                        "frequency",
-                        count < limit.max,
-                        f"{count} {action.value} for {target} within {limit.window_hours:g} h "
-                        f"(max {limit.max})",
-                    )
+                guard(
+                    "frequency",
+                    count < limit.max,
+                    lambda count=count, limit=limit: (
+                        f"{count} {action.value} for {target} within "
+                        f"{limit.window_hours:g} h (max {limit.max})"
+                    ),
                 )
         if action in g.cooldown_hours:
             hours = g.cooldown_hours[action]
             last = max((t for t in history if t <= at), default=None)
-            cooling = last is not None and at - last < timedelta(hours=hours)
-            results.append(
-                GuardResult(
-                    "cooldown",
-                    not cooling,
+            guard(
+                "cooldown",
+                last is None or at - last >= timedelta(hours=hours),
+                lambda: (
                     f"last {action.value} for {target} at {last:%Y-%m-%d %H:%M} "
                     f"(cooldown {hours:g} h)"
-                    if last is not None
-                    else "",
-                )
+                ),
             )
-        if action in g.amount and decision.amount is not None:
+        amount = decision.amount
+        if action in g.amount and amount is not None:
             limits = g.amount[action]
-            inside = limits.min <= decision.amount <= limits.max
-            results.append(
-                GuardResult(
-                    "amount",
-                    inside,
-                    f"amount {decision.amount:g} outside [{limits.min:g}, {limits.max:g}]",
-                )
+            guard(
+                "amount",
+                limits.min <= amount <= limits.max,
+                lambda: f"amount {amount:g} outside [{limits.min:g}, {limits.max:g}]",
             )
-        if action is ActionType.BILL_CREDIT and g.credit_budget and decision.amount is not None:
+        if action is ActionType.BILL_CREDIT and g.credit_budget and amount is not None:
             budget = g.credit_budget
             day = self.credits_by_day.get(at.date().isoformat(), 0.0)
-            results.append(
-                GuardResult(
-                    "credit_budget_day",
-                    day + decision.amount <= budget.per_day,
-                    f"credits today {day:g} + {decision.amount:g} > {budget.per_day:g}",
-                )
+            guard(
+                "credit_budget_day",
+                day + amount <= budget.per_day,
+                lambda: f"credits today {day:g} + {amount:g} > {budget.per_day:g}",
             )
-            customer = sum(
-                amount
-                for when, amount in self.credits_by_customer.get(target, [])
+            given = sum(
+                value
+                for when, value in self.credits_by_customer.get(target, [])
                 if at - CREDIT_WINDOW <= when <= at
             )
-            results.append(
-                GuardResult(
-                    "credit_budget_customer",
-                    customer + decision.amount <= budget.per_customer,
-                    f"credits to {target} in 30 days {customer:g} + {decision.amount:g} "
-                    f"> {budget.per_customer:g}",
-                )
+            guard(
+                "credit_budget_customer",
+                given + amount <= budget.per_customer,
+                lambda: (
+                    f"credits to {target} in 30 days {given:g} + {amount:g} "
+                    f"> {budget.per_customer:g}"
+                ),
             )
         if action in INCIDENT_ACTIONS and g.max_open_incidents is not None:
-            results.append(
-                GuardResult(
-                    "max_open_incidents",
-                    self.open_incidents < g.max_open_incidents,
-                    f"{self.open_incidents} incidents open (max {g.max_open_incidents})",
-                )
+            guard(
+                "max_open_incidents",
+                self.open_incidents < g.max_open_incidents,
+                lambda: f"{self.open_incidents} incidents open (max {g.max_open_incidents})",
             )
-        return [r if not r.passed else GuardResult(r.guard, True) for r in results]
+        return results
 
     def record(self, decision: Decision, at: datetime) -> None:
         """Count a decision that passed, so the next ones in the same batch see it."""

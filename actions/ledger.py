@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS alarms (
 CREATE TABLE IF NOT EXISTS outages (
     outage_id TEXT PRIMARY KEY, cell_id TEXT NOT NULL, opened_at TEXT NOT NULL,
     resolved_at TEXT);
+CREATE INDEX IF NOT EXISTS outages_cell ON outages (cell_id) WHERE resolved_at IS NULL;
 CREATE TABLE IF NOT EXISTS decisions (
     key TEXT PRIMARY KEY, incident TEXT NOT NULL, event_id TEXT NOT NULL,
     rule_id TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, cell_id TEXT NOT NULL,
@@ -40,6 +41,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_cell ON decisions (cell_id, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_status ON decisions (status);
 CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
+CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
+    WHERE action = 'bill_credit';
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions (action, status) WHERE resolved_at IS NULL;
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT,
     customer_id TEXT, cell_id TEXT, action TEXT, key TEXT, payload TEXT NOT NULL,
@@ -111,6 +115,7 @@ class Ledger:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
         connection.execute("PRAGMA busy_timeout=30000")
         return cls(connection, postgres=False)
 
@@ -184,5 +189,5 @@ class Ledger:
 
 
 def dumps(value: object) -> str:
-    """Canonical JSON: the same value always gives the same text (the audit hashes it)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """Compact JSON as stored (the audit hashes the stored text, so key order is free)."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -184,8 +184,16 @@ class Policy(_Strict):
             seen.add(rule.id)
         return self
 
+    @field_validator("priorities")
+    @classmethod
+    def _highest_band_first(cls, bands: list[PriorityBand]) -> list[PriorityBand]:
+        floors = [band.min_value_at_risk for band in bands]
+        if floors != sorted(floors, reverse=True):
+            raise ValueError("list the bands from the highest min_value_at_risk down")
+        return bands
+
     def priority(self, value_at_risk: float) -> int:
-        for band in sorted(self.priorities, key=lambda b: -b.min_value_at_risk):
+        for band in self.priorities:
             if value_at_risk >= band.min_value_at_risk:
                 return band.priority
         return 4

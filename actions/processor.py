@@ -117,35 +117,48 @@ class Processor:
         self.opted_out = directory.opted_out
         guards = policy.guards
         hours = [f.window_hours for f in guards.frequency] + list(guards.cooldown_hours.values())
+        self._params: dict[str, str] = {}  # JSON of each rule's action parameters
         self.lookback = max([timedelta(hours=max(hours, default=0)), CREDIT_WINDOW])
 
     def process(self, event: NetworkEvent) -> Outcome:
         """Classify, decide and commit one event; a repeat of a known event changes nothing."""
+        return self.process_many([event])[0]
+
+    def process_many(self, events: list[NetworkEvent]) -> list[Outcome]:
+        """Events in order, committed together in one transaction (all or none)."""
+        outcomes, entries = [], []
         with self.ledger.write() as tx:
-            if tx.value("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)):
-                return Outcome(event.event_id, "duplicate")
-            kind, incident = self._classify(tx, event)
-            outcome = Outcome(event.event_id, kind, incident)
-            seen = {"event": event.model_dump(mode="json"), "outcome": kind}
-            entries = [
-                Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
-            ]
-            if kind == "resolved":
-                entries += self._resolve(tx, event, incident)
-            if kind == "new":
-                outcome, more = self._decide(tx, event, incident)
+            for event in events:
+                outcome, more = self._process(tx, event)
+                outcomes.append(outcome)
                 entries += more
-            tx.run(
-                "INSERT INTO events (event_id, event_type, cell_id, alarm_id, occurred_at,"
-                " received_at, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.event_id, event.event_type.value, event.cell_id, event.alarm_id,
-                    _iso(event.occurred_at), _iso(self.clock()), outcome.outcome,
-                    event.model_dump_json(),
-                ),
-            )  # fmt: skip
             audit.append(tx, entries)
-        return outcome
+        return outcomes
+
+    def _process(self, tx: Tx, event: NetworkEvent) -> tuple[Outcome, list[Entry]]:
+        if tx.value("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)):
+            return Outcome(event.event_id, "duplicate"), []
+        kind, incident = self._classify(tx, event)
+        outcome = Outcome(event.event_id, kind, incident)
+        seen = {"event": event.model_dump(mode="json"), "outcome": kind}
+        entries = [
+            Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
+        ]
+        if kind == "resolved":
+            entries += self._resolve(tx, event, incident)
+        if kind == "new":
+            outcome, more = self._decide(tx, event, incident)
+            entries += more
+        tx.run(
+            "INSERT INTO events (event_id, event_type, cell_id, alarm_id, occurred_at,"
+            " received_at, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.event_id, event.event_type.value, event.cell_id, event.alarm_id,
+                _iso(event.occurred_at), _iso(self.clock()), outcome.outcome,
+                event.model_dump_json(),
+            ),
+        )  # fmt: skip
+        return outcome, entries
 
     def _classify(self, tx: Tx, event: NetworkEvent) -> tuple[str, str | None]:
         """new (acts), repeated_alarm, grouped (joins an open outage), resolved, unmatched."""
@@ -225,11 +238,15 @@ class Processor:
         situation = self._situation(event, incident)
         decisions = decide(situation, self.policy)
         at = event.occurred_at.astimezone(UTC)
-        book = self._guard_book(tx, event.cell_id, at)
+        book = self._guard_book(tx, event.cell_id, at, {d.action for d in decisions})
         keys = [d.key for d in decisions]
         existing = self._existing(tx, keys)
         now = self.clock()
-        expires = _iso(now + timedelta(minutes=self.policy.approval_ttl_minutes))
+        stamps = (
+            _iso(at),
+            _iso(now),
+            _iso(now + timedelta(minutes=self.policy.approval_ttl_minutes)),
+        )
         rows, entries, shown = [], [], []
         for decision in decisions:
             if decision.key in existing:
@@ -245,7 +262,7 @@ class Processor:
                     if decision.needs_approval
                     else (Status.PENDING, None, None)
                 )
-            rows.append(self._row(decision, status, guard, reason, at, now, expires))
+            rows.append(self._row(decision, status, guard, reason, stamps))
             entries.append(self._entry(decision, status, results, now))
             shown.append(_shown(decision, status, guard, reason))
         tx.many(
@@ -270,7 +287,13 @@ class Processor:
             }
         return found
 
-    def _guard_book(self, tx: Tx, cell_id: str, at: datetime) -> GuardBook:
+    def _guard_book(
+        self, tx: Tx, cell_id: str, at: datetime, actions: set[ActionType]
+    ) -> GuardBook:
+        """What the guards need to know, asking the ledger only about the actions at hand."""
+        guards = self.policy.guards
+        if not actions:
+            return GuardBook(guards)
         marks = ", ".join("?" for _ in TAKEN)
         taken = [
             Taken(r["target"], ActionType(r["action"]), datetime.fromisoformat(r["decided_at"]),
@@ -282,20 +305,30 @@ class Processor:
             )
         ]  # fmt: skip
         day = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        credits = tx.value(
-            f"SELECT COALESCE(SUM(amount), 0) FROM decisions WHERE action = ? AND decided_at >= ?"
-            f" AND decided_at < ? AND status IN ({marks})",
-            (ActionType.BILL_CREDIT.value, _iso(day), _iso(day + timedelta(days=1)), *TAKEN),
-        )
-        incident_actions = tuple(a.value for a in INCIDENT_ACTIONS)
-        open_incidents = tx.value(
-            f"SELECT COUNT(*) FROM decisions WHERE resolved_at IS NULL"
-            f" AND action IN ({', '.join('?' for _ in incident_actions)})"
-            f" AND status IN (?, ?, ?)",
-            (*incident_actions, Status.PENDING, Status.DISPATCHED, Status.AWAITING_APPROVAL),
-        )
+        credits = 0.0
+        if ActionType.BILL_CREDIT in actions and guards.credit_budget is not None:
+            credits = tx.value(
+                f"SELECT COALESCE(SUM(amount), 0) FROM decisions WHERE action = 'bill_credit'"
+                f" AND decided_at >= ? AND decided_at < ? AND status IN ({marks})",
+                (_iso(day), _iso(day + timedelta(days=1)), *TAKEN),
+            )
+        open_incidents = 0
+        if actions & INCIDENT_ACTIONS and guards.max_open_incidents is not None:
+            incident_actions = tuple(a.value for a in INCIDENT_ACTIONS)
+            open_incidents = tx.value(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE resolved_at IS NULL"
+                f" AND action IN ({', '.join('?' for _ in incident_actions)})"
+                f" AND status IN (?, ?, ?) LIMIT ?) AS open_incidents",
+                (
+                    *incident_actions,
+                    Status.PENDING,
+                    Status.DISPATCHED,
+                    Status.AWAITING_APPROVAL,
+                    guards.max_open_incidents,
+                ),
+            )  # fmt: skip (counting stops at the cap: that is all the guard needs)
         return GuardBook.load(
-            self.policy.guards, taken, {day.date().isoformat(): float(credits)},
+            guards, taken, {day.date().isoformat(): float(credits)},
             int(open_incidents), self.opted_out,
         )  # fmt: skip
 
@@ -305,16 +338,18 @@ class Processor:
         status: str,
         guard: str | None,
         reason: str | None,
-        at: datetime,
-        now: datetime,
-        expires: str,
+        stamps: tuple[str, str, str],
     ) -> tuple:
+        decided_at, created_at, expires_at = stamps
+        params = self._params.get(d.rule_id)
+        if params is None:
+            params = self._params[d.rule_id] = json.dumps(d.params, sort_keys=True)
         return (
             d.key, d.incident, d.event_id, d.rule_id, d.action.value, d.target, d.cell_id,
             d.customer_id, d.priority, d.probability, d.value_at_risk, d.amount, d.impact,
-            d.runbook, json.dumps(d.params, sort_keys=True), self.policy.version,
-            d.score.model_version if d.score else None, status, guard, reason, _iso(at),
-            _iso(now), expires if status == Status.AWAITING_APPROVAL else None,
+            d.runbook, params, self.policy.version,
+            d.score.model_version if d.score else None, status, guard, reason, decided_at,
+            created_at, expires_at if status == Status.AWAITING_APPROVAL else None,
         )  # fmt: skip
 
     def _entry(self, d: Decision, status: str, results: list[GuardResult], now: datetime) -> Entry:

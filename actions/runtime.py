@@ -54,7 +54,7 @@ class Runtime:
     def handle(self, events: list[NetworkEvent]) -> tuple[list[Outcome], Counter[str]]:
         """Decide and commit each event, then deliver what is pending; returns the outcomes
         and the delivery results by status."""
-        outcomes = [self.processor.process(event) for event in events]
+        outcomes = self.processor.process_many(events)
         if self.pause_seconds:
             time.sleep(self.pause_seconds)  # a window to kill the process in (tests)
         return outcomes, self.dispatcher.drain()

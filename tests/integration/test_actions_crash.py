@@ -91,7 +91,8 @@ def test_kill_between_decide_and_dispatch_loses_nothing_and_duplicates_nothing(h
         pytest.fail("the replay never committed its decisions")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    pending = {k for (k,) in ledger_rows(home, "SELECT key FROM decisions WHERE status = 'pending'")}
+    waiting = ledger_rows(home, "SELECT key FROM decisions WHERE status = 'pending'")
+    pending = {key for (key,) in waiting}
     assert pending and receiver.received == []  # committed, not yet delivered
 
     second = replay(home, path, receiver)

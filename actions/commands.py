@@ -123,16 +123,19 @@ def print_ledger(ledger) -> None:
         table.add_row(action, *(f"{counts.get((action, s), 0):,}" for s in statuses))
     console.print(table)
     guards = ledger.suppressed_by_guard()
-    if guards:
-        by_guard = Table(title="suppressed, by guard")
-        by_guard.add_column("guard")
-        by_guard.add_column("decisions", justify="right")
-        for guard, n in sorted(guards.items(), key=lambda item: -item[1]):
-            by_guard.add_row(guard, f"{n:,}")
-        console.print(by_guard)
+    by_guard = Table(title=f"suppressed by guard: {sum(guards.values()):,}")
+    by_guard.add_column("guard")
+    by_guard.add_column("decisions", justify="right")
+    for guard, n in sorted(guards.items(), key=lambda item: -item[1]):
+        by_guard.add_row(guard, f"{n:,}")
+    console.print(by_guard)
     waiting = ledger.decisions(status=Status.AWAITING_APPROVAL, limit=10)
-    if waiting:
-        console.print(_decision_table("waiting for approval (first 10)", waiting))
+    total = counts_of(counts, Status.AWAITING_APPROVAL)
+    console.print(_decision_table(f"waiting for approval: {total:,} (first 10)", waiting))
+
+
+def counts_of(counts: dict[tuple[str, str], int], status: str) -> int:
+    return sum(n for (_, s), n in counts.items() if s == status)
 
 
 def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:

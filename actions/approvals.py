@@ -20,12 +20,13 @@ def expire(ledger: Ledger, now: datetime) -> int:
     stamp = now.isoformat()
     with ledger.write() as tx:
         late = tx.rows(
-            "SELECT * FROM decisions WHERE status = ? AND expires_at < ?",
-            (Status.AWAITING_APPROVAL, stamp),
+            "SELECT * FROM decisions WHERE status = 'awaiting_approval' AND expires_at < ?",
+            (stamp,),
         )
         tx.run(
-            "UPDATE decisions SET status = ?, reason = ? WHERE status = ? AND expires_at < ?",
-            (Status.EXPIRED, "approval time ran out", Status.AWAITING_APPROVAL, stamp),
+            "UPDATE decisions SET status = ?, reason = ?"
+            " WHERE status = 'awaiting_approval' AND expires_at < ?",
+            (Status.EXPIRED, "approval time ran out", stamp),
         )
         audit.append(
             tx, [_entry(row, "expired", None, "approval time ran out", now) for row in late]

@@ -28,10 +28,10 @@ class Entry:
     key: str | None = None
 
 
-def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """SHA-256 of the previous hash and this row's columns (``repr`` tells None from "")."""
-    content = "\x1f".join([prev_hash, *(repr(row[c]) for c in COLUMNS)])
-    return hashlib.sha256(content.encode()).hexdigest()
+def row_hash(prev_hash: str, values: tuple) -> str:
+    """SHA-256 of the previous hash and this row's ``COLUMNS`` values (``repr`` tells None
+    from "" and 1 from "1")."""
+    return hashlib.sha256(f"{prev_hash}{values!r}".encode()).hexdigest()
 
 
 def append(tx: Tx, entries: list[Entry]) -> None:
@@ -43,19 +43,12 @@ def append(tx: Tx, entries: list[Entry]) -> None:
     rows = []
     for entry in entries:
         seq += 1
-        row = {
-            "seq": seq,
-            "at": entry.at.isoformat(),
-            "kind": entry.kind,
-            "event_id": entry.event_id,
-            "customer_id": entry.customer_id,
-            "cell_id": entry.cell_id,
-            "action": entry.action,
-            "key": entry.key,
-            "payload": dumps(entry.payload),
-        }
-        digest = row_hash(prev, row)
-        rows.append([*(row[c] for c in COLUMNS), prev, digest])
+        values = (
+            seq, entry.at.isoformat(), entry.kind, entry.event_id, entry.customer_id,
+            entry.cell_id, entry.action, entry.key, dumps(entry.payload),
+        )  # fmt: skip
+        digest = row_hash(prev, values)
+        rows.append((*values, prev, digest))
         prev = digest
     tx.many(
         "INSERT INTO audit (seq, at, kind, event_id, customer_id, cell_id, action, key, payload,"
@@ -90,7 +83,7 @@ def verify(ledger: Ledger, batch: int = 10_000) -> Verdict:
                 return Verdict(count, expected_seq, f"row {expected_seq} is missing")
             if row["prev_hash"] != prev:
                 return Verdict(count, row["seq"], "link to the previous row is broken")
-            if row_hash(prev, row) != row["hash"]:
+            if row_hash(prev, tuple(row[c] for c in COLUMNS)) != row["hash"]:
                 return Verdict(count, row["seq"], "content does not match its hash")
             prev, expected_seq, count = row["hash"], expected_seq + 1, count + 1
 

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
     resolved_at TEXT);
 CREATE INDEX IF NOT EXISTS decisions_cell ON decisions (cell_id, decided_at);
-CREATE INDEX IF NOT EXISTS decisions_status ON decisions (status);
+CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
+    WHERE status IN ('pending', 'awaiting_approval');
 CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
 CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
     WHERE action = 'bill_credit';
@@ -188,6 +189,9 @@ class Ledger:
         return {r["guard"]: int(r["n"]) for r in rows}
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def dumps(value: object) -> str:
     """Compact JSON as stored (the audit hashes the stored text, so key order is free)."""
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)

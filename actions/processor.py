@@ -402,9 +402,8 @@ class Dispatcher:
         """Deliver every pending decision, most urgent first; returns counts by result."""
         results: Counter[str] = Counter()
         pending = self.ledger.read().rows(
-            f"SELECT * FROM decisions WHERE status = ? ORDER BY priority, created_at, key"
+            f"SELECT * FROM decisions WHERE status = 'pending' ORDER BY priority, created_at, key"
             f" LIMIT {int(limit)}",
-            (Status.PENDING,),
         )
         for decision in pending:
             results[self.dispatch(decision)] += 1

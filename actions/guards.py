@@ -5,9 +5,9 @@ ledger says was already done. A decision a guard stops is recorded as suppressed
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from actions.decide import Decision
 from actions.policy import CONTACT_ACTIONS, INCIDENT_ACTIONS, ActionType, Guards
@@ -15,8 +15,7 @@ from actions.policy import CONTACT_ACTIONS, INCIDENT_ACTIONS, ActionType, Guards
 CREDIT_WINDOW = timedelta(days=30)
 
 
-@dataclass(frozen=True)
-class GuardResult:
+class GuardResult(NamedTuple):
     guard: str
     passed: bool
     reason: str = ""
@@ -68,75 +67,96 @@ class GuardBook:
         """Every guard that concerns the decision, passed or not, in a fixed order; a failed
         guard says why."""
         g = self.guards
-        results: list[GuardResult] = []
-
-        def guard(name: str, passed: bool, reason: Callable[[], str]) -> None:
-            results.append(GuardResult(name, passed, "" if passed else reason()))
-
         target, action, customer = decision.target, decision.action, decision.customer_id
         blocked = target in g.block or customer in g.block
-        guard("block_list", not blocked, lambda: "target is on the block list")
+        results = [GuardResult("block_list", not blocked, "on the block list" if blocked else "")]
         if action in CONTACT_ACTIONS and customer is not None:
             refused = customer in g.do_not_contact or customer in self.opted_out
-            guard("do_not_contact", not refused, lambda: "customer is do-not-contact")
-        history = self.taken.get((target, action), [])
+            results.append(
+                GuardResult("do_not_contact", not refused, "do-not-contact" if refused else "")
+            )
+        history = self.taken.get((target, action), ())
         for limit in g.frequency:
             if limit.action is action:
                 since = at - timedelta(hours=limit.window_hours)
                 count = sum(1 for t in history if since <= t <= at)
-                guard(
-                    "frequency",
-                    count < limit.max,
-                    lambda count=count, limit=limit: (
-                        f"{count} {action.value} for {target} within "
-                        f"{limit.window_hours:g} h (max {limit.max})"
-                    ),
+                passed = count < limit.max
+                results.append(
+                    GuardResult(
+                        "frequency",
+                        passed,
+                        ""
+                        if passed
+                        else f"{count} {action.value} for {target} within "
+                        f"{limit.window_hours:g} h (max {limit.max})",
+                    )
                 )
-        if action in g.cooldown_hours:
-            hours = g.cooldown_hours[action]
+        hours = g.cooldown_hours.get(action)
+        if hours is not None:
             last = max((t for t in history if t <= at), default=None)
-            guard(
-                "cooldown",
-                last is None or at - last >= timedelta(hours=hours),
-                lambda: (
-                    f"last {action.value} for {target} at {last:%Y-%m-%d %H:%M} "
-                    f"(cooldown {hours:g} h)"
-                ),
+            passed = last is None or at - last >= timedelta(hours=hours)
+            results.append(
+                GuardResult(
+                    "cooldown",
+                    passed,
+                    ""
+                    if passed
+                    else f"last {action.value} for {target} at "
+                    f"{last:%Y-%m-%d %H:%M} (cooldown {hours:g} h)",
+                )
             )
         amount = decision.amount
-        if action in g.amount and amount is not None:
-            limits = g.amount[action]
-            guard(
-                "amount",
-                limits.min <= amount <= limits.max,
-                lambda: f"amount {amount:g} outside [{limits.min:g}, {limits.max:g}]",
+        if amount is None:
+            return self._incidents(results, action)
+        limits = g.amount.get(action)
+        if limits is not None:
+            passed = limits.min <= amount <= limits.max
+            results.append(
+                GuardResult(
+                    "amount",
+                    passed,
+                    "" if passed else f"amount {amount:g} outside [{limits.min:g}, {limits.max:g}]",
+                )
             )
-        if action is ActionType.BILL_CREDIT and g.credit_budget and amount is not None:
-            budget = g.credit_budget
+        budget = g.credit_budget
+        if action is ActionType.BILL_CREDIT and budget is not None:
             day = self.credits_by_day.get(at.date().isoformat(), 0.0)
-            guard(
-                "credit_budget_day",
-                day + amount <= budget.per_day,
-                lambda: f"credits today {day:g} + {amount:g} > {budget.per_day:g}",
+            passed = day + amount <= budget.per_day
+            results.append(
+                GuardResult(
+                    "credit_budget_day",
+                    passed,
+                    "" if passed else f"credits today {day:g} + {amount:g} > {budget.per_day:g}",
+                )
             )
             given = sum(
                 value
-                for when, value in self.credits_by_customer.get(target, [])
+                for when, value in self.credits_by_customer.get(target, ())
                 if at - CREDIT_WINDOW <= when <= at
             )
-            guard(
-                "credit_budget_customer",
-                given + amount <= budget.per_customer,
-                lambda: (
-                    f"credits to {target} in 30 days {given:g} + {amount:g} "
-                    f"> {budget.per_customer:g}"
-                ),
+            passed = given + amount <= budget.per_customer
+            results.append(
+                GuardResult(
+                    "credit_budget_customer",
+                    passed,
+                    ""
+                    if passed
+                    else f"credits to {target} in 30 days {given:g} + {amount:g} "
+                    f"> {budget.per_customer:g}",
+                )
             )
-        if action in INCIDENT_ACTIONS and g.max_open_incidents is not None:
-            guard(
-                "max_open_incidents",
-                self.open_incidents < g.max_open_incidents,
-                lambda: f"{self.open_incidents} incidents open (max {g.max_open_incidents})",
+        return self._incidents(results, action)
+
+    def _incidents(self, results: list[GuardResult], action: ActionType) -> list[GuardResult]:
+        cap = self.guards.max_open_incidents
+        if action in INCIDENT_ACTIONS and cap is not None:
+            passed = self.open_incidents < cap
+            results.append(
+                GuardResult(
+                    "max_open_incidents",
+                    passed,
+                    "" if passed else f"{self.open_incidents} incidents open (max {cap})",
+                )
             )
         return results
 

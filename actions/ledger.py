@@ -44,7 +44,8 @@ CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
 CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
 CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
     WHERE action = 'bill_credit';
-CREATE INDEX IF NOT EXISTS decisions_open ON decisions (action, status) WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions (status) WHERE resolved_at IS NULL
+    AND action IN ('trouble_ticket', 'escalate_incident', 'field_dispatch');
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT,
     customer_id TEXT, cell_id TEXT, action TEXT, key TEXT, payload TEXT NOT NULL,

@@ -26,6 +26,7 @@ from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
 
 CUSTOMERS_TABLE = Path("inventory/customers.parquet")
+INCIDENT_SQL = ", ".join(f"'{a.value}'" for a in sorted(INCIDENT_ACTIONS))  # as in the index
 
 
 class ScoresProvider(Protocol):
@@ -314,19 +315,16 @@ class Processor:
             )
         open_incidents = 0
         if actions & INCIDENT_ACTIONS and guards.max_open_incidents is not None:
-            incident_actions = tuple(a.value for a in INCIDENT_ACTIONS)
             open_incidents = tx.value(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE resolved_at IS NULL"
-                f" AND action IN ({', '.join('?' for _ in incident_actions)})"
-                f" AND status IN (?, ?, ?) LIMIT ?) AS open_incidents",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE resolved_at IS NULL"
+                f" AND action IN ({INCIDENT_SQL}) AND status IN (?, ?, ?) LIMIT ?) AS counted",
                 (
-                    *incident_actions,
                     Status.PENDING,
                     Status.DISPATCHED,
                     Status.AWAITING_APPROVAL,
                     guards.max_open_incidents,
                 ),
-            )  # fmt: skip (counting stops at the cap: that is all the guard needs)
+            )  # fmt: skip (counting stops at the cap: all the guard needs)
         return GuardBook.load(
             guards, taken, {day.date().isoformat(): float(credits)},
             int(open_incidents), self.opted_out,

@@ -17,6 +17,7 @@ Dispatch to the local outbox is measured after each, as actions delivered per se
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -88,41 +89,53 @@ def open_home(folder: Path, people: list[Customer]) -> tuple[Processor, Dispatch
     return processor, Dispatcher(ledger, dict.fromkeys(ActionType, outbox), 0, 0), ledger
 
 
-def dispatch_rate(dispatcher: Dispatcher) -> tuple[int, float]:
-    began = time.perf_counter()
-    sent = dispatcher.drain().total()
-    return sent, sent / max(time.perf_counter() - began, 1e-9)
+class Stopwatch:
+    """Wall time and this process's CPU time of a block (CPU time shows what the code costs
+    when the two cores are shared with other work)."""
+
+    def __enter__(self) -> Stopwatch:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
 
 
 def one_round(folder: Path, events: int, outage: int) -> dict[str, float]:
     single = customers(events, 1, "one")
     big = customers(1, outage, "big")
     processor, dispatcher, ledger = open_home(folder, single + big)
-    latencies = []
+    walls, cpus = [], []
     for n, customer in enumerate(single[: events // 2]):
-        began = time.perf_counter()
-        processor.process(onset(customer.cell_id, n))
-        latencies.append(time.perf_counter() - began)
-    sent, rate = dispatch_rate(dispatcher)
+        with Stopwatch() as one:
+            processor.process(onset(customer.cell_id, n))
+        walls.append(one.wall)
+        cpus.append(one.cpu)
+    with Stopwatch() as delivery:
+        sent = dispatcher.drain().total()
     rest = [onset(c.cell_id, n) for n, c in enumerate(single[events // 2 :])]
-    began = time.perf_counter()
-    for start in range(0, len(rest), BATCH):
-        processor.process_many(rest[start : start + BATCH])
-    sustained = len(rest) / (time.perf_counter() - began)
-    began = time.perf_counter()
-    decided = processor.process(onset(big[0].cell_id, 0))
-    outage_s = time.perf_counter() - began
-    big_sent, big_rate = dispatch_rate(dispatcher)
+    with Stopwatch() as stream:
+        for start in range(0, len(rest), BATCH):
+            processor.process_many(rest[start : start + BATCH])
+    with Stopwatch() as big_outage:
+        decided = processor.process(onset(big[0].cell_id, 0))
     ledger.close()
-    latencies.sort()
+    walls.sort()
+    cpus.sort()
+    p99 = int(0.99 * (len(walls) - 1))
     return {
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "events_per_s": sustained,
-        "outage_s": outage_s,
+        "p50_ms": 1000 * statistics.median(walls),
+        "p99_ms": 1000 * walls[p99],
+        "cpu_p50_ms": 1000 * statistics.median(cpus),
+        "cpu_p99_ms": 1000 * cpus[p99],
+        "events_per_s": len(rest) / stream.wall,
+        "cpu_events_per_s": len(rest) / stream.cpu,
+        "outage_s": big_outage.wall,
+        "cpu_outage_s": big_outage.cpu,
         "outage_decisions": len(decided.decisions),
-        "dispatch_per_s": statistics.median([rate, big_rate]),
-        "dispatched": sent + big_sent,
+        "dispatch_per_s": sent / delivery.wall,
+        "cpu_dispatch_per_s": sent / delivery.cpu,
     }
 
 
@@ -140,23 +153,37 @@ def main(argv: list[str] | None = None) -> None:
     def median(name: str) -> float:
         return statistics.median(r[name] for r in rounds)
 
-    table = Table(title=f"action layer, SQLite ledger, median of {args.rounds} rounds")
-    for column in ("measure", "value", "target", "met"):
+    load = Path("/proc/loadavg").read_text().split()[0]
+    table = Table(
+        title=f"action layer, SQLite ledger, median of {args.rounds} rounds "
+        f"(load average {load} on {os.cpu_count()} cores)"
+    )
+    for column in ("measure", "wall", "CPU", "target", "met (wall)", "met (CPU)"):
         table.add_column(column)
-    checks = [
-        ("latency p50, 1-customer outage", f"{median('p50_ms'):.2f} ms", "", None),
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "NO"
+
+    rows = [
+        ("latency p50, 1-customer outage", f"{median('p50_ms'):.2f} ms",
+         f"{median('cpu_p50_ms'):.2f} ms", "", "", ""),
         ("latency p99, 1-customer outage", f"{median('p99_ms'):.2f} ms",
-         f"<= {TARGET_P99_MS:g} ms", median("p99_ms") <= TARGET_P99_MS),
+         f"{median('cpu_p99_ms'):.2f} ms", f"<= {TARGET_P99_MS:g} ms",
+         met(median("p99_ms") <= TARGET_P99_MS), met(median("cpu_p99_ms") <= TARGET_P99_MS)),
         (f"sustained events / s (batches of {BATCH})", f"{median('events_per_s'):,.0f}",
-         f">= {TARGET_EVENTS_PER_S:,.0f}", median("events_per_s") >= TARGET_EVENTS_PER_S),
-        (f"outage of {args.outage:,} customers", f"{median('outage_s'):.2f} s "
-         f"({median('outage_decisions'):,.0f} decisions)", f"<= {TARGET_OUTAGE_S:g} s",
-         median("outage_s") <= TARGET_OUTAGE_S),
-        ("dispatch to the outbox / s", f"{median('dispatch_per_s'):,.0f}", "", None),
+         f"{median('cpu_events_per_s'):,.0f}", f">= {TARGET_EVENTS_PER_S:,.0f}",
+         met(median("events_per_s") >= TARGET_EVENTS_PER_S),
+         met(median("cpu_events_per_s") >= TARGET_EVENTS_PER_S)),
+        (f"outage of {args.outage:,} customers ({median('outage_decisions'):,.0f} decisions)",
+         f"{median('outage_s'):.2f} s", f"{median('cpu_outage_s'):.2f} s",
+         f"<= {TARGET_OUTAGE_S:g} s", met(median("outage_s") <= TARGET_OUTAGE_S),
+         met(median("cpu_outage_s") <= TARGET_OUTAGE_S)),
+        ("dispatch to the outbox, actions / s", f"{median('dispatch_per_s'):,.0f}",
+         f"{median('cpu_dispatch_per_s'):,.0f}", "", "", ""),
     ]  # fmt: skip
-    for name, value, target, met in checks:
-        table.add_row(name, value, target, "" if met is None else ("yes" if met else "NO"))
-    Console(width=120).print(table)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class Processor:
         guards = policy.guards
         hours = [f.window_hours for f in guards.frequency] + list(guards.cooldown_hours.values())
         self._params: dict[str, str] = {}  # JSON of each rule's action parameters
+        self._open_incidents: int | None = None
         self.lookback = max([timedelta(hours=max(hours, default=0)), CREDIT_WINDOW])
 
     def process(self, event: NetworkEvent) -> Outcome:
@@ -128,6 +129,7 @@ class Processor:
     def process_many(self, events: list[NetworkEvent]) -> list[Outcome]:
         """Events in order, committed together in one transaction (all or none)."""
         outcomes, entries = [], []
+        self._open_incidents = None  # counted once per transaction, then kept up to date
         with self.ledger.write() as tx:
             for event in events:
                 outcome, more = self._process(tx, event)
@@ -202,6 +204,7 @@ class Processor:
     def _resolve(self, tx: Tx, event: NetworkEvent, outage: str | None) -> list[Entry]:
         """The outage is over: close its incidents and cancel what still waits for approval."""
         at = _iso(event.occurred_at)
+        self._open_incidents = None  # incidents close: count again
         tx.run("UPDATE outages SET resolved_at = ? WHERE outage_id = ?", (at, outage))
         incident_actions = tuple(a.value for a in INCIDENT_ACTIONS)
         marks = ", ".join("?" for _ in incident_actions)
@@ -266,6 +269,8 @@ class Processor:
             rows.append(self._row(decision, status, guard, reason, stamps))
             entries.append(self._entry(decision, status, results, now))
             shown.append(_shown(decision, status, guard, reason))
+        if self._open_incidents is not None:
+            self._open_incidents = book.open_incidents
         tx.many(
             "INSERT INTO decisions (key, incident, event_id, rule_id, action, target, cell_id,"
             " customer_id, priority, probability, value_at_risk, amount, impact, runbook, params,"
@@ -313,8 +318,12 @@ class Processor:
                 f" AND decided_at >= ? AND decided_at < ? AND status IN ({marks})",
                 (_iso(day), _iso(day + timedelta(days=1)), *TAKEN),
             )
-        open_incidents = 0
-        if actions & INCIDENT_ACTIONS and guards.max_open_incidents is not None:
+        open_incidents = self._open_incidents or 0
+        if (
+            actions & INCIDENT_ACTIONS
+            and guards.max_open_incidents is not None
+            and self._open_incidents is None
+        ):
             open_incidents = tx.value(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE resolved_at IS NULL"
                 f" AND action IN ({INCIDENT_SQL}) AND status IN (?, ?, ?) LIMIT ?) AS counted",
@@ -325,6 +334,7 @@ class Processor:
                     guards.max_open_incidents,
                 ),
             )  # fmt: skip (counting stops at the cap: all the guard needs)
+            self._open_incidents = open_incidents
         return GuardBook.load(
             guards, taken, {day.date().isoformat(): float(credits)},
             int(open_incidents), self.opted_out,

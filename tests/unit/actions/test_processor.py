@@ -169,3 +169,30 @@ def test_audit_links_event_to_dispatch_and_detects_tampering(make_processor):
         tx.run("UPDATE audit SET payload = ? WHERE seq = ?", (trail[0]["payload"], victim))
         tx.run("DELETE FROM audit WHERE seq = ?", (victim + 1,))
     assert audit.verify(ledger).broken_at == victim + 1
+
+
+def test_cap_on_open_incidents_holds_within_a_batch_and_frees_on_clear(make_processor, policy):
+    capped = policy.model_copy(
+        update={"guards": policy.guards.model_copy(update={"max_open_incidents": 2})}
+    )
+    people = [customer(1, cell="cell_a"), customer(2, cell="cell_b"), customer(3, cell="cell_c")]
+    processor, _, _ = make_processor(people, FixedScores(), rules=capped)
+    first, second = processor.process_many(
+        [event(cell="cell_a", alarm_id="a"), event(cell="cell_b", alarm_id="b")]
+    )
+
+    def incidents(outcome) -> dict[str, str | None]:
+        return {
+            d["action"]: d["guard"]
+            for d in outcome.decisions
+            if d["action"] in ("trouble_ticket", "field_dispatch")
+        }
+
+    assert incidents(first) == {"trouble_ticket": None, "field_dispatch": None}
+    assert incidents(second) == {
+        "trouble_ticket": "max_open_incidents",
+        "field_dispatch": "max_open_incidents",
+    }
+    processor.process(event(EventType.ALARM_CLEAR, cell="cell_a", alarm_id="a", minutes=5))
+    third = processor.process(event(cell="cell_c", alarm_id="c", minutes=6))
+    assert incidents(third) == {"trouble_ticket": None, "field_dispatch": None}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,14 @@ def read_events(path: Path) -> list[NetworkEvent]:
     return events
 
 
+def clock_of(settings: Settings) -> Callable[[], datetime]:
+    """The clock decisions and approvals run on: the wall clock, or the service's clock
+    started at ``clock_start``."""
+    from serving.scoring import running_clock
+
+    return running_clock(settings.clock_start)
+
+
 def _runtime(settings: Settings, with_models: bool = True):
     from actions.runtime import NoScores, open_runtime
 
@@ -74,7 +83,7 @@ def _runtime(settings: Settings, with_models: bool = True):
             console.print(f"[yellow]scores: {problem}[/yellow]")
         scores = ScorerScores(scorer)
     try:
-        return open_runtime(settings, scores)
+        return open_runtime(settings, scores, clock_of(settings))
     except PolicyError as error:
         raise UserError(f"{error}") from None
     except (FileNotFoundError, ValueError) as error:
@@ -169,7 +178,7 @@ def actions_list(
 
     ledger = _open(ctx)
     try:
-        expire(ledger, datetime.now(UTC))
+        expire(ledger, clock_of(settings_of(ctx))())
         console.print(_decision_table("decisions", ledger.decisions(status, action, limit)))
     finally:
         ledger.close()
@@ -197,7 +206,7 @@ def _settle(ctx: typer.Context, key: str, approve: bool, by: str, note: str) -> 
     settings = settings_of(ctx)
     ledger = _open(ctx)
     try:
-        status = settle(ledger, key, approve, by, note, datetime.now(UTC))
+        status = settle(ledger, key, approve, by, note, clock_of(settings)())
     except ApprovalError as error:
         raise UserError(str(error)) from None
     finally:

@@ -90,6 +90,12 @@ def test_every_command_has_help():
         ["demo"],
         ["settings"],
         ["version"],
+        ["policy", "check"],
+        ["replay"],
+        ["actions", "list"],
+        ["actions", "approve"],
+        ["audit"],
+        ["audit", "verify"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, args

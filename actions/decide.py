@@ -66,6 +66,8 @@ def idempotency_key(incident: str, target: str, action: ActionType, version: str
 
 
 def _best_tier(customers: list[Customer]) -> str:
+    if len(customers) == 1:
+        return customers[0].sla_tier
     return max((c.sla_tier for c in customers), key=lambda t: TIER_RANK.get(t, -1), default="")
 
 

@@ -93,7 +93,7 @@ class GuardBook:
                 )
         hours = g.cooldown_hours.get(action)
         if hours is not None:
-            last = max((t for t in history if t <= at), default=None)
+            last = max((t for t in history if t <= at), default=None) if history else None
             passed = last is None or at - last >= timedelta(hours=hours)
             results.append(
                 GuardResult(

@@ -118,6 +118,7 @@ class Ledger:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
+        connection.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: big outages fit
         connection.execute("PRAGMA busy_timeout=30000")
         return cls(connection, postgres=False)
 

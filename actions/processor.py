@@ -373,7 +373,7 @@ class Processor:
                 "amount": d.amount, "impact": d.impact, "params": d.params,
                 "runbook": d.runbook,
             },
-            "guards": [[r.guard, r.passed, r.reason] for r in results],
+            "guards": results,  # (guard, passed, reason) tuples: JSON arrays
             "status": status,
         }  # fmt: skip
         return Entry(

@@ -42,13 +42,21 @@ BATCH = 100  # events per transaction when they arrive back to back (a POST /eve
 
 
 class FixedScores:
-    """Churn 0.1–0.9 spread over customers, fault 0.6 for every cell."""
+    """Scores made before the clock starts: churn 0.1–0.9 spread over customers, fault 0.6
+    for every cell (what scoring costs is ``bench.serving``'s measure, not this one's)."""
+
+    def __init__(self, people: list[Customer]) -> None:
+        self.by_customer = {
+            c.customer_id: _score(c.customer_id, "churn", 0.1 + n % 9 / 10)
+            for n, c in enumerate(people)
+        }
+        self.by_cell = {c.cell_id: _score(c.cell_id, "fault", 0.6) for c in people}
 
     def churn(self, customer_ids: list[str]) -> dict[str, Score]:
-        return {c: _score(c, "churn", 0.1 + (hash(c) % 9) / 10) for c in customer_ids}
+        return {c: self.by_customer[c] for c in customer_ids}
 
     def fault(self, cell_id: str) -> Score | None:
-        return _score(cell_id, "fault", 0.6)
+        return self.by_cell.get(cell_id)
 
 
 def _score(entity: str, model: str, probability: float) -> Score:
@@ -84,7 +92,7 @@ def onset(cell: str, n: int) -> NetworkEvent:
 
 def open_home(folder: Path, people: list[Customer]) -> tuple[Processor, Dispatcher, Ledger]:
     ledger = Ledger.sqlite(folder / "ledger.db")
-    processor = Processor(ledger, load_policy(None), Directory.of(people), FixedScores())
+    processor = Processor(ledger, load_policy(None), Directory.of(people), FixedScores(people))
     outbox = OutboxAdapter(folder / "outbox")
     return processor, Dispatcher(ledger, dict.fromkeys(ActionType, outbox), 0, 0), ledger
 

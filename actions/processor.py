@@ -252,6 +252,7 @@ class Processor:
             _iso(now + timedelta(minutes=self.policy.approval_ttl_minutes)),
         )
         rows, entries, shown = [], [], []
+        summaries: dict[int, dict[str, Any] | None] = {}  # by id of a score several decisions share
         for decision in decisions:
             if decision.key in existing:
                 continue
@@ -267,7 +268,10 @@ class Processor:
                     else (Status.PENDING, None, None)
                 )
             rows.append(self._row(decision, status, guard, reason, stamps))
-            entries.append(self._entry(decision, status, results, now))
+            score_id = id(decision.score)
+            if score_id not in summaries:
+                summaries[score_id] = _score_summary(decision.score)
+            entries.append(self._entry(decision, status, results, now, summaries[score_id]))
             shown.append(_shown(decision, status, guard, reason))
         if self._open_incidents is not None:
             self._open_incidents = book.open_incidents
@@ -360,11 +364,18 @@ class Processor:
             created_at, expires_at if status == Status.AWAITING_APPROVAL else None,
         )  # fmt: skip
 
-    def _entry(self, d: Decision, status: str, results: list[GuardResult], now: datetime) -> Entry:
+    def _entry(
+        self,
+        d: Decision,
+        status: str,
+        results: list[GuardResult],
+        now: datetime,
+        score: dict[str, Any] | None,
+    ) -> Entry:
         payload = {
             "event_id": d.event_id,
             "incident": d.incident,
-            "score": _score_summary(d.score),
+            "score": score,
             "rule": d.rule_id,
             "policy_version": self.policy.version,
             "decision": {

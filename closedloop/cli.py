@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from actions import commands as action_commands
 from closedloop import __version__
 from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, err_console, settings_of
@@ -40,6 +41,10 @@ app.command("import-csv")(feature_commands.import_csv)
 app.command("train")(training_commands.train)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
+app.add_typer(action_commands.policy_app, name="policy")
+app.command("replay")(action_commands.replay)
+app.add_typer(action_commands.actions_app, name="actions")
+app.add_typer(action_commands.audit_app, name="audit")
 
 
 @app.callback()
@@ -256,6 +261,10 @@ def demo(
     serving_commands.run_demo_scoring(
         settings.model_copy(update={"clock_start": end}), customers, cells
     )
+
+    console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
+    in_world_time = settings.model_copy(update={"clock_start": end})
+    action_commands.run_demo_actions(in_world_time, end, cells[0])
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:

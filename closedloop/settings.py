@@ -7,6 +7,7 @@ needs no servers, ``cluster`` uses real PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 
@@ -62,6 +63,27 @@ class Settings(BaseSettings):
         "last known good model from disk",
     )
 
+    action_policy: Path | None = Field(
+        None, description="action policy YAML; default: the packaged actions/policies/default.yaml"
+    )
+    action_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP endpoint by action type, as JSON, e.g. "
+        '{"trouble_ticket": "http://..."}; types not listed go to the local outbox '
+        "HOME/actions/outbox",
+    )
+    action_retries: int = Field(3, ge=0, le=10, description="retries of a failed delivery")
+    action_backoff_seconds: float = Field(
+        0.5, ge=0, description="wait before the first retry, doubled at each next one"
+    )
+    action_timeout_seconds: float = Field(5.0, gt=0, description="timeout of one delivery")
+    action_pause_seconds: float = Field(
+        0.0, ge=0, description="pause between committing decisions and dispatching them (tests)"
+    )
+    ledger_schema: str = Field(
+        "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"
+    )
+
     @property
     def world_dir(self) -> Path:
         """Where the synthetic world's raw tables are written."""
@@ -93,7 +115,12 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json", exclude_none=True)
         values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
         values["home"] = str(self.home.resolve())
-        return {f"CLOSEDLOOP_{name.upper()}": str(value) for name, value in values.items()}
+        return {
+            f"CLOSEDLOOP_{name.upper()}": json.dumps(value)
+            if isinstance(value, dict | list)
+            else str(value)
+            for name, value in values.items()
+        }
 
 
 def _redact(dsn: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from closedloop.events import NetworkEvent
 from closedloop.scores import Score
 
 MAX_BATCH = 1_000  # ids or rows in one request
@@ -76,3 +77,39 @@ class Health(BaseModel):
     feature_services: list[str] = Field(description="services the online store serves")
     problems: list[str]
     predictions_logged: int = Field(description="rows this worker has written to the log")
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[NetworkEvent] = Field(
+        min_length=1, max_length=MAX_BATCH, description="network events, in the order they happened"
+    )
+
+
+class ActionDecision(BaseModel):
+    key: str = Field(description="idempotency key: (incident, target, action, policy version)")
+    action: str
+    target: str = Field(description="cell or customer id")
+    rule: str
+    priority: int = Field(description="1 (most urgent) to 4, by value at risk")
+    value_at_risk: float = Field(description="probability × value, USD")
+    status: str = Field(description="pending, awaiting_approval, suppressed (then dispatched)")
+    guard: str | None = Field(description="the guard that suppressed it")
+    reason: str | None
+    runbook: str
+
+
+class EventOutcome(BaseModel):
+    event_id: str
+    outcome: str = Field(
+        description="new, duplicate, repeated_alarm, grouped, resolved or unmatched_clear"
+    )
+    incident: str | None = Field(description="outage or event the actions answer")
+    affected_customers: int
+    decisions: list[ActionDecision] = Field(description="decisions this event created")
+
+
+class EventsResponse(BaseModel):
+    outcomes: list[EventOutcome]
+    dispatched: dict[str, int] = Field(description="delivery results of this request, by status")

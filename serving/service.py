@@ -9,7 +9,9 @@ model, online store and registry code (LightGBM, MLflow) is imported by the work
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
@@ -22,6 +24,9 @@ from closedloop.settings import Settings
 from serving.api import (
     CellRequest,
     CustomerRequest,
+    EventOutcome,
+    EventsRequest,
+    EventsResponse,
     Health,
     ModelHealth,
     RequestError,
@@ -30,6 +35,7 @@ from serving.api import (
 )
 
 if TYPE_CHECKING:
+    from actions.runtime import Runtime
     from features.online import OnlineReader
     from serving.scoring import Scored
 
@@ -81,6 +87,20 @@ def _readers(settings: Settings) -> tuple[dict[str, OnlineReader], list[str]]:
         return {}, [str(error)]
 
 
+def _action_runtime(scorer) -> tuple[Runtime | None, list[str]]:
+    """The action layer over this worker's scorer; a problem is reported, never fatal."""
+    from actions.runtime import open_runtime
+    from actions.scoring import ScorerScores
+    from serving.scoring import running_clock
+
+    try:
+        runtime = open_runtime(SETTINGS, ScorerScores(scorer), running_clock(SETTINGS.clock_start))
+    except Exception as error:  # a bad policy or a missing world must not stop scoring
+        log.error("the action layer cannot open: %s", error)
+        return None, [f"actions: {error}"]
+    return runtime, []
+
+
 @bentoml.asgi_app(health_app, path="/status")
 @bentoml.service(
     name="closedloop",
@@ -105,6 +125,8 @@ class Closedloop:
         self.scorer = Scorer(self.champions, readers, running_clock(SETTINGS.clock_start))
         self.log = PredictionLog(SETTINGS.home)
         self._versions: dict[str, str] = {}  # last version seen scoring, by model
+        self.actions, self.action_problems = _action_runtime(self.scorer)
+        self._acting = threading.Lock()  # one ledger connection: one event batch at a time
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -114,6 +136,8 @@ class Closedloop:
         """Stop watching the registry and write every queued prediction."""
         self.champions.stop()
         self.log.close()
+        if self.actions is not None:
+            self.actions.close()
         log.info("prediction log closed: %d rows written by this worker", self.log.written)
 
     @bentoml.api(route="/churn/score")
@@ -152,13 +176,32 @@ class Closedloop:
             lambda: self.scorer.supplied("fault", request.rows, request.explain),
         )
 
+    @bentoml.api(route="/events")
+    async def events(self, request: EventsRequest, /) -> EventsResponse:
+        """Network events in; what the action layer decided, suppressed or queued for approval
+        out. A re-sent event changes nothing."""
+        if self.actions is None:
+            error = RequestError(
+                503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
+            )
+            return JSONResponse(error.body(), status_code=error.status)
+        return await asyncio.to_thread(self._act, request)
+
+    def _act(self, request: EventsRequest) -> EventsResponse:
+        with self._acting:
+            outcomes, dispatched = self.actions.handle(request.events)
+        return EventsResponse(
+            outcomes=[EventOutcome.model_validate(asdict(o)) for o in outcomes],
+            dispatched=dict(dispatched),
+        )
+
     @health_app.get("/health")
     def health(self) -> Health:
         """Models served and where they came from, the online store, and any problem."""
         models = {
             name: ModelHealth(**asdict(status)) for name, status in self.champions.status.items()
         }
-        problems = list(self.problems)
+        problems = list(self.problems) + list(self.action_problems)
         for name, status in models.items():
             if status.version is None:
                 problems.append(f"{name}: no champion loaded")

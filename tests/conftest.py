@@ -61,3 +61,62 @@ def unused_port() -> int:
 def free_port():
     """``free_port() -> int``: a port for a service a test starts."""
     return unused_port
+
+
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1 standing in for a ticketing, SMS or billing system.
+
+    Each path answers 503 for its first ``failures[path]`` requests (``-1``: always), then 201;
+    every request is recorded with its ``Idempotency-Key`` header and JSON body.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.failures: dict[str, int] = {}
+        self.received: list[tuple[str, str, dict]] = []  # (path, key, body) of each 2xx answer
+        self.attempts: dict[str, int] = {}
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    receiver.attempts[self.path] = receiver.attempts.get(self.path, 0) + 1
+                    left = receiver.failures.get(self.path, 0)
+                    if left != 0:
+                        receiver.failures[self.path] = left - 1 if left > 0 else left
+                        status = 503
+                    else:
+                        receiver.received.append((self.path, self.headers["Idempotency-Key"], body))
+                        status = 201
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def keys(self, path: str | None = None) -> list[str]:
+        return [key for p, key, _ in self.received if path is None or p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    """A running :class:`Receiver`; set ``receiver.failures["/path"] = n`` to make it fail."""
+    running = Receiver()
+    yield running
+    running.close()

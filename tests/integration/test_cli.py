@@ -90,6 +90,12 @@ def test_every_command_has_help():
         ["demo"],
         ["settings"],
         ["version"],
+        ["policy", "check"],
+        ["replay"],
+        ["actions", "list"],
+        ["actions", "approve"],
+        ["audit"],
+        ["audit", "verify"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, args
@@ -113,13 +119,23 @@ def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
     result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "world").customers == 1500
-    for stage in ("1. world", "2. ingest", "3. features", "4. training", "5. serving"):
+    for stage in (
+        "1. world",
+        "2. ingest",
+        "3. features",
+        "4. training",
+        "5. serving",
+        "6. actions",
+    ):
         assert stage in result.stdout
     assert "churn v1 via churn_v1" in result.stdout and "(raises the risk)" in result.stdout
     assert list((tmp_path / "predictions" / "churn").glob("part-*.parquet"))
     assert "dirt injected" in result.stdout and "quarantined" in result.stdout
     assert "churn model version 1" in result.stdout and "fault model version 1" in result.stdout
     assert (tmp_path / "metrics" / "train_churn.json").is_file()
+    for title in ("actions in the ledger", "suppressed by guard", "waiting for approval"):
+        assert title in result.stdout
+    assert "again: 0 new decisions" in result.stdout and "intact" in result.stdout
 
 
 def test_demo_refuses_a_world_too_short_to_train_on(tmp_path):

@@ -1,0 +1,159 @@
+"""Adapters deliver actions: an HTTP endpoint per action type (retries, exponential backoff,
+dead letter after the last attempt) or, by default, a local outbox of JSON lines under HOME.
+
+Every delivery carries the decision's idempotency key (header ``Idempotency-Key``) so a receiver
+can drop the rare repeat of a delivery whose acknowledgement was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from actions.policy import ActionType, runbook_text
+
+SEVERITY_BY_PRIORITY = {1: "Critical", 2: "Major", 3: "Minor", 4: "Warning"}
+
+
+class DeliveryError(Exception):
+    """The receiver refused the action or could not be reached; ``retry`` says if worth it."""
+
+    def __init__(self, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class Adapter(Protocol):
+    def deliver(self, action: ActionType, key: str, payload: dict[str, Any]) -> str:
+        """Deliver once; return the receiver's reference or raise :class:`DeliveryError`."""
+        ...
+
+
+@dataclass
+class OutboxAdapter:
+    """The embedded default: one JSON line per delivery in ``<folder>/<action>.jsonl``."""
+
+    folder: Path
+
+    def deliver(self, action: ActionType, key: str, payload: dict[str, Any]) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{action.value}.jsonl"
+        with path.open("a") as out:
+            out.write(json.dumps({"idempotency_key": key, "payload": payload}) + "\n")
+        return f"outbox:{path.name}"
+
+
+@dataclass
+class HttpAdapter:
+    """POSTs the payload as JSON to ``url``."""
+
+    url: str
+    timeout: float
+    client: httpx.Client
+
+    def deliver(self, action: ActionType, key: str, payload: dict[str, Any]) -> str:
+        try:
+            answer = self.client.post(
+                self.url,
+                json=payload,
+                headers={"Idempotency-Key": key, "X-Closedloop-Action": action.value},
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"{type(error).__name__}: {error}", retry=True) from None
+        if answer.status_code >= 300:
+            transient = answer.status_code >= 500 or answer.status_code in (408, 429)
+            raise DeliveryError(f"HTTP {answer.status_code}: {answer.text[:200]}", transient)
+        return answer.headers.get("Location") or f"http {answer.status_code}"
+
+
+@dataclass(frozen=True)
+class Attempted:
+    delivered: bool
+    attempts: int
+    reference: str = ""
+    error: str = ""
+
+
+def deliver_with_retries(
+    adapter: Adapter,
+    action: ActionType,
+    key: str,
+    payload: dict[str, Any],
+    retries: int,
+    backoff: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Attempted:
+    """Up to ``1 + retries`` attempts, waiting ``backoff × 2^n`` between them."""
+    error = ""
+    for attempt in range(1, retries + 2):
+        try:
+            return Attempted(True, attempt, adapter.deliver(action, key, payload))
+        except DeliveryError as failed:
+            error = str(failed)
+            if not failed.retry or attempt > retries:
+                return Attempted(False, attempt, error=error)
+            sleep(backoff * 2 ** (attempt - 1))
+    return Attempted(False, retries + 1, error=error)
+
+
+def payload_for(decision: dict[str, Any]) -> dict[str, Any]:
+    """What the receiver of an action gets; tickets are shaped like TMF621 troubleTicket."""
+    action = ActionType(decision["action"])
+    params = json.loads(decision["params"])
+    runbook = runbook_text(decision["runbook"])
+    if action is ActionType.TROUBLE_TICKET:
+        return trouble_ticket(decision, params, runbook)
+    return {
+        "id": decision["key"],
+        "action": action.value,
+        "target": decision["target"],
+        "cellId": decision["cell_id"],
+        "customerId": decision["customer_id"],
+        "incident": decision["incident"],
+        "priority": decision["priority"],
+        "valueAtRisk": decision["value_at_risk"],
+        "amount": decision["amount"],
+        "parameters": params,
+        "rule": decision["rule_id"],
+        "runbook": {"id": decision["runbook"], "text": runbook},
+    }
+
+
+def trouble_ticket(decision: dict[str, Any], params: dict[str, Any], runbook: str) -> dict:
+    """A TM Forum TMF621 troubleTicket."""
+    target = decision["customer_id"] or decision["cell_id"]
+    related_party = [{"id": "closedloop", "role": "originator", "@referredType": "Organization"}]
+    if decision["customer_id"]:
+        related_party.append(
+            {"id": decision["customer_id"], "role": "customer", "@referredType": "Customer"}
+        )
+    return {
+        "@type": "TroubleTicket",
+        "id": decision["key"],
+        "externalId": decision["incident"],
+        "name": f"{params.get('ticketType', 'trouble')} on {target}",
+        "description": (
+            f"Opened by rule {decision['rule_id']}: probability {decision['probability']:.2f}, "
+            f"value at risk {decision['value_at_risk']:,.0f} USD"
+        ),
+        "severity": SEVERITY_BY_PRIORITY[int(decision["priority"])],
+        "priority": str(decision["priority"]),
+        "ticketType": params.get("ticketType", "trouble"),
+        "status": "acknowledged",
+        "creationDate": decision["created_at"],
+        "relatedEntity": [
+            {"id": decision["cell_id"], "role": "affectedCell", "@referredType": "Cell"},
+            {"id": decision["event_id"], "role": "triggeringEvent", "@referredType": "Event"},
+        ],
+        "relatedParty": related_party,
+        "note": [
+            {"author": "closedloop", "date": decision["created_at"], "text": runbook},
+        ],
+    }

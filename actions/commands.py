@@ -1,0 +1,365 @@
+"""CLI edge of the action layer: policy check, replay, approvals, audit, and the demo stage."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.markdown import Markdown
+from rich.table import Table
+
+from actions.ledger import Status
+from actions.policy import PolicyError, load_policy, runbook_text
+from closedloop.events import EventType, NetworkEvent, Severity
+from closedloop.settings import Settings
+from closedloop.terminal import UserError, console, settings_of
+
+policy_app = typer.Typer(help="Check action policies.", no_args_is_help=True)
+actions_app = typer.Typer(help="List, show, approve and reject actions.", no_args_is_help=True)
+audit_app = typer.Typer(help="Query and verify the audit trail.")
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="Policy YAML to lint")]) -> None:
+    """Validate a policy; every problem is printed as ``rules[i].field: message``."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as error:
+        raise UserError(
+            "\n".join(f"{error.source}: {problem}" for problem in error.problems)
+        ) from None
+    console.print(
+        f"{file}: ok — policy {policy.version}, {len(policy.rules)} rules, "
+        f"actions: {', '.join(sorted({r.action.type.value for r in policy.rules}))}"
+    )
+
+
+def read_events(path: Path) -> list[NetworkEvent]:
+    """Every line of a JSON-lines file as an event; any bad line stops the replay before it
+    starts, with its line number and reason."""
+    if not path.is_file():
+        raise UserError(f"events file not found: {path}")
+    events, problems = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(NetworkEvent.model_validate_json(line))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            problems.append(f"line {number}: {where + ': ' if where else ''}{first['msg']}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        )
+        raise UserError(f"{path}: {len(problems)} bad event line(s), nothing replayed: {shown}")
+    return events
+
+
+def clock_of(settings: Settings) -> Callable[[], datetime]:
+    """The clock decisions and approvals run on: the wall clock, or the service's clock
+    started at ``clock_start``."""
+    from serving.scoring import running_clock
+
+    return running_clock(settings.clock_start)
+
+
+def _runtime(settings: Settings, with_models: bool = True):
+    from actions.runtime import NoScores, open_runtime
+
+    scores: Any = NoScores()
+    if with_models:
+        from actions.scoring import ScorerScores, in_process_scorer
+
+        scorer, problems = in_process_scorer(settings)
+        for problem in problems:
+            console.print(f"[yellow]scores: {problem}[/yellow]")
+        scores = ScorerScores(scorer)
+    try:
+        return open_runtime(settings, scores, clock_of(settings))
+    except PolicyError as error:
+        raise UserError(f"{error}") from None
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+
+
+def replay(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSON lines of network events")],
+    models: Annotated[
+        bool, typer.Option(help="Score with the registry's champions (else rules at 0 only)")
+    ] = True,
+) -> None:
+    """Replay network events from a file through the action layer; repeats change nothing."""
+    settings = settings_of(ctx)
+    events = read_events(file)
+    runtime = _runtime(settings, models)
+    try:
+        outcomes, _ = runtime.handle(events)
+        print_outcomes(outcomes)
+        print_ledger(runtime.ledger)
+    finally:
+        runtime.close()
+
+
+def print_outcomes(outcomes: list) -> None:
+    kinds = Counter(o.outcome for o in outcomes)
+    statuses = Counter(s for o in outcomes for s in o.statuses().elements())
+    console.print(
+        f"{len(outcomes)} events: "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(kinds.items()))
+        + f"; {sum(statuses.values())} new decisions ("
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(statuses.items()))
+        + ")"
+    )
+
+
+def print_ledger(ledger) -> None:
+    counts = ledger.counts()
+    statuses = sorted({s for _, s in counts})
+    table = Table(title="actions in the ledger, by type and status")
+    table.add_column("action")
+    for status in statuses:
+        table.add_column(status.replace("_", " "), justify="right")
+    for action in sorted({a for a, _ in counts}):
+        table.add_row(action, *(f"{counts.get((action, s), 0):,}" for s in statuses))
+    console.print(table)
+    guards = ledger.suppressed_by_guard()
+    by_guard = Table(title=f"suppressed by guard: {sum(guards.values()):,}")
+    by_guard.add_column("guard")
+    by_guard.add_column("decisions", justify="right")
+    for guard, n in sorted(guards.items(), key=lambda item: -item[1]):
+        by_guard.add_row(guard, f"{n:,}")
+    console.print(by_guard)
+    waiting = ledger.decisions(status=Status.AWAITING_APPROVAL, limit=10)
+    total = counts_of(counts, Status.AWAITING_APPROVAL)
+    console.print(_decision_table(f"waiting for approval: {total:,} (first 10)", waiting))
+
+
+def counts_of(counts: dict[tuple[str, str], int], status: str) -> int:
+    return sum(n for (_, s), n in counts.items() if s == status)
+
+
+def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in ("key", "action", "target", "priority", "value at risk", "status", "why"):
+        table.add_column(column)
+    for row in rows:
+        why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"] or ""
+        table.add_row(
+            row["key"], row["action"], row["target"], str(row["priority"]),
+            f"{row['value_at_risk']:,.0f}", row["status"], why,
+        )  # fmt: skip
+    return table
+
+
+def _open(ctx: typer.Context):
+    from actions.runtime import open_ledger
+
+    return open_ledger(settings_of(ctx))
+
+
+@actions_app.command("list")
+def actions_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="e.g. awaiting_approval, dead_letter")] = None,
+    action: Annotated[str | None, typer.Option(help="action type")] = None,
+    limit: Annotated[int, typer.Option(help="rows at most")] = 50,
+) -> None:
+    """List decisions (expired approvals are marked expired first)."""
+    from actions.approvals import expire
+
+    ledger = _open(ctx)
+    try:
+        expire(ledger, clock_of(settings_of(ctx))())
+        console.print(_decision_table("decisions", ledger.decisions(status, action, limit)))
+    finally:
+        ledger.close()
+
+
+@actions_app.command("show")
+def actions_show(ctx: typer.Context, key: Annotated[str, typer.Argument()]) -> None:
+    """One decision with its runbook."""
+    ledger = _open(ctx)
+    try:
+        row = ledger.decision(key)
+    finally:
+        ledger.close()
+    if row is None:
+        raise UserError(f"no decision {key!r}")
+    for name, value in row.items():
+        if value is not None:
+            console.print(f"[bold]{name}[/]: {value}")
+    console.print(Markdown(runbook_text(row["runbook"])))
+
+
+def _settle(ctx: typer.Context, key: str, approve: bool, by: str, note: str) -> None:
+    from actions.approvals import ApprovalError, settle
+
+    settings = settings_of(ctx)
+    ledger = _open(ctx)
+    try:
+        status = settle(ledger, key, approve, by, note, clock_of(settings)())
+    except ApprovalError as error:
+        raise UserError(str(error)) from None
+    finally:
+        ledger.close()
+    console.print(f"{key}: {status} by {by}")
+    if approve:
+        runtime = _runtime(settings, with_models=False)  # opening delivers what is pending
+        row = runtime.ledger.decision(key)
+        runtime.close()
+        console.print(f"{key}: {row['status'] if row else 'unknown'}")
+
+
+@actions_app.command("approve")
+def actions_approve(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument()],
+    by: Annotated[str, typer.Option(help="who approves")],
+    note: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Approve a waiting action; it is dispatched at once. Expired ones cannot be approved."""
+    _settle(ctx, key, True, by, note)
+
+
+@actions_app.command("reject")
+def actions_reject(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument()],
+    by: Annotated[str, typer.Option(help="who rejects")],
+    note: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Reject a waiting action; it is never executed."""
+    _settle(ctx, key, False, by, note)
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit_query(
+    ctx: typer.Context,
+    customer: Annotated[str | None, typer.Option(help="customer id")] = None,
+    cell: Annotated[str | None, typer.Option(help="cell id")] = None,
+    action: Annotated[str | None, typer.Option(help="action key or action type")] = None,
+    limit: Annotated[int, typer.Option(help="rows at most")] = 200,
+) -> None:
+    """The trail about a customer, a cell or an action: event → scores → rule → guards →
+    decision → approval → dispatch."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from actions import audit
+
+    if not (customer or cell or action):
+        raise UserError("give --customer, --cell or --action (or run 'audit verify')")
+    ledger = _open(ctx)
+    try:
+        rows = audit.query(ledger, customer, cell, action, limit)
+    finally:
+        ledger.close()
+    table = Table(title=f"audit trail: {len(rows)} row(s)")
+    for column in ("seq", "at", "kind", "action", "key", "what"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["seq"]), row["at"][:19], row["kind"], row["action"] or "", row["key"] or "",
+            _what(row["kind"], json.loads(row["payload"])),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _what(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "event":
+        event = payload["event"]
+        return f"{event['event_type']} {event['severity']} → {payload['outcome']}"
+    if kind == "decision":
+        score = payload["score"] or {}
+        failed = [f"{g}: {reason}" for g, passed, reason in payload["guards"] if not passed]
+        return (
+            f"rule {payload['rule']} (policy {payload['policy_version']}), "
+            f"{score.get('model', 'no')} model v{score.get('model_version', '-')} "
+            f"p={score.get('probability', 0):.2f} → {payload['status']}"
+            + (f" [{'; '.join(failed)}]" if failed else "")
+        )
+    if kind == "dispatch":
+        return f"{payload['status']} after {payload['attempts']} attempt(s) {payload['error']}"
+    if kind == "approval":
+        return f"{payload['verdict']} by {payload['by']}: {payload['note']}"
+    return json.dumps(payload)[:120]
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the hash chain from the first row; exit 1 at the first row that does not hold."""
+    from actions import audit
+
+    ledger = _open(ctx)
+    try:
+        verdict = audit.verify(ledger)
+    finally:
+        ledger.close()
+    if not verdict.intact:
+        console.print(
+            f"[red]audit trail broken at row {verdict.broken_at}: {verdict.problem}[/red] "
+            f"({verdict.rows} rows before it hold)"
+        )
+        raise typer.Exit(1)
+    console.print(f"audit trail intact: {verdict.rows:,} rows")
+
+
+def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
+    """The world's last day of events, an outage on ``cell_id`` (two alarms, a flapping repeat,
+    then the clear) and a re-sent copy of everything: what stage 6 replays."""
+    world_events = settings.world_dir / "events" / "network_events.jsonl"
+    recent = [
+        event for event in read_events(world_events) if event.occurred_at >= end - timedelta(days=1)
+    ]
+    onset = end - timedelta(hours=2)
+
+    def alarm(n: int, kind: EventType, alarm_id: str, minutes: float) -> NetworkEvent:
+        return NetworkEvent(
+            event_id=f"demo-{n}", event_type=kind, occurred_at=onset + timedelta(minutes=minutes),
+            cell_id=cell_id, severity=Severity.CRITICAL, alarm_id=alarm_id,
+            description="site power failure",
+        )  # fmt: skip
+
+    outage = [
+        alarm(1, EventType.ALARM_ONSET, "demo-power", 0),
+        alarm(2, EventType.ALARM_ONSET, "demo-power", 3),  # flapping: same alarm again
+        alarm(3, EventType.ALARM_ONSET, "demo-backhaul", 4),  # same outage, another alarm
+        alarm(4, EventType.ALARM_CLEAR, "demo-power", 50),
+        alarm(5, EventType.ALARM_CLEAR, "demo-backhaul", 55),
+    ]
+    events = sorted([*recent, *outage], key=lambda e: e.occurred_at)
+    path = settings.home / "actions" / "demo-events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(e.model_dump_json() + "\n" for e in [*events, *events[:50]]))
+    return path
+
+
+def run_demo_actions(settings: Settings, end: datetime, cell_id: str) -> None:
+    """Stage 6: replay the demo events, print what was decided, replay again: nothing new."""
+    path = demo_events(settings, end, cell_id)
+    events = read_events(path)
+    console.print(f"replaying {len(events):,} events from {path} (outage on {cell_id})")
+    runtime = _runtime(settings)
+    try:
+        print_outcomes(runtime.handle(events)[0])
+        print_ledger(runtime.ledger)
+        again, _ = runtime.handle(events)
+        new = sum(len(o.decisions) for o in again)
+        console.print(f"replayed the same file again: {new} new decisions (idempotent)")
+        from actions import audit
+
+        verdict = audit.verify(runtime.ledger)
+        console.print(
+            f"audit trail: {verdict.rows:,} rows, {'intact' if verdict.intact else 'BROKEN'}; "
+            f"outbox under {settings.home / 'actions' / 'outbox'}"
+        )
+    finally:
+        runtime.close()

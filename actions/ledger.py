@@ -1,0 +1,199 @@
+"""The action ledger and outbox: every decision, its guards, approval and dispatch, and the audit
+trail, in SQLite (WAL, embedded profile) or PostgreSQL (cluster profile) with one schema.
+
+Writes happen in serialised transactions (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+PostgreSQL), so the audit hash chain has one writer at a time even across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, cell_id TEXT NOT NULL,
+    alarm_id TEXT, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL,
+    outcome TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alarms (
+    alarm_id TEXT PRIMARY KEY, outage_id TEXT NOT NULL, cell_id TEXT NOT NULL,
+    opened_at TEXT NOT NULL, cleared_at TEXT);
+CREATE TABLE IF NOT EXISTS outages (
+    outage_id TEXT PRIMARY KEY, cell_id TEXT NOT NULL, opened_at TEXT NOT NULL,
+    resolved_at TEXT);
+CREATE INDEX IF NOT EXISTS outages_cell ON outages (cell_id) WHERE resolved_at IS NULL;
+CREATE TABLE IF NOT EXISTS decisions (
+    key TEXT PRIMARY KEY, incident TEXT NOT NULL, event_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, cell_id TEXT NOT NULL,
+    customer_id TEXT, priority INTEGER NOT NULL, probability DOUBLE PRECISION NOT NULL,
+    value_at_risk DOUBLE PRECISION NOT NULL, amount DOUBLE PRECISION,
+    impact DOUBLE PRECISION NOT NULL, runbook TEXT NOT NULL, params TEXT NOT NULL,
+    policy_version TEXT NOT NULL, model_version TEXT,
+    status TEXT NOT NULL, guard TEXT, reason TEXT, decided_at TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT, decided_by TEXT, decision_note TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
+    resolved_at TEXT);
+CREATE INDEX IF NOT EXISTS decisions_cell ON decisions (cell_id, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
+    WHERE status IN ('pending', 'awaiting_approval');
+CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
+CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
+    WHERE action = 'bill_credit';
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions (status) WHERE resolved_at IS NULL
+    AND action IN ('trouble_ticket', 'escalate_incident', 'field_dispatch');
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT,
+    customer_id TEXT, cell_id TEXT, action TEXT, key TEXT, payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id);
+CREATE INDEX IF NOT EXISTS audit_cell ON audit (cell_id);
+CREATE INDEX IF NOT EXISTS audit_key ON audit (key);
+"""
+
+WRITE_LOCK = 7_346_201  # PostgreSQL advisory lock id of the ledger's writers
+
+
+class Status:
+    SUPPRESSED = "suppressed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    DEAD_LETTER = "dead_letter"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+TAKEN = (Status.AWAITING_APPROVAL, Status.PENDING, Status.DISPATCHED, Status.DEAD_LETTER)
+
+
+@dataclass
+class Tx:
+    """A transaction: ``?`` placeholders on either database."""
+
+    cursor: Any
+    postgres: bool
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def run(self, sql: str, params: Sequence[object] = ()) -> Any:
+        self.cursor.execute(self._sql(sql), tuple(params))
+        return self.cursor
+
+    def many(self, sql: str, rows: list[Sequence[object]]) -> None:
+        if rows:
+            self.cursor.executemany(self._sql(sql), rows)
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        cursor = self.run(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def value(self, sql: str, params: Sequence[object] = ()) -> Any:
+        row = self.run(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+class Ledger:
+    """One connection to the ledger database; not shared between threads."""
+
+    def __init__(self, connection: Any, postgres: bool) -> None:
+        self.connection = connection
+        self.postgres = postgres
+        with self.write() as tx:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    tx.run(statement)
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Ledger:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
+        connection.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: big outages fit
+        connection.execute("PRAGMA busy_timeout=30000")
+        return cls(connection, postgres=False)
+
+    @classmethod
+    def postgresql(cls, dsn: str, schema: str) -> Ledger:
+        import psycopg
+
+        connection = psycopg.connect(dsn, autocommit=True)
+        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        connection.execute(f'SET search_path TO "{schema}"')
+        return cls(connection, postgres=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A serialised write transaction: committed on success, rolled back on error."""
+        cursor = self.connection.cursor()
+        tx = Tx(cursor, self.postgres)
+        if self.postgres:
+            with self.connection.transaction():
+                tx.run("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                yield tx
+            return
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield tx
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    def read(self) -> Tx:
+        return Tx(self.connection.cursor(), self.postgres)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    # queries shared by the processor, the approvals and the CLI
+
+    def decision(self, key: str) -> dict[str, Any] | None:
+        found = self.read().rows("SELECT * FROM decisions WHERE key = ?", (key,))
+        return found[0] if found else None
+
+    def decisions(
+        self, status: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if action:
+            clauses.append("action = ?")
+            params.append(action)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self.read().rows(
+            f"SELECT * FROM decisions {where} ORDER BY created_at, key LIMIT {int(limit)}", params
+        )
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Decisions by (action, status)."""
+        rows = self.read().rows(
+            "SELECT action, status, COUNT(*) AS n FROM decisions GROUP BY action, status"
+        )
+        return {(r["action"], r["status"]): int(r["n"]) for r in rows}
+
+    def suppressed_by_guard(self) -> dict[str, int]:
+        rows = self.read().rows(
+            "SELECT guard, COUNT(*) AS n FROM decisions WHERE status = ? GROUP BY guard",
+            (Status.SUPPRESSED,),
+        )
+        return {r["guard"]: int(r["n"]) for r in rows}
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def dumps(value: object) -> str:
+    """Compact JSON as stored (the audit hashes the stored text, so key order is free)."""
+    return _ENCODER.encode(value)

@@ -1,0 +1,124 @@
+"""The action commands as a user runs them: replay, actions list / show / approve / reject,
+audit queries and verify, on a small world with a policy whose credits need approval."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from closedloop.cli import app
+from closedloop.events import EventType, NetworkEvent, Severity
+from closedloop.terminal import UserError
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import simulate
+from closedloop.world.store import write_world
+
+WORLD = WorldConfig(customers=200, days=7, seed=4, customers_per_cell=20)
+POLICY = """
+version: cli-test
+approval_ttl_minutes: 60
+priorities: [{min_value_at_risk: 0, priority: 3}]
+guards: {amount: {bill_credit: {min: 1, max: 100}}}
+rules:
+  - id: ticket
+    events: [alarm_onset]
+    target: cell
+    score: fault
+    threshold: {default: 0}
+    action: {type: trouble_ticket, params: {ticketType: networkOutage}}
+    runbook: trouble_ticket
+  - id: credit
+    events: [alarm_onset]
+    target: customer
+    score: churn
+    threshold: {default: 0}
+    action: {type: bill_credit, params: {amount: 20}}
+    approval_above: 10
+    runbook: bill_credit
+"""
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("actions-cli")
+    write_world(simulate(WORLD), folder / "world")
+    (folder / "policy.yaml").write_text(POLICY)
+    return folder
+
+
+def run(home, *args: str):
+    env = {"CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"), "COLUMNS": "250"}
+    return runner.invoke(app, ["--home", str(home), *args], env=env)
+
+
+def waiting_keys(home) -> list[str]:
+    with sqlite3.connect(home / "ledger.db") as db:
+        rows = db.execute("SELECT key FROM decisions WHERE status = 'awaiting_approval'")
+        return sorted(key for (key,) in rows)
+
+
+def test_replay_approve_reject_and_audit(home):
+    customers = pd.read_parquet(home / "world/inventory/customers.parquet")
+    cell = customers.cell_id.iloc[0]
+    here = customers[customers.cell_id == cell]
+    on_cell = here[~here.do_not_contact].customer_id.tolist()  # the opted-out are suppressed
+    onset = NetworkEvent(
+        event_id="cli-1", event_type=EventType.ALARM_ONSET, cell_id=cell,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=5), severity=Severity.MAJOR,
+        alarm_id="cli-alarm",
+    )  # fmt: skip
+    events = home / "events.jsonl"
+    events.write_text(onset.model_dump_json() + "\n")
+    replayed = run(home, "replay", "--no-models", str(events))
+    assert replayed.exit_code == 0, replayed.output
+    assert f"waiting for approval: {len(on_cell)}" in replayed.output
+    assert f"{len(here) - len(on_cell)} suppressed" in replayed.output
+    keys = waiting_keys(home)
+    assert len(keys) == len(on_cell)
+
+    listed = run(home, "actions", "list", "--status", "awaiting_approval")
+    assert all(key in listed.output for key in keys)
+    shown = run(home, "actions", "show", keys[0])
+    assert "bill_credit" in shown.output and "Escalation path" in shown.output
+
+    approved = run(home, "actions", "approve", keys[0], "--by", "ana", "--note", "agreed")
+    assert approved.exit_code == 0 and f"{keys[0]}: dispatched" in approved.output
+    rejected = run(home, "actions", "reject", keys[1], "--by", "bob", "--note", "no")
+    assert rejected.exit_code == 0 and "rejected by bob" in rejected.output
+    again = run(home, "actions", "approve", keys[1], "--by", "ana")
+    assert isinstance(again.exception, UserError) and "is rejected" in str(again.exception)
+    assert waiting_keys(home) == keys[2:]
+
+    trail = run(home, "audit", "--action", keys[0])
+    for word in ("decision", "approved by ana: agreed", "dispatch"):
+        assert word in trail.output
+    with sqlite3.connect(home / "ledger.db") as db:
+        (rejected_customer,) = db.execute(
+            "SELECT customer_id FROM decisions WHERE key = ?", (keys[1],)
+        ).fetchone()
+    by_customer = run(home, "audit", "--customer", rejected_customer)
+    assert "rejected by bob" in by_customer.output
+    assert run(home, "audit", "--cell", cell).output.count("alarm_onset") == 1
+
+    verified = run(home, "audit", "verify")
+    assert verified.exit_code == 0 and "intact" in verified.output
+    with sqlite3.connect(home / "ledger.db") as db:
+        db.execute("UPDATE audit SET customer_id = 'cus_9999999' WHERE seq = 4")
+    broken = run(home, "audit", "verify")
+    assert broken.exit_code == 1 and "broken at row 4" in broken.output
+
+
+def test_replay_refuses_a_file_with_bad_lines_and_records_nothing(home, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"event_id": "x"}\nnot json\n')
+    result = run(home, "replay", "--no-models", str(bad))
+    assert isinstance(result.exception, UserError)
+    message = str(result.exception)
+    assert "2 bad event line(s), nothing replayed" in message and "line 1:" in message
+    with sqlite3.connect(home / "ledger.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE event_id = 'x'").fetchone() == (0,)

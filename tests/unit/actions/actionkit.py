@@ -1,0 +1,78 @@
+"""Builders for the action layer's tests: events, customers, fixed scores, a clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+from actions.decide import Customer
+from closedloop.events import EventType, NetworkEvent, Severity
+from closedloop.scores import Score
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+_ids = count()
+
+
+def event(
+    kind: EventType = EventType.ALARM_ONSET,
+    cell: str = "cell_00001",
+    minutes: float = 0,
+    severity: Severity = Severity.CRITICAL,
+    **fields,
+) -> NetworkEvent:
+    values = {"event_id": f"ev-{next(_ids)}", "alarm_id": f"alm-{cell}"} | fields
+    if kind not in (EventType.ALARM_ONSET, EventType.ALARM_CLEAR) and "alarm_id" not in fields:
+        values["alarm_id"] = None
+    return NetworkEvent(
+        event_type=kind,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        cell_id=cell,
+        severity=severity,
+        **values,
+    )
+
+
+def customer(n: int, cell: str = "cell_00001", **fields) -> Customer:
+    values = {
+        "segment": "consumer",
+        "sla_tier": "bronze",
+        "contract_type": "month_to_month",
+        "mrr": 50.0,
+    } | fields
+    return Customer(customer_id=f"cus_{n:07d}", cell_id=cell, **values)
+
+
+def score(entity: str, probability: float, model: str = "churn") -> Score:
+    return Score(
+        entity_id=entity,
+        model=model,
+        model_version="3",
+        feature_service=f"{model}_v1",
+        probability=probability,
+        features={"outage_minutes_7d": 42.0},
+    )
+
+
+class FixedScores:
+    """Scores set by the test: churn by customer, fault by cell."""
+
+    def __init__(self, churn: dict[str, float] | None = None, fault: float | None = 0.5) -> None:
+        self.churn_by_id = churn or {}
+        self.default_churn = 0.2
+        self.fault_probability = fault
+
+    def churn(self, customer_ids: list[str]) -> dict[str, Score]:
+        return {c: score(c, self.churn_by_id.get(c, self.default_churn)) for c in customer_ids}
+
+    def fault(self, cell_id: str) -> Score | None:
+        if self.fault_probability is None:
+            return None
+        return score(cell_id, self.fault_probability, "fault")
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now

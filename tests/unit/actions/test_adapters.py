@@ -1,0 +1,102 @@
+"""Adapters against a real local HTTP receiver: retries with backoff, dead letter, the
+idempotency key header, and tickets shaped like TMF621."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from actionkit import FixedScores, customer, event
+
+from actions import audit
+from actions.adapters import HttpAdapter, deliver_with_retries
+from actions.ledger import Status
+from actions.policy import ActionType
+
+PEOPLE = [customer(1, sla_tier="gold", mrr=300), customer(2)]
+
+
+@pytest.fixture
+def client():
+    with httpx.Client() as opened:
+        yield opened
+
+
+def adapters(receiver, client) -> dict:
+    return {
+        action: HttpAdapter(f"{receiver.url}/{action.value}", 5, client) for action in ActionType
+    }
+
+
+def test_transient_failures_are_retried_with_exponential_backoff(receiver, client):
+    receiver.failures["/t"] = 2
+    waits: list[float] = []
+    attempt = deliver_with_retries(
+        HttpAdapter(f"{receiver.url}/t", 5, client), ActionType.BILL_CREDIT, "key-1", {"a": 1},
+        retries=3, backoff=0.1, sleep=waits.append,
+    )  # fmt: skip
+    assert attempt.delivered and attempt.attempts == 3
+    assert waits == [0.1, 0.2]
+    assert receiver.keys("/t") == ["key-1"] and receiver.attempts["/t"] == 3
+
+
+def test_receiver_failing_n_times_then_succeeding_gets_each_action_once(
+    receiver, client, make_processor
+):
+    receiver.failures["/trouble_ticket"] = 2
+    processor, dispatcher, _ = make_processor(
+        PEOPLE, FixedScores({"cus_0000001": 0.2}), adapters=adapters(receiver, client), retries=3
+    )
+    processor.process(event())
+    results = dispatcher.drain()
+    assert results == {Status.DISPATCHED: results.total()}
+    ticket = processor.ledger.decisions(action="trouble_ticket")[0]
+    assert ticket["status"] == Status.DISPATCHED and ticket["attempts"] == 3
+    assert receiver.keys("/trouble_ticket") == [ticket["key"]]
+    sent = {key for _, key, _ in receiver.received}
+    assert sent == {r["key"] for r in processor.ledger.decisions(status=Status.DISPATCHED)}
+
+
+def test_receiver_that_always_fails_puts_the_action_on_the_dead_letter_list(
+    receiver, client, make_processor
+):
+    receiver.failures["/customer_message"] = -1
+    processor, dispatcher, _ = make_processor(
+        PEOPLE, FixedScores(), adapters=adapters(receiver, client), retries=2
+    )
+    processor.process(event())
+    dispatcher.drain()
+    dead = processor.ledger.decisions(status=Status.DEAD_LETTER)
+    assert {d["action"] for d in dead} == {"customer_message"} and len(dead) == 2
+    assert all(d["attempts"] == 3 and "HTTP 503" in d["last_error"] for d in dead)
+    assert receiver.attempts["/customer_message"] == 6
+    assert dispatcher.drain() == {}  # a dead letter is not retried behind the operator's back
+    trail = audit.query(processor.ledger, action=dead[0]["key"])
+    assert trail[-1]["kind"] == "dispatch" and "dead_letter" in trail[-1]["payload"]
+
+
+def test_ticket_is_a_tmf621_trouble_ticket_with_its_runbook(receiver, client, make_processor):
+    processor, dispatcher, _ = make_processor(
+        PEOPLE, FixedScores(), adapters=adapters(receiver, client)
+    )
+    processor.process(event())
+    dispatcher.drain()
+    ((_, key, ticket),) = [r for r in receiver.received if r[0] == "/trouble_ticket"]
+    assert ticket["@type"] == "TroubleTicket" and ticket["id"] == key
+    assert ticket["ticketType"] == "networkOutage" and ticket["status"] == "acknowledged"
+    assert ticket["severity"] in {"Critical", "Major", "Minor", "Warning"}
+    assert {"id": "cell_00001", "role": "affectedCell", "@referredType": "Cell"} in (
+        ticket["relatedEntity"]
+    )
+    assert ticket["relatedParty"][0]["role"] == "originator"
+    assert "## Escalation path" in ticket["note"][0]["text"]
+    ((_, _, credit),) = [r for r in receiver.received if r[0] == "/bill_credit"]
+    assert credit["amount"] == 30.0 and credit["runbook"]["id"] == "bill_credit"
+
+
+def test_unreachable_receiver_is_retried_then_reported(client, free_port):
+    attempt = deliver_with_retries(
+        HttpAdapter(f"http://127.0.0.1:{free_port()}/x", 5, client),
+        ActionType.BILL_CREDIT, "k", {}, retries=2, backoff=0, sleep=lambda _: None,
+    )  # fmt: skip
+    assert not attempt.delivered and attempt.attempts == 3
+    assert "ConnectError" in attempt.error

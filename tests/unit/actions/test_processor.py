@@ -1,0 +1,198 @@
+"""Event processing on a real SQLite ledger: dedupe, outage grouping, clear, guards recorded,
+idempotent replay, approvals with a time-to-live, and the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from actionkit import FixedScores, customer, event
+
+from actions import audit
+from actions.approvals import ApprovalError, expire, settle
+from actions.ledger import Status
+from actions.policy import ActionType
+from closedloop.events import EventType, Severity
+
+PEOPLE = [
+    customer(1, sla_tier="gold", mrr=900, contract_type="one_year", do_not_contact=False),
+    customer(2, mrr=40),
+    customer(3, mrr=60, do_not_contact=True),
+    customer(4, cell="cell_00002"),
+]
+CHURN = {"cus_0000001": 0.8, "cus_0000002": 0.3, "cus_0000003": 0.6}
+
+
+def statuses(ledger) -> dict[tuple[str, str], int]:
+    return ledger.counts()
+
+
+def test_outage_decisions_are_committed_with_guards_and_approvals(make_processor):
+    processor, dispatcher, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    outcome = processor.process(event())
+    assert outcome.outcome == "new" and outcome.affected_customers == 3
+    by_key = {d["key"]: d for d in outcome.decisions}
+    rows = {r["key"]: r for r in processor.ledger.decisions(limit=1000)}
+    assert by_key.keys() == rows.keys()
+    suppressed = [r for r in rows.values() if r["status"] == Status.SUPPRESSED]
+    assert sorted((r["action"], r["target"], r["guard"]) for r in suppressed) == [
+        ("customer_message", "cus_0000003", "do_not_contact"),
+        ("retention_offer", "cus_0000003", "do_not_contact"),
+    ]
+    waiting = [r for r in rows.values() if r["status"] == Status.AWAITING_APPROVAL]
+    # value at risk 0.8 × 12 × 900 = 8,640 > 5,000; the 90 USD credit is under its 100 limit
+    assert [(r["action"], r["target"]) for r in waiting] == [("retention_offer", "cus_0000001")]
+    assert rows[waiting[0]["key"]]["expires_at"] > rows[waiting[0]["key"]]["created_at"]
+    assert dispatcher.drain()[Status.DISPATCHED] == len(rows) - len(suppressed) - len(waiting)
+
+
+def test_repeated_events_and_flapping_alarms_create_nothing(make_processor):
+    processor, _, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    onset = event(alarm_id="alm-a")
+    first = processor.process(onset)
+    before = processor.ledger.counts()
+    assert processor.process(onset).outcome == "duplicate"
+    assert processor.process(event(alarm_id="alm-a", minutes=3)).outcome == "repeated_alarm"
+    grouped = processor.process(event(alarm_id="alm-b", minutes=4))
+    assert (grouped.outcome, grouped.incident) == ("grouped", first.incident)
+    assert processor.ledger.counts() == before
+
+
+def test_clear_resolves_the_outage_and_cancels_waiting_approvals(make_processor):
+    processor, _, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    opened = processor.process(event(alarm_id="alm-a"))
+    processor.process(event(alarm_id="alm-b", minutes=2))
+    half = processor.process(event(EventType.ALARM_CLEAR, alarm_id="alm-a", minutes=30))
+    assert half.outcome == "grouped"  # alm-b still raised
+    done = processor.process(event(EventType.ALARM_CLEAR, alarm_id="alm-b", minutes=40))
+    assert (done.outcome, done.incident) == ("resolved", opened.incident)
+    rows = processor.ledger.decisions(limit=1000)
+    assert not [r for r in rows if r["status"] == Status.AWAITING_APPROVAL]
+    assert [r["reason"] for r in rows if r["status"] == Status.CANCELLED] == [
+        "outage cleared before approval"
+    ]
+    incidents = [r for r in rows if r["action"] == ActionType.TROUBLE_TICKET]
+    assert incidents and all(r["resolved_at"] for r in incidents)
+    assert processor.process(event(EventType.ALARM_CLEAR, alarm_id="zz")).outcome == (
+        "unmatched_clear"
+    )
+    # a new outage on the cell after the clear acts again
+    assert processor.process(event(alarm_id="alm-c", minutes=90)).decisions
+
+
+def test_guards_see_earlier_incidents_in_the_ledger(make_processor):
+    processor, _, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.process(event(alarm_id="alm-a"))
+    processor.process(event(EventType.ALARM_CLEAR, alarm_id="alm-a", minutes=20))
+    again = processor.process(event(alarm_id="alm-b", minutes=30))
+    stopped = {(d["action"], d["target"]): d["guard"] for d in again.decisions if d["guard"]}
+    assert stopped[("customer_message", "cus_0000002")] == "cooldown"  # within 1 h
+    assert stopped[("bill_credit", "cus_0000001")] == "cooldown"  # 168 h
+
+
+def test_a_second_process_on_the_same_ledger_adds_nothing_and_delivers_once(
+    make_processor, tmp_path
+):
+    processor, dispatcher, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.process(event(alarm_id="alm-a", event_id="first"))
+    dispatcher.drain()
+    keys = {r["key"] for r in processor.ledger.decisions(limit=1000)}
+    processor2, dispatcher2, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    # the same outage's first event arrives again (lost acknowledgement): nothing new
+    assert processor2.process(event(alarm_id="alm-a", event_id="first")).outcome == "duplicate"
+    assert dispatcher2.drain() == {}
+    assert {r["key"] for r in processor2.ledger.decisions(limit=1000)} == keys
+    lines = [
+        json.loads(line)["idempotency_key"]
+        for path in (tmp_path / "outbox").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert sorted(lines) == sorted(set(lines)) and len(lines) > 0
+
+
+def test_customer_event_acts_on_that_customer_only(make_processor):
+    processor, _, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    outcome = processor.process(
+        event(EventType.REPEATED_FAILURE, severity=Severity.MAJOR, customer_id="cus_0000002")
+    )
+    assert {d["target"] for d in outcome.decisions} == {"cus_0000002"}
+    assert outcome.incident.startswith("event:")
+
+
+def test_approval_then_dispatch_and_reject_and_expiry(make_processor):
+    rich = [customer(n, mrr=2_000, contract_type="one_year") for n in range(1, 4)]
+    processor, dispatcher, clock = make_processor(rich, FixedScores(dict.fromkeys(
+        (c.customer_id for c in rich), 0.9)))  # fmt: skip
+    processor.process(event())
+    waiting = processor.ledger.decisions(status=Status.AWAITING_APPROVAL)
+    assert len(waiting) == 3 and all(w["action"] == "retention_offer" for w in waiting)
+    ledger = processor.ledger
+    assert settle(ledger, waiting[0]["key"], True, "ana", "good customer", clock()) == "pending"
+    assert settle(ledger, waiting[1]["key"], False, "ana", "too generous", clock()) == "rejected"
+    with pytest.raises(ApprovalError, match="not waiting"):
+        settle(ledger, waiting[1]["key"], True, "bob", "", clock())
+    clock.now += timedelta(minutes=241)
+    with pytest.raises(ApprovalError, match="expired"):
+        settle(ledger, waiting[2]["key"], True, "bob", "late", clock())
+    assert expire(ledger, clock()) == 0  # already marked by the refused approval
+    dispatcher.drain()
+    final = {r["key"]: r for r in ledger.decisions(action="retention_offer")}
+    assert final[waiting[0]["key"]]["status"] == Status.DISPATCHED
+    assert final[waiting[0]["key"]]["decided_by"] == "ana"
+    assert final[waiting[1]["key"]]["status"] == Status.REJECTED
+    assert final[waiting[2]["key"]]["status"] == Status.EXPIRED
+    trail = audit.query(ledger, action=waiting[0]["key"])
+    assert [row["kind"] for row in trail] == ["decision", "approval", "dispatch"]
+
+
+def test_audit_links_event_to_dispatch_and_detects_tampering(make_processor):
+    processor, dispatcher, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.process(event())
+    dispatcher.drain()
+    ledger = processor.ledger
+    trail = audit.query(ledger, customer="cus_0000002")
+    kinds = [row["kind"] for row in trail]
+    assert kinds.count("decision") == kinds.count("dispatch") == 1
+    decision = json.loads(next(r for r in trail if r["kind"] == "decision")["payload"])
+    assert decision["score"]["model_version"] == "3"
+    assert decision["score"]["features"] == {"outage_minutes_7d": 42.0}
+    assert decision["rule"] == "outage-message" and decision["guards"]
+    assert audit.query(ledger, cell="cell_00001")[0]["kind"] == "event"
+    verdict = audit.verify(ledger)
+    assert verdict.intact and verdict.rows == len(audit.query(ledger, cell="cell_00001"))
+    victim = trail[0]["seq"]
+    with ledger.write() as tx:
+        tx.run("UPDATE audit SET payload = ? WHERE seq = ?", ('{"status":"fine"}', victim))
+    assert audit.verify(ledger).broken_at == victim
+    with ledger.write() as tx:
+        tx.run("UPDATE audit SET payload = ? WHERE seq = ?", (trail[0]["payload"], victim))
+        tx.run("DELETE FROM audit WHERE seq = ?", (victim + 1,))
+    assert audit.verify(ledger).broken_at == victim + 1
+
+
+def test_cap_on_open_incidents_holds_within_a_batch_and_frees_on_clear(make_processor, policy):
+    capped = policy.model_copy(
+        update={"guards": policy.guards.model_copy(update={"max_open_incidents": 2})}
+    )
+    people = [customer(1, cell="cell_a"), customer(2, cell="cell_b"), customer(3, cell="cell_c")]
+    processor, _, _ = make_processor(people, FixedScores(), rules=capped)
+    first, second = processor.process_many(
+        [event(cell="cell_a", alarm_id="a"), event(cell="cell_b", alarm_id="b")]
+    )
+
+    def incidents(outcome) -> dict[str, str | None]:
+        return {
+            d["action"]: d["guard"]
+            for d in outcome.decisions
+            if d["action"] in ("trouble_ticket", "field_dispatch")
+        }
+
+    assert incidents(first) == {"trouble_ticket": None, "field_dispatch": None}
+    assert incidents(second) == {
+        "trouble_ticket": "max_open_incidents",
+        "field_dispatch": "max_open_incidents",
+    }
+    processor.process(event(EventType.ALARM_CLEAR, cell="cell_a", alarm_id="a", minutes=5))
+    third = processor.process(event(cell="cell_c", alarm_id="c", minutes=6))
+    assert incidents(third) == {"trouble_ticket": None, "field_dispatch": None}

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS alarms (
     alarm_id TEXT PRIMARY KEY, outage_id TEXT NOT NULL, cell_id TEXT NOT NULL,
     opened_at TEXT NOT NULL, cleared_at TEXT);
+CREATE INDEX IF NOT EXISTS alarms_active ON alarms (cell_id) WHERE cleared_at IS NULL;
 CREATE TABLE IF NOT EXISTS outages (
     outage_id TEXT PRIMARY KEY, cell_id TEXT NOT NULL, opened_at TEXT NOT NULL,
     resolved_at TEXT);

@@ -1,6 +1,9 @@
 """Event processing: dedupe, group alarms into outages, find the affected customers, score,
 decide, guard, and commit every decision to the ledger with its audit trail in one transaction.
 
+An event carrying a cell KPI (``metric``/``value``), or an alarm changing a cell's active alarm
+count, updates the cell's live features in the online store before anything is scored.
+
 Dispatch is a separate step (:class:`Dispatcher`): what is committed as pending is delivered
 later, by this process or, after a crash, by the next one to open the ledger.
 """
@@ -24,6 +27,7 @@ from actions.ledger import TAKEN, Ledger, Status, Tx
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
 from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
+from features.online import LIVE_FEATURES, Reading
 
 CUSTOMERS_TABLE = Path("inventory/customers.parquet")
 INCIDENT_SQL = ", ".join(f"'{a.value}'" for a in sorted(INCIDENT_ACTIONS))  # as in the index
@@ -33,6 +37,10 @@ class ScoresProvider(Protocol):
     def churn(self, customer_ids: list[str]) -> dict[str, Score]: ...
 
     def fault(self, cell_id: str) -> Score | None: ...
+
+
+class Telemetry(Protocol):
+    def write(self, readings: list[Reading]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+ALARMS = (EventType.ALARM_ONSET, EventType.ALARM_CLEAR)
+
+
+def live_values(event: NetworkEvent) -> dict[str, float]:
+    """The cell KPI an event reports, named as the live view's feature (else nothing)."""
+    if event.metric in LIVE_FEATURES and event.value is not None:
+        return {event.metric: event.value}
+    return {}
+
+
 def _score_summary(score: Score | None) -> dict[str, Any] | None:
     if score is None:
         return None
@@ -112,9 +130,11 @@ class Processor:
         directory: Directory,
         scores: ScoresProvider,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.ledger, self.policy, self.directory = ledger, policy, directory
-        self.scores, self.clock = scores, clock
+        self.scores, self.clock, self.telemetry = scores, clock, telemetry
+        self._readings: list[Reading] = []  # written before the next score, or at commit
         self.opted_out = directory.opted_out
         guards = policy.guards
         hours = [f.window_hours for f in guards.frequency] + list(guards.cooldown_hours.values())
@@ -130,18 +150,40 @@ class Processor:
         """Events in order, committed together in one transaction (all or none)."""
         outcomes, entries = [], []
         self._open_incidents = None  # counted once per transaction, then kept up to date
+        self._readings = []
         with self.ledger.write() as tx:
             for event in events:
                 outcome, more = self._process(tx, event)
                 outcomes.append(outcome)
                 entries += more
+            self._write_readings()
             audit.append(tx, entries)
         return outcomes
+
+    def _write_readings(self) -> None:
+        if self.telemetry is not None and self._readings:
+            self.telemetry.write(self._readings)
+        self._readings = []
+
+    def _read_live(self, tx: Tx, event: NetworkEvent, kind: str) -> None:
+        """Queue the cell's latest KPI and, when an alarm changed it, its active alarm count."""
+        values = live_values(event)
+        if event.event_type in ALARMS and kind in ("new", "grouped", "resolved"):
+            values["alarm_count"] = float(
+                tx.value(
+                    "SELECT COUNT(*) FROM alarms WHERE cell_id = ? AND cleared_at IS NULL",
+                    (event.cell_id,),
+                )
+            )
+        if values:
+            self._readings.append(Reading(event.cell_id, values, event.occurred_at))
 
     def _process(self, tx: Tx, event: NetworkEvent) -> tuple[Outcome, list[Entry]]:
         if tx.value("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)):
             return Outcome(event.event_id, "duplicate"), []
         kind, incident = self._classify(tx, event)
+        if self.telemetry is not None:
+            self._read_live(tx, event, kind)
         outcome = Outcome(event.event_id, kind, incident)
         seen = {"event": event.model_dump(mode="json"), "outcome": kind}
         entries = [
@@ -239,6 +281,7 @@ class Processor:
         return Situation(event, incident, customers, churn, self.scores.fault(event.cell_id))
 
     def _decide(self, tx: Tx, event: NetworkEvent, incident: str) -> tuple[Outcome, list[Entry]]:
+        self._write_readings()  # the scores below see the live values
         situation = self._situation(event, incident)
         decisions = decide(situation, self.policy)
         at = event.occurred_at.astimezone(UTC)

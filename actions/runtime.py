@@ -21,6 +21,7 @@ from actions.processor import Directory, Dispatcher, Outcome, Processor, ScoresP
 from closedloop.events import NetworkEvent
 from closedloop.scores import Score
 from closedloop.settings import Profile, Settings
+from features.online import LiveWriter, database_path
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -43,6 +44,15 @@ def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, A
     }
 
 
+def live_writer(settings: Settings) -> LiveWriter | None:
+    """The writer of cells' live features into the embedded profile's online store; None
+    without one (not applied yet, or the cluster profile's Redis store)."""
+    database = database_path(settings.home)
+    if settings.profile is Profile.CLUSTER or not database.exists():
+        return None
+    return LiveWriter(database)
+
+
 @dataclass
 class Runtime:
     ledger: Ledger
@@ -50,6 +60,7 @@ class Runtime:
     dispatcher: Dispatcher
     pause_seconds: float
     client: httpx.Client
+    telemetry: LiveWriter | None = None
 
     def handle(self, events: list[NetworkEvent]) -> tuple[list[Outcome], Counter[str]]:
         """Decide and commit each event, then deliver what is pending; returns the outcomes
@@ -62,6 +73,8 @@ class Runtime:
     def close(self) -> None:
         self.client.close()
         self.ledger.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
 
 
 class NoScores:
@@ -91,12 +104,14 @@ def open_runtime(
         settings.action_backoff_seconds,
         clock,
     )
+    telemetry = live_writer(settings)
     runtime = Runtime(
         ledger,
-        Processor(ledger, policy, directory, scores, clock),
+        Processor(ledger, policy, directory, scores, clock, telemetry),
         dispatcher,
         settings.action_pause_seconds,
         client,
+        telemetry,
     )
     dispatcher.drain()  # what a crashed run committed but never delivered
     return runtime

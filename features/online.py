@@ -17,6 +17,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 LAYOUT_FILE = "online_layout.json"
+PROJECT = "closedloop"  # the Feast project: its SQLite tables are named <project>_<view>
+LIVE_VIEW = "cell_live"  # fed by the cell_live_push source
+LIVE_FEATURES = (
+    "availability_pct",
+    "latency_ms",
+    "packet_loss_pct",
+    "prb_util_pct",
+    "connected_users",
+    "alarm_count",
+)
 STRING_TYPE = 2  # feast ValueType.STRING
 DOUBLE_TAG = 0x29  # Value.double_val: field 5, 64-bit wire type
 STRING_TAG = 0x12  # Value.string_val: field 2, length-delimited wire type
@@ -97,6 +107,21 @@ def entity_key(join_key: str, entity_id: str) -> bytes:
             value,
         )
     )
+
+
+def view_table(view: str) -> str:
+    """The SQLite table Feast keeps a view in (``compute_table_id``, no versioning)."""
+    return f"{PROJECT}_{view}"
+
+
+def encode_double(value: float) -> bytes:
+    """A serialised Feast ``Value(double_val=value)``."""
+    return bytes((DOUBLE_TAG,)) + struct.pack("<d", value)
+
+
+def feast_stamp(moment: datetime) -> int:
+    """An event_ts as Feast's SQLite store writes it: ``int(naive_utc.timestamp())``."""
+    return int(moment.astimezone(UTC).replace(tzinfo=None).timestamp())
 
 
 def decode_value(blob: bytes | None) -> FeatureValue:
@@ -190,6 +215,60 @@ def open_reader(home: Path, service: str) -> OnlineReader:
     if service not in layouts:
         raise KeyError(f"unknown feature service {service!r}; choose from {', '.join(layouts)}")
     return OnlineReader(database_path(home), layouts[service])
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Latest values of one entity's features, as of ``at``."""
+
+    entity_id: str
+    values: dict[str, float]
+    at: datetime
+
+
+class LiveWriter:
+    """Writes the latest values of a pushed view straight into the SQLite online store, as
+    Feast's ``push(..., to=PushMode.ONLINE)`` does, without importing Feast; an older reading
+    never overwrites a newer one."""
+
+    def __init__(self, database: Path, view: str = LIVE_VIEW, join_key: str = "cell_id") -> None:
+        if not database.exists():
+            raise FileNotFoundError(f"{database} is missing: run `closedloop features apply`")
+        self.join_key = join_key
+        self._connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        self._connection.execute("PRAGMA busy_timeout=30000")
+        table = view_table(view)
+        self._sql = (
+            f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, '
+            "created_ts) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO "
+            "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+            f'event_ts = excluded.event_ts, created_ts = NULL WHERE excluded.event_ts >= "{table}"'
+            ".event_ts"
+        )
+
+    def write(self, readings: list[Reading]) -> None:
+        """Every reading in one transaction."""
+        rows = [
+            (
+                entity_key(self.join_key, reading.entity_id),
+                name, encode_double(value), str(float(value)), feast_stamp(reading.at),
+            )
+            for reading in readings
+            for name, value in reading.values.items()
+        ]  # fmt: skip
+        if not rows:
+            return
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.executemany(self._sql, rows)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def feast_time(epoch: int | None) -> datetime | None:

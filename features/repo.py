@@ -14,6 +14,8 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
+from features.online import LIVE_FEATURES, LIVE_VIEW
+
 CUSTOMER_PROFILE: dict[str, object] = {
     "mrr": Float64,
     "price_ratio": Float64,
@@ -89,17 +91,7 @@ CELL_HEALTH: dict[str, object] = {
     "technology": String,
     "vendor": String,
 }
-CELL_LIVE = dict.fromkeys(
-    (
-        "availability_pct",
-        "latency_ms",
-        "packet_loss_pct",
-        "prb_util_pct",
-        "connected_users",
-        "alarm_count",
-    ),
-    Float64,
-)
+CELL_LIVE = dict.fromkeys(LIVE_FEATURES, Float64)
 DESCRIPTIONS = {
     "mrr": "monthly recurring revenue",
     "price_ratio": "price paid against the plan's list price",
@@ -277,7 +269,7 @@ def feature_repo(paths: FeaturePaths) -> FeatureRepo:
         description="cell health over 1, 6 and 24 hours, and the trends that lead faults",
     )
     cell_live = FeatureView(
-        name="cell_live",
+        name=LIVE_VIEW,
         entities=[cell],
         ttl=timedelta(hours=1),
         schema=_fields(CELL_LIVE),

@@ -24,9 +24,8 @@ from feast.infra.online_stores.helpers import compute_table_id
 from feast.protos.feast.types.Value_pb2 import Value
 
 from closedloop.settings import Profile, Settings
-from features.online import ServiceLayout, ViewLayout, database_path, entity_key
+from features.online import PROJECT, ServiceLayout, ViewLayout, database_path, entity_key
 
-PROJECT = "closedloop"
 DOUBLE_TAG = b"\x29"  # Value.double_val: field 5, 64-bit wire type
 
 

@@ -237,6 +237,9 @@ class LiveWriter:
         self.join_key = join_key
         self._connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         self._connection.execute("PRAGMA busy_timeout=30000")
+        self._connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for a push
+        self._connection.execute("PRAGMA synchronous=NORMAL")  # in WAL: no fsync per commit
+        self._connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
         table = view_table(view)
         self._sql = (
             f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, '

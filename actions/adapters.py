@@ -157,3 +157,17 @@ def trouble_ticket(decision: dict[str, Any], params: dict[str, Any], runbook: st
             {"author": "closedloop", "date": decision["created_at"], "text": runbook},
         ],
     }
+
+
+def ticket_resolution(ticket: dict[str, Any], at: str, note: str) -> dict[str, Any]:
+    """A TMF621 troubleTicket status update: the ticket ``ticket`` opened is resolved."""
+    return {
+        "@type": "TroubleTicket",
+        "id": ticket["key"],
+        "externalId": ticket["incident"],
+        "status": "resolved",
+        "statusChangeDate": at,
+        "statusChangeReason": "alarms cleared",
+        "resolutionDate": at,
+        "note": [{"author": "closedloop", "date": at, "text": note}],
+    }

@@ -1,5 +1,6 @@
-"""The action ledger and outbox: every decision, its guards, approval and dispatch, and the audit
-trail, in SQLite (WAL, embedded profile) or PostgreSQL (cluster profile) with one schema.
+"""The action ledger and outbox: every decision, its guards, approval and dispatch, the status
+updates sent after it (a ticket resolved), and the audit trail, in SQLite (WAL, embedded
+profile) or PostgreSQL (cluster profile) with one schema.
 
 Writes happen in serialised transactions (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
 PostgreSQL), so the audit hash chain has one writer at a time even across processes.
@@ -47,6 +48,12 @@ CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
     WHERE action = 'bill_credit';
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (status) WHERE resolved_at IS NULL
     AND action IN ('trouble_ticket', 'escalate_incident', 'field_dispatch');
+CREATE TABLE IF NOT EXISTS updates (
+    key TEXT PRIMARY KEY, decision_key TEXT NOT NULL, action TEXT NOT NULL,
+    event_id TEXT NOT NULL, cell_id TEXT NOT NULL, customer_id TEXT, status TEXT NOT NULL,
+    payload TEXT NOT NULL, created_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT, dispatched_at TEXT);
+CREATE INDEX IF NOT EXISTS updates_waiting ON updates (status) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT,
     customer_id TEXT, cell_id TEXT, action TEXT, key TEXT, payload TEXT NOT NULL,

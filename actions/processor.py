@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from actions import audit
-from actions.adapters import Adapter, deliver_with_retries, payload_for
+from actions.adapters import Adapter, deliver_with_retries, payload_for, ticket_resolution
 from actions.audit import Entry
 from actions.decide import Customer, Decision, Situation, decide
 from actions.guards import CREDIT_WINDOW, GuardBook, GuardResult, Taken, first_failed
-from actions.ledger import TAKEN, Ledger, Status, Tx
+from actions.ledger import TAKEN, Ledger, Status, Tx, dumps
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
 from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
@@ -244,7 +244,8 @@ class Processor:
         return "new", f"event:{event.event_id}"
 
     def _resolve(self, tx: Tx, event: NetworkEvent, outage: str | None) -> list[Entry]:
-        """The outage is over: close its incidents and cancel what still waits for approval."""
+        """The outage is over: close its incidents, cancel what still waits for approval, and
+        queue a "resolved" status update for each ticket it opened."""
         at = _iso(event.occurred_at)
         self._open_incidents = None  # incidents close: count again
         tx.run("UPDATE outages SET resolved_at = ? WHERE outage_id = ?", (at, outage))
@@ -263,13 +264,45 @@ class Processor:
             "UPDATE decisions SET status = ?, reason = ? WHERE incident = ? AND status = ?",
             (Status.CANCELLED, "outage cleared before approval", outage, Status.AWAITING_APPROVAL),
         )
+        updates = self._resolved_tickets(tx, event, outage, at)
         return [
             Entry(
                 "resolution", self.clock(), {"outage": outage, "cleared_by": event.event_id,
-                "cancelled_approvals": [c["key"] for c in cancelled]},
+                "cancelled_approvals": [c["key"] for c in cancelled],
+                "ticket_updates": [u[0] for u in updates]},
                 event.event_id, None, event.cell_id,
             )
         ]  # fmt: skip
+
+    def _resolved_tickets(
+        self, tx: Tx, event: NetworkEvent, outage: str | None, at: str
+    ) -> list[tuple]:
+        """One pending "resolved" update per ticket of the outage, keyed ``<ticket key>:resolved``
+        so that no replay sends it twice."""
+        tickets = tx.rows(
+            "SELECT key, incident, cell_id, customer_id FROM decisions WHERE incident = ?"
+            " AND action = ? AND status IN (?, ?) ORDER BY key",
+            (outage, ActionType.TROUBLE_TICKET.value, Status.PENDING, Status.DISPATCHED),
+        )
+        note = (
+            f"Resolved: the last alarm of outage {outage} on cell {event.cell_id} cleared at"
+            f" {at} (event {event.event_id})."
+        )
+        rows = [
+            (
+                f"{t['key']}:resolved", t["key"], ActionType.TROUBLE_TICKET.value, event.event_id,
+                t["cell_id"], t["customer_id"], Status.PENDING,
+                dumps(ticket_resolution(t, at, note)), _iso(self.clock()),
+            )
+            for t in tickets
+        ]  # fmt: skip
+        tx.many(
+            "INSERT INTO updates (key, decision_key, action, event_id, cell_id, customer_id,"
+            " status, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            rows,
+        )
+        return rows
 
     def _situation(self, event: NetworkEvent, incident: str) -> Situation:
         if event.customer_id is not None:
@@ -461,7 +494,8 @@ class Dispatcher:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def drain(self, limit: int = 100_000) -> Counter[str]:
-        """Deliver every pending decision, most urgent first; returns counts by result."""
+        """Deliver every pending decision, most urgent first, then every pending status update
+        whose decision was delivered; returns counts by result."""
         results: Counter[str] = Counter()
         pending = self.ledger.read().rows(
             f"SELECT * FROM decisions WHERE status = 'pending' ORDER BY priority, created_at, key"
@@ -469,23 +503,33 @@ class Dispatcher:
         )
         for decision in pending:
             results[self.dispatch(decision)] += 1
+        updates = self.ledger.read().rows(
+            "SELECT u.* FROM updates u JOIN decisions d ON d.key = u.decision_key"
+            f" WHERE u.status = 'pending' AND d.status = 'dispatched' ORDER BY u.created_at, u.key"
+            f" LIMIT {int(limit)}",
+        )
+        for update in updates:
+            results[self._send("updates", update, json.loads(update["payload"]))] += 1
         return results
 
     def dispatch(self, decision: dict[str, Any]) -> str:
-        action = ActionType(decision["action"])
+        return self._send("decisions", decision, payload_for(decision))
+
+    def _send(self, table: str, row: dict[str, Any], payload: dict[str, Any]) -> str:
+        """Deliver a decision or update with retries; record the result and its audit row."""
+        action = ActionType(row["action"])
         attempt = deliver_with_retries(
-            self.adapters[action], action, decision["key"], payload_for(decision),
-            self.retries, self.backoff,
-        )  # fmt: skip
+            self.adapters[action], action, row["key"], payload, self.retries, self.backoff
+        )
         status = Status.DISPATCHED if attempt.delivered else Status.DEAD_LETTER
         now = self.clock()
         with self.ledger.write() as tx:
             tx.run(
-                "UPDATE decisions SET status = ?, attempts = attempts + ?, last_error = ?,"
+                f"UPDATE {table} SET status = ?, attempts = attempts + ?, last_error = ?,"
                 " dispatched_at = ? WHERE key = ? AND status = ?",
                 (
                     status, attempt.attempts, attempt.error or None,
-                    _iso(now) if attempt.delivered else None, decision["key"], Status.PENDING,
+                    _iso(now) if attempt.delivered else None, row["key"], Status.PENDING,
                 ),
             )  # fmt: skip
             audit.append(
@@ -495,8 +539,8 @@ class Dispatcher:
                         "dispatch", now,
                         {"status": status, "attempts": attempt.attempts,
                          "reference": attempt.reference, "error": attempt.error},
-                        decision["event_id"], decision["customer_id"], decision["cell_id"],
-                        decision["action"], decision["key"],
+                        row["event_id"], row["customer_id"], row["cell_id"],
+                        row["action"], row["key"],
                     )
                 ],
             )  # fmt: skip

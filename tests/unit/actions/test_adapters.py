@@ -11,6 +11,7 @@ from actions import audit
 from actions.adapters import HttpAdapter, deliver_with_retries
 from actions.ledger import Status
 from actions.policy import ActionType
+from closedloop.events import EventType
 
 PEOPLE = [customer(1, sla_tier="gold", mrr=300), customer(2)]
 
@@ -100,3 +101,42 @@ def test_unreachable_receiver_is_retried_then_reported(client, free_port):
     )  # fmt: skip
     assert not attempt.delivered and attempt.attempts == 3
     assert "ConnectError" in attempt.error
+
+
+def test_clear_sends_each_ticket_of_the_outage_a_resolved_update_once(
+    receiver, client, make_processor
+):
+    processor, dispatcher, _ = make_processor(
+        PEOPLE, FixedScores(), adapters=adapters(receiver, client)
+    )
+    processor.process(event())
+    dispatcher.drain()
+    ((ticket,),) = [receiver.keys("/trouble_ticket")]
+    clear = event(EventType.ALARM_CLEAR, minutes=40)
+    assert processor.process(clear).outcome == "resolved"
+    assert dispatcher.drain() == {Status.DISPATCHED: 1}
+    assert receiver.keys("/trouble_ticket") == [ticket, f"{ticket}:resolved"]
+    (_, _, update) = receiver.received[-1]
+    assert update["@type"] == "TroubleTicket" and update["id"] == ticket
+    assert (
+        update["status"] == "resolved" and update["resolutionDate"] == clear.occurred_at.isoformat()
+    )
+    assert clear.event_id in update["note"][0]["text"]
+
+    assert processor.process(clear).outcome == "duplicate"  # replayed: nothing is sent again
+    assert dispatcher.drain() == {}
+    assert receiver.keys("/trouble_ticket") == [ticket, f"{ticket}:resolved"]
+    trail = audit.query(processor.ledger, action=f"{ticket}:resolved")
+    assert [r["kind"] for r in trail] == ["dispatch"] and "dispatched" in trail[0]["payload"]
+
+
+def test_a_resolved_update_waits_for_its_ticket_to_be_delivered(receiver, client, make_processor):
+    receiver.failures["/trouble_ticket"] = -1
+    processor, dispatcher, _ = make_processor(
+        PEOPLE, FixedScores(), adapters=adapters(receiver, client), retries=0
+    )
+    processor.process_many([event(), event(EventType.ALARM_CLEAR, minutes=40)])
+    dispatcher.drain()
+    (ticket,) = processor.ledger.decisions(action="trouble_ticket")
+    assert ticket["status"] == Status.DEAD_LETTER
+    assert receiver.attempts["/trouble_ticket"] == 1  # the update was not sent before its ticket

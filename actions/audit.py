@@ -18,7 +18,7 @@ COLUMNS = ("seq", "at", "kind", "event_id", "customer_id", "cell_id", "action", 
 class Entry:
     """One fact for the trail: what happened (kind) and the links that find it again."""
 
-    kind: str  # event, decision, approval, dispatch, resolution
+    kind: str  # event, decision, approval, dispatch, resolution, retry
     at: datetime
     payload: dict[str, Any]
     event_id: str | None = None

@@ -21,7 +21,9 @@ from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
 
 policy_app = typer.Typer(help="Check action policies.", no_args_is_help=True)
-actions_app = typer.Typer(help="List, show, approve and reject actions.", no_args_is_help=True)
+actions_app = typer.Typer(
+    help="List, show, approve, reject and retry actions.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="Query and verify the audit trail.")
 
 
@@ -241,6 +243,36 @@ def actions_reject(
     _settle(ctx, key, False, by, note)
 
 
+@actions_app.command("retry")
+def actions_retry(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="who retries")],
+    key: Annotated[str | None, typer.Argument(help="a dead-lettered decision or update")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    note: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Move dead letters back to pending and dispatch them again."""
+    from actions.approvals import ApprovalError, retry
+
+    if (key is None) == (not every):
+        raise UserError("give a KEY or --all")
+    settings = settings_of(ctx)
+    ledger = _open(ctx)
+    try:
+        keys = retry(ledger, key, by, note, clock_of(settings)())
+    except ApprovalError as error:
+        raise UserError(str(error)) from None
+    finally:
+        ledger.close()
+    console.print(f"{len(keys)} dead letter(s) back to pending by {by}")
+    runtime = _runtime(settings, with_models=False)  # opening delivers what is pending
+    try:
+        for moved in keys:
+            console.print(f"{moved}: {runtime.ledger.delivery_status(moved)}")
+    finally:
+        runtime.close()
+
+
 @audit_app.callback(invoke_without_command=True)
 def audit_query(
     ctx: typer.Context,
@@ -290,6 +322,8 @@ def _what(kind: str, payload: dict[str, Any]) -> str:
         return f"{payload['status']} after {payload['attempts']} attempt(s) {payload['error']}"
     if kind == "approval":
         return f"{payload['verdict']} by {payload['by']}: {payload['note']}"
+    if kind == "retry":
+        return f"retried by {payload['by']}: {payload['note']} (after {payload['last_error']})"
     return json.dumps(payload)[:120]
 
 

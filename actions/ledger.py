@@ -169,6 +169,14 @@ class Ledger:
         found = self.read().rows("SELECT * FROM decisions WHERE key = ?", (key,))
         return found[0] if found else None
 
+    def delivery_status(self, key: str) -> str | None:
+        """The status of a decision or of a status update."""
+        for table in ("decisions", "updates"):
+            status = self.read().value(f"SELECT status FROM {table} WHERE key = ?", (key,))
+            if status is not None:
+                return status
+        return None
+
     def decisions(
         self, status: str | None = None, action: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
-"""The action commands as a user runs them: replay, actions list / show / approve / reject,
-audit queries and verify, on a small world with a policy whose credits need approval."""
+"""The action commands as a user runs them: replay, actions list / show / approve / reject /
+retry, audit queries and verify, on a small world with a policy whose credits need approval."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -122,3 +124,55 @@ def test_replay_refuses_a_file_with_bad_lines_and_records_nothing(home, tmp_path
     assert "2 bad event line(s), nothing replayed" in message and "line 1:" in message
     with sqlite3.connect(home / "ledger.db") as db:
         assert db.execute("SELECT COUNT(*) FROM events WHERE event_id = 'x'").fetchone() == (0,)
+
+
+def test_dead_letters_are_retried_with_who_and_why(home, tmp_path, receiver):
+    shutil.copytree(home / "world", tmp_path / "world")  # a ledger of its own
+    cell = pd.read_parquet(home / "world/inventory/customers.parquet").cell_id.iloc[1]
+    at = datetime.now(UTC) - timedelta(minutes=30)
+    events = [
+        NetworkEvent(
+            event_id=f"retry-{kind}", event_type=kind, cell_id=cell, severity=Severity.MAJOR,
+            occurred_at=at + timedelta(minutes=minutes), alarm_id="retry-alarm",
+        )
+        for kind, minutes in ((EventType.ALARM_ONSET, 0), (EventType.ALARM_CLEAR, 20))
+    ]  # fmt: skip
+    (tmp_path / "events.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in events))
+    env = {
+        "CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"),
+        "CLOSEDLOOP_ACTION_ENDPOINTS": json.dumps({"trouble_ticket": f"{receiver.url}/tickets"}),
+        "CLOSEDLOOP_ACTION_RETRIES": "0",
+        "COLUMNS": "250",
+    }
+
+    def cli(*args: str):
+        return runner.invoke(app, ["--home", str(tmp_path), *args], env=env)
+
+    receiver.failures["/tickets"] = -1
+    assert cli("replay", "--no-models", str(tmp_path / "events.jsonl")).exit_code == 0
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        ((ticket, status),) = db.execute(
+            "SELECT key, status FROM decisions WHERE action = 'trouble_ticket'"
+        ).fetchall()
+    assert status == "dead_letter" and receiver.keys() == []
+
+    receiver.failures["/tickets"] = 0
+    neither = cli("actions", "retry", "--by", "ana")
+    assert isinstance(neither.exception, UserError) and "KEY or --all" in str(neither.exception)
+    retried = cli("actions", "retry", ticket, "--by", "ana", "--note", "ticketing back")
+    assert retried.exit_code == 0, retried.output
+    assert f"{ticket}: dispatched" in retried.output
+    assert receiver.keys("/tickets") == [ticket, f"{ticket}:resolved"]  # then its update
+    trail = cli("audit", "--action", ticket).output
+    assert "retried by ana: ticketing back (after HTTP 503" in trail
+    assert trail.index("retried by ana") < trail.rindex("dispatched after 1 attempt")
+    again = cli("actions", "retry", ticket, "--by", "ana")
+    assert isinstance(again.exception, UserError) and "is not a dead letter" in str(again.exception)
+
+    receiver.failures["/tickets"] = -1
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        db.execute("UPDATE decisions SET status = 'dead_letter' WHERE key = ?", (ticket,))
+    every = cli("actions", "retry", "--all", "--by", "bob", "--note", "all of them")
+    assert "1 dead letter(s) back to pending by bob" in every.output
+    assert f"{ticket}: dead_letter" in every.output  # tried again, failed again
+    assert receiver.attempts["/tickets"] == 4

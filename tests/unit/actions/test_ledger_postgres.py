@@ -1,4 +1,5 @@
-"""The same ledger schema and processor on PostgreSQL (cluster profile), in a throwaway schema."""
+"""The same ledger schema, processor, status updates and retries on PostgreSQL (cluster
+profile), in a throwaway schema."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from actionkit import Clock, FixedScores, customer, event
 
 from actions import audit
 from actions.adapters import OutboxAdapter
+from actions.approvals import retry
 from actions.ledger import Ledger, Status
 from actions.policy import ActionType
 from actions.processor import Directory, Dispatcher, Processor
@@ -52,6 +54,13 @@ def test_processor_on_postgresql_is_idempotent_and_audited(ledger: Ledger, polic
     done = processor.process(event(EventType.ALARM_CLEAR, alarm_id="pg-b", minutes=30))
     assert done.outcome == "resolved"
     assert ledger.decisions(status=Status.CANCELLED)
+    assert dispatcher.drain() == {Status.DISPATCHED: 1}  # the ticket's "resolved" update
+    (ticket,) = ledger.decisions(action="trouble_ticket")
+    assert ledger.delivery_status(f"{ticket['key']}:resolved") == Status.DISPATCHED
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET status = ? WHERE key = ?", (Status.DEAD_LETTER, ticket["key"]))
+    assert retry(ledger, None, "ana", "receiver back", clock()) == [ticket["key"]]
+    assert dispatcher.drain() == {Status.DISPATCHED: 1}
     verdict = audit.verify(ledger)
     assert verdict.intact and verdict.rows > len(first.decisions)
     with ledger.write() as tx:

@@ -196,3 +196,37 @@ def test_cap_on_open_incidents_holds_within_a_batch_and_frees_on_clear(make_proc
     processor.process(event(EventType.ALARM_CLEAR, cell="cell_a", alarm_id="a", minutes=5))
     third = processor.process(event(cell="cell_c", alarm_id="c", minutes=6))
     assert incidents(third) == {"trouble_ticket": None, "field_dispatch": None}
+
+
+class Readings:
+    """Telemetry that keeps what it is asked to write, one list per write."""
+
+    def __init__(self) -> None:
+        self.writes: list[list] = []
+
+    def write(self, readings: list) -> None:
+        self.writes.append([(r.entity_id, r.values, r.at) for r in readings])
+
+
+def test_live_telemetry_is_written_in_one_go_before_scoring_or_at_commit(make_processor):
+    processor, _, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.telemetry = telemetry = Readings()
+    kpi = event(
+        EventType.KPI_DEGRADATION, severity=Severity.MAJOR, metric="latency_ms", value=250.0
+    )
+    failures = event(
+        EventType.REPEATED_FAILURE, metric="failed_sessions", value=9.0
+    )  # no such feature
+    second = event(alarm_id="alm-2", minutes=1)
+    processor.process_many(
+        [event(), event(), failures, second, event(EventType.ALARM_CLEAR, alarm_id="nobody")]
+    )
+    onset_at, second_at = event().occurred_at, second.occurred_at
+    assert telemetry.writes == [
+        [("cell_00001", {"alarm_count": 1.0}, onset_at)],  # before the outage is scored
+        [("cell_00001", {"alarm_count": 2.0}, second_at)],  # grouped, not scored: at commit
+    ]
+    processor.process(kpi)
+    assert telemetry.writes[-1] == [("cell_00001", {"latency_ms": 250.0}, kpi.occurred_at)]
+    processor.process(kpi)  # a duplicate writes nothing
+    assert len(telemetry.writes) == 3

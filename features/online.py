@@ -1,4 +1,5 @@
-"""Online reads through a feature service, straight from the SQLite online store Feast writes.
+"""Online reads through a feature service, straight from the SQLite online store Feast writes,
+and live writes of pushed views (what ``FeatureStore.push(..., to=PushMode.ONLINE)`` writes).
 
 Serving must answer in a fraction of a millisecond and start fast, so this module does not
 import Feast. ``features apply`` writes each service's layout (views, tables, TTLs, features)

@@ -21,6 +21,7 @@ from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
 from features import commands as feature_commands
+from monitoring import commands as monitoring_commands
 from serving import commands as serving_commands
 from training import commands as training_commands
 
@@ -40,6 +41,9 @@ app.command("import-csv")(feature_commands.import_csv)
 app.command("train")(training_commands.train)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
+app.command("monitor")(monitoring_commands.monitor)
+app.command("monitor-score")(monitoring_commands.monitor_score)
+app.command("monitor-history")(monitoring_commands.monitor_history)
 
 
 @app.callback()

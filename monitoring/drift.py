@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
@@ -18,6 +17,7 @@ from evidently.metrics import ValueDrift
 from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 
 from monitoring.config import DriftPolicy
+from monitoring.sampling import sample_positions
 from monitoring.summary import ColumnDrift, DriftResult, QualityResult
 
 PROBABILITY = "probability"
@@ -28,8 +28,7 @@ def sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     """At most ``rows`` rows of ``frame``, the same ones for the same seed."""
     if len(frame) <= rows:
         return frame
-    picked = np.sort(np.random.default_rng(seed).choice(len(frame), rows, replace=False))
-    return frame.iloc[picked]
+    return frame.iloc[sample_positions(len(frame), rows, seed)]
 
 
 def _definition(numeric: Sequence[str], categorical: Sequence[str]) -> DataDefinition:

@@ -250,7 +250,7 @@ def monitor(
     if trigger.retrain and retrain is None:
         outcome = RetrainOutcome(retrained=False, reasons=["retraining is switched off"])
     elif trigger.retrain:
-        outcome = _retrain(settings, target, retrain)
+        outcome = _retrain(settings, target, retrain, end)
 
     run = f"{len(past) + 1:04d}-{end:%Y%m%dT%H%M}"
     folder = monitoring_home(settings, target) / run
@@ -280,9 +280,12 @@ def monitor(
     return summary
 
 
-def _retrain(settings: Settings, target: Target, config: TrainConfig) -> RetrainOutcome:
+def _retrain(
+    settings: Settings, target: Target, config: TrainConfig, until: datetime
+) -> RetrainOutcome:
+    """Train on what is known by ``until`` and let the gate decide."""
     try:
-        outcome = train_and_gate(settings, target, config)
+        outcome = train_and_gate(settings, target, config, until)
     except ValueError as error:
         return RetrainOutcome(retrained=False, reasons=[f"training failed: {error}"])
     return RetrainOutcome(

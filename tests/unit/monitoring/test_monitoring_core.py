@@ -114,7 +114,9 @@ def _past(end: datetime, drifted: bool, version="1", retrained=False) -> Monitor
         window_start=end - timedelta(days=7),
         window_end=end,
         drift=_drift(drifted),
-        quality=QualityResult(rows=1, reference_rows=1, missing_share={}, reference_missing_share={}),
+        quality=QualityResult(
+            rows=1, reference_rows=1, missing_share={}, reference_missing_share={}
+        ),
         performance=None,
         trigger=Trigger(retrain=retrained, reasons=[], drift_streak=0),
         retrain=RetrainOutcome(retrained=True, version="2") if retrained else None,

@@ -1,0 +1,64 @@
+"""Monitoring end to end on a drift episode: calm → no trigger, drift → gated retrain → recovery."""
+
+import json
+from pathlib import Path
+
+import pytest
+from evidently.ui.workspace import Workspace
+
+from monitoring import episode
+from monitoring.pipeline import history, read_log
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return episode.prepare(tmp_path_factory.mktemp("monitoring"))
+
+
+@pytest.fixture(scope="module")
+def result(settings):
+    return episode.run(settings)
+
+
+def test_the_calm_week_raises_nothing(result):
+    calm = result.runs[0]
+    assert not calm.drift.drifted and not calm.trigger.retrain and calm.retrain is None
+    assert calm.performance is not None and calm.performance.below_floor is False
+
+
+def test_the_firmware_update_is_found_in_the_features_it_touches(result):
+    drifted = result.runs[1]
+    assert drifted.drift.drifted
+    touched = {"latency_ms_1h", "latency_ms_24h", "packet_loss_1h", "packet_loss_6h"}
+    assert touched <= set(drifted.drift.drifted_columns)
+    assert "capacity_mbps" not in drifted.drift.drifted_columns
+
+
+def test_drift_triggers_a_gated_retrain_that_recovers_performance(result):
+    outcomes = [r.retrain for r in result.runs if r.retrain is not None]
+    assert outcomes and all(o.retrained for o in outcomes)
+    assert any(o.promoted for o in outcomes)
+    assert result.final_version != result.first_version
+    assert result.pr_auc_final > result.pr_auc_first
+
+
+def test_runs_leave_reports_a_summary_history_and_workspace(settings, result):
+    runs = history(settings, "fault")
+    assert [r.run for r in runs] == [r.run for r in result.runs]
+    for run in result.runs:
+        for report in run.reports.values():
+            assert "<html" in Path(report).read_text()[:500].lower()
+        folder = settings.home / "monitoring" / "fault" / run.run
+        assert json.loads((folder / "summary.json").read_text())["trigger"]["retrain"] == (
+            run.trigger.retrain
+        )
+    workspace = Workspace(str(settings.home / "monitoring" / "workspace"))
+    project = workspace.search_project("closedloop-fault")[0]
+    assert len(workspace.list_runs(project.id)) >= 2 * len(result.runs)
+
+
+def test_batch_scores_land_in_the_prediction_log(settings, result):
+    first = result.runs[0]
+    rows = read_log(settings, "fault", first.champion_version, first.window_start, first.window_end)
+    assert len(rows) == first.quality.rows > 0
+    assert set(rows["source"]) == {"batch"}

@@ -261,6 +261,9 @@ def demo(
         settings.model_copy(update={"clock_start": end}), customers, cells
     )
 
+    console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
+    monitoring_commands.run_episode(settings)
+
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:
     """The five most valuable customers still active, and the cells that serve them."""

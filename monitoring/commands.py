@@ -122,6 +122,34 @@ def print_summary(summary: MonitorSummary) -> None:
     console.print(f"reports and summary.json in {folder}")
 
 
+def run_episode(settings: Settings) -> None:
+    """The demo's drift episode in its own home under ``settings.home``, printed run by run."""
+    from monitoring import episode
+    from training.commands import _quiet_mlflow
+
+    _quiet_mlflow()
+    home = settings.home / "drift-episode"
+    firmware = episode.WORLD.drift.firmware
+    console.print(
+        f"a world of {episode.WORLD.cells} cells over {episode.WORLD.days} days in {home}: on day "
+        f"{episode.DRIFT_DAY} {firmware.vendor}'s firmware update reports latency "
+        f"×{firmware.latency_factor:g} and packet loss ×{firmware.loss_factor:g}; the fault "
+        "champion was trained before it, and each week is batch-scored and monitored"
+    )
+    local = settings.model_copy(update={"home": home})
+    episode.prepare(local)
+    result = episode.run(local, on_run=print_summary)
+    console.print(
+        f"PR AUC on the week after ({result.holdout}), labels known: first champion "
+        f"v{result.first_version} {result.pr_auc_first:.4f}, champion now "
+        f"v{result.final_version} {result.pr_auc_final:.4f}"
+    )
+    console.print(
+        f"history: closedloop --home {home} monitor-history; browse the reports: "
+        f"evidently ui --workspace {home / 'monitoring' / 'workspace'}"
+    )
+
+
 def monitor(
     ctx: typer.Context,
     target: Annotated[Target, typer.Argument(help="Which model to monitor")],

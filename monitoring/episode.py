@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -62,20 +61,19 @@ class Episode:
     pr_auc_final: float
 
 
-def prepare(home: Path, world: WorldConfig = WORLD) -> Settings:
-    """Generate, ingest, build and apply the episode's world in ``home``."""
+def prepare(settings: Settings, world: WorldConfig = WORLD) -> None:
+    """Generate, ingest, build and apply the episode's world in the settings' home."""
     from closedloop.world.simulate import simulate
     from closedloop.world.store import write_world
     from features.ingest import ingest_world
     from features.pipeline import apply_repository, build_features
 
+    home = settings.home
     end = datetime.combine(world.start, datetime.min.time(), UTC) + timedelta(days=world.days)
     write_world(simulate(world), home / "world")
     ingest_world(home / "world", home, end)
     build_features(home, end)
-    settings = Settings(home=home)
     apply_repository(settings)
-    return settings
 
 
 def run(

@@ -6,13 +6,16 @@ from pathlib import Path
 import pytest
 from evidently.ui.workspace import Workspace
 
+from closedloop.settings import Settings
 from monitoring import episode
 from monitoring.pipeline import history, read_log
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return episode.prepare(tmp_path_factory.mktemp("monitoring"))
+    settings = Settings(home=tmp_path_factory.mktemp("monitoring"))
+    episode.prepare(settings)
+    return settings
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """Run every benchmark at its default size: ``python -m bench`` (or ``make bench``)."""
 
-from bench import feature_store, real_data, serving, training, world_generation
+from bench import feature_store, monitoring, real_data, serving, training, world_generation
 
 world_generation.main([])
 feature_store.main([])
 training.main([])
 serving.main([])
 real_data.main([])
+monitoring.main([])

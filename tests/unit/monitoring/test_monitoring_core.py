@@ -177,3 +177,30 @@ def test_params_monitor_section_is_validated(tmp_path):
         monitor_config(params)
     with pytest.raises(UserError):
         monitor_config(tmp_path / "missing.yaml")
+
+
+def test_measurement_noise_and_a_few_gaps_do_not_trigger():
+    reference, _ = _frames(0.0, seed=1)
+    rng = np.random.default_rng(5)
+    noisy = reference.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    noisy["latency"] = noisy["latency"] * rng.lognormal(0, 0.03, len(noisy))
+    noisy.loc[rng.random(len(noisy)) < 0.01, "loss"] = np.nan
+    policy = DriftPolicy()
+    snapshot = core.drift_report(reference, noisy, ["latency", "loss"], ["vendor"], policy)
+    result = core.read_drift(snapshot, ["latency", "loss", "vendor"], policy.drift_share)
+    assert not result.drifted_columns
+    config = MonitorConfig(persistence=1)
+    assert not decide(result, None, [], "1", END, config).retrain
+    quality = core.read_quality(reference, noisy, ["latency", "loss", "vendor"])
+    assert quality.missing_share["loss"] == pytest.approx(0.01, abs=0.005)
+    assert quality.reference_missing_share["loss"] == 0
+
+
+def test_a_parquet_sample_is_the_frame_sample_read_batch_by_batch(tmp_path):
+    from monitoring.sampling import read_sample
+
+    frame = pd.DataFrame({"a": np.arange(50_000), "b": np.arange(50_000) % 7})
+    frame.to_parquet(tmp_path / "w.parquet", row_group_size=10_000)
+    got = read_sample(tmp_path / "w.parquet", 3_000, seed=9, batch_rows=4_096)
+    expected = core.sample(frame, 3_000, 9).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 from evidently.ui.workspace import Workspace
+from typer.testing import CliRunner
 
+from closedloop.cli import app
 from closedloop.settings import Settings
 from monitoring import episode
 from monitoring.pipeline import history, read_log
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +69,30 @@ def test_batch_scores_land_in_the_prediction_log(settings, result):
     rows = read_log(settings, "fault", first.champion_version, first.window_start, first.window_end)
     assert len(rows) == first.quality.rows > 0
     assert set(rows["source"]) == {"batch"}
+
+
+def test_the_commands_score_monitor_without_retraining_and_list_the_history(settings, result):
+    home = ["--home", str(settings.home)]
+    env = {"COLUMNS": "200"}
+    end = ["--end", "2026-02-19T00:00:00"]
+    scored = runner.invoke(app, [*home, "monitor-score", "fault", *end, "--days", "7"], env=env)
+    assert scored.exit_code == 0, scored.output
+    assert f"fault v{result.final_version}: scored" in scored.output
+    run = runner.invoke(app, [*home, "monitor", "fault", *end, "--no-retrain"], env=env)
+    assert run.exit_code == 0, run.output
+    assert "trigger:" in run.output and "reports and summary.json in" in run.output
+    last = history(settings, "fault")[-1]
+    assert last.champion_version == result.final_version
+    assert last.retrain is None or not last.retrain.retrained
+    listed = runner.invoke(app, [*home, "monitor-history", "fault"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert all(r.run in listed.output for r in history(settings, "fault"))
+    assert "evidently ui --workspace" in listed.output
+
+
+def test_monitoring_without_a_champion_is_one_clear_error(tmp_path):
+    outcome = runner.invoke(
+        app, ["--home", str(tmp_path), "monitor", "churn", "--end", "2026-02-01"]
+    )
+    assert outcome.exit_code != 0
+    assert "no champion" in str(outcome.exception) or "no champion" in outcome.output

@@ -157,9 +157,7 @@ def read_log(settings: Settings, target: Target, version: str, start, end) -> pd
     parts = sorted(log_folder(settings.home, target).glob("*.parquet"))
     frames = []
     for part in parts:
-        table = pq.read_table(part)
-        frame = table.to_pandas()
-        frame = frame[frame["model_version"] == version]
+        frame = pq.read_table(part, filters=[("model_version", "=", version)]).to_pandas()
         stamps = pd.to_datetime(frame["scored_at"], utc=True)
         frames.append(frame[(stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))])
     if not frames:

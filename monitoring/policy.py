@@ -37,17 +37,17 @@ def decide(
 ) -> Trigger:
     """Retrain when drift persisted or performance fell below the floor, unless too soon."""
     streak = drift_streak(drift.drifted, history, version)
-    breaches = []
+    columns = ", ".join(drift.drifted_columns)
     if streak >= config.persistence:
-        breaches.append(
-            f"{drift.drifted_share:.0%} of features drifted "
-            f"({', '.join(drift.drifted_columns)}) for {streak} consecutive window(s)"
-        )
+        status = f"{drift.drifted_share:.0%} of features drifted ({columns}) for {streak} windows"
     elif drift.drifted:
-        breaches_needed = config.persistence - streak
-        calm = f"drift in {streak} window(s); {breaches_needed} more needed to retrain"
+        status = (
+            f"{drift.drifted_share:.0%} of features drifted ({columns}): window {streak} of the "
+            f"{config.persistence} in a row that trigger"
+        )
     else:
-        calm = f"{drift.drifted_share:.0%} of features drifted, below {drift.drift_share:.0%}"
+        status = f"{drift.drifted_share:.0%} of features drifted, below {drift.drift_share:.0%}"
+    breaches = [status] if streak >= config.persistence else []
     if performance is not None and performance.below_floor:
         value = performance.metrics[performance.metric]
         breaches.append(
@@ -55,10 +55,12 @@ def decide(
             f"{performance.floor:.4f}"
         )
     if not breaches:
-        reasons = [calm]
+        reasons = [status]
         if performance is not None and performance.below_floor is False:
             reasons.append(f"{performance.metric} on matured labels is above the floor")
         return Trigger(retrain=False, reasons=reasons, drift_streak=streak)
+    if status not in breaches:
+        breaches.insert(0, status)
     previous = last_retrain(history)
     wait = timedelta(hours=config.min_retrain_interval_hours)
     if previous is not None and window_end - previous < wait:

@@ -158,7 +158,7 @@ def test_performance_below_the_floor_triggers_without_drift():
     low = performance_verdict({"pr_auc": 0.05}, {"pr_auc": 0.2}, 500, 20, config)
     assert low.below_floor and low.floor == pytest.approx(0.16)
     trigger = decide(_drift(False), low, [], "1", END, config)
-    assert trigger.retrain and "below the floor" in trigger.reasons[0]
+    assert trigger.retrain and "below the floor" in trigger.reasons[-1]
 
 
 def test_too_few_matured_labels_give_no_verdict():

@@ -1,7 +1,7 @@
-"""Seeded samples of large Parquet windows, read a record batch at a time.
+"""Seeded samples of large Parquet windows, read column by column.
 
 ``read_sample(path, rows, seed)`` returns exactly the rows ``drift.sample(read(path), rows, seed)``
-would, without ever holding the whole file in memory.
+would, holding no more than one column of one row group in memory at a time.
 """
 
 from __future__ import annotations
@@ -21,19 +21,22 @@ def sample_positions(total: int, rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
 
 
-def read_sample(
-    path: Path, rows: int, seed: int, columns: list[str] | None = None, batch_rows: int = 65_536
-) -> pd.DataFrame:
-    """The seeded sample of a Parquet file's rows, batch by batch."""
+def read_sample(path: Path, rows: int, seed: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """The seeded sample of a Parquet file's rows, one column of one row group at a time."""
     file = pq.ParquetFile(path)
+    names = columns or file.schema_arrow.names
     wanted = sample_positions(file.metadata.num_rows, rows, seed)
-    kept, offset = [], 0
-    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
-        lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+    kept: dict[str, list[pa.Array]] = {name: [] for name in names}
+    offset = 0
+    for group in range(file.metadata.num_row_groups):
+        size = file.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(wanted, [offset, offset + size])
         if hi > lo:
-            kept.append(batch.take(pa.array(wanted[lo:hi] - offset)))
-        offset += batch.num_rows
-    if not kept:
-        empty = file.schema_arrow.empty_table()
-        return (empty.select(columns) if columns else empty).to_pandas()
-    return pa.Table.from_batches(kept).to_pandas()
+            take = pa.array(wanted[lo:hi] - offset)
+            for name in names:
+                column = file.read_row_group(group, columns=[name]).column(0)
+                kept[name].append(column.take(take).combine_chunks())
+        offset += size
+    schema = pa.schema([file.schema_arrow.field(name) for name in names])
+    arrays = [pa.chunked_array(kept[name], type=schema.field(name).type) for name in names]
+    return pa.Table.from_arrays(arrays, schema=schema).to_pandas()

@@ -196,11 +196,11 @@ def test_measurement_noise_and_a_few_gaps_do_not_trigger():
     assert quality.reference_missing_share["loss"] == 0
 
 
-def test_a_parquet_sample_is_the_frame_sample_read_batch_by_batch(tmp_path):
+def test_a_parquet_sample_is_the_frame_sample_read_column_by_column(tmp_path):
     from monitoring.sampling import read_sample
 
     frame = pd.DataFrame({"a": np.arange(50_000), "b": np.arange(50_000) % 7})
     frame.to_parquet(tmp_path / "w.parquet", row_group_size=10_000)
-    got = read_sample(tmp_path / "w.parquet", 3_000, seed=9, batch_rows=4_096)
+    got = read_sample(tmp_path / "w.parquet", 3_000, seed=9)
     expected = core.sample(frame, 3_000, 9).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)

@@ -140,7 +140,7 @@ def run_episode(settings: Settings) -> None:
     episode.prepare(local)
     result = episode.run(local, on_run=print_summary)
     console.print(
-        f"PR AUC on the week after ({result.holdout}), labels known: first champion "
+        f"PR AUC after the last run ({result.holdout}, labels known): first champion "
         f"v{result.first_version} {result.pr_auc_first:.4f}, champion now "
         f"v{result.final_version} {result.pr_auc_final:.4f}"
     )

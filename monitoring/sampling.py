@@ -34,7 +34,7 @@ def read_sample(path: Path, rows: int, seed: int, columns: list[str] | None = No
         if hi > lo:
             take = pa.array(wanted[lo:hi] - offset)
             for name in names:
-                column = file.read_row_group(group, columns=[name]).column(0)
+                column = file.read_row_group(group, [name], use_threads=False).column(0)
                 kept[name].append(column.take(take).combine_chunks())
         offset += size
     schema = pa.schema([file.schema_arrow.field(name) for name in names])

@@ -1,6 +1,6 @@
 """Run every benchmark at its default size: ``python -m bench`` (or ``make bench``)."""
 
-from bench import actions, feature_store, real_data, serving, training, world_generation
+from bench import actions, feature_store, monitoring, real_data, serving, training, world_generation
 
 world_generation.main([])
 feature_store.main([])
@@ -8,3 +8,4 @@ training.main([])
 serving.main([])
 real_data.main([])
 actions.main([])
+monitoring.main([])

@@ -22,6 +22,7 @@ from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
 from features import commands as feature_commands
+from monitoring import commands as monitoring_commands
 from serving import commands as serving_commands
 from training import commands as training_commands
 
@@ -45,6 +46,9 @@ app.add_typer(action_commands.policy_app, name="policy")
 app.command("replay")(action_commands.replay)
 app.add_typer(action_commands.actions_app, name="actions")
 app.add_typer(action_commands.audit_app, name="audit")
+app.command("monitor")(monitoring_commands.monitor)
+app.command("monitor-score")(monitoring_commands.monitor_score)
+app.command("monitor-history")(monitoring_commands.monitor_history)
 
 
 @app.callback()
@@ -265,6 +269,9 @@ def demo(
     console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
     in_world_time = settings.model_copy(update={"clock_start": end})
     action_commands.run_demo_actions(in_world_time, end, cells[0])
+
+    console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
+    monitoring_commands.run_episode(settings)
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:

@@ -21,7 +21,11 @@ LOG_COLUMNS = pa.schema(
         described("model_version", pa.string(), "registered model version"),
         described("feature_service", pa.string(), "Feast feature service of the inputs"),
         described("entity_id", pa.string(), "customer_id or cell_id"),
-        described("source", pa.string(), "online (features looked up) or supplied (what-if)"),
+        described(
+            "source",
+            pa.string(),
+            "online (features looked up), supplied (what-if) or batch (monitor-score)",
+        ),
         described("probability", pa.float64(), "calibrated probability"),
         described("stale_features", pa.int32(), "how many inputs were stale or missing"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from training.trainer import fit
 from training.tuning import search
 
 Target = Literal["churn", "fault"]
+REFERENCE_ROWS = 50_000  # rows of the training window kept for monitoring's drift reference
 SEGMENTS = {"churn": ["segment", "sla_tier", "region"], "fault": ["vendor", "technology"]}
 
 
@@ -40,21 +42,35 @@ def time_split(instants: pd.Series, config: TrainConfig) -> pd.Series:
     return pd.Series(part, index=instants.index)
 
 
-def labelled_snapshots(settings: Settings, target: Target, config: TrainConfig) -> pd.DataFrame:
+def labelled_snapshots(
+    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+) -> pd.DataFrame:
+    """Snapshots on the grid whose label is known by ``until`` (default: the end of the data)."""
     paths = FeaturePaths.under(settings.home.resolve())
     horizon = pd.Timedelta(hours=config.horizon_hours)
     every = pd.Timedelta(hours=config.snapshot_every_hours)
     offline = OfflineStore(settings.home)
     if target == "churn":
-        keys = pq.read_table(paths.customer_daily, columns=["customer_id", "event_timestamp"])
-        return churn_snapshots(keys.to_pandas(), offline.read("churn_labels"), horizon, every)
-    keys = pq.read_table(paths.cell_hourly, columns=["cell_id", "event_timestamp"])
-    return fault_snapshots(keys.to_pandas(), offline.read("cell_fault_labels"), horizon, every)
+        keys = _keys(paths.customer_daily, "customer_id", until)
+        return churn_snapshots(keys, offline.read("churn_labels"), horizon, every)
+    keys = _keys(paths.cell_hourly, "cell_id", until)
+    return fault_snapshots(keys, offline.read("cell_fault_labels"), horizon, every)
 
 
-def training_set(settings: Settings, target: Target, config: TrainConfig) -> pd.DataFrame:
+def _keys(path: Path, key: str, until: datetime | None) -> pd.DataFrame:
+    """Entity keys and feature stamps, those before ``until`` only when it is given."""
+    keys = pq.read_table(path, columns=[key, "event_timestamp"]).to_pandas()
+    if until is None:
+        return keys
+    stamps = pd.to_datetime(keys["event_timestamp"], utc=True)
+    return keys[stamps < pd.Timestamp(until)].reset_index(drop=True)
+
+
+def training_set(
+    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+) -> pd.DataFrame:
     """Labelled snapshots joined point-in-time to the feature service by Feast."""
-    snapshots = labelled_snapshots(settings, target, config)
+    snapshots = labelled_snapshots(settings, target, config, until)
     if snapshots.empty:
         raise ValueError("no labelled snapshots: the data is shorter than the label horizon")
     store = open_store(settings)
@@ -107,9 +123,26 @@ class TrainOutcome:
     search: dict[str, float]  # the Optuna search's trials and best validation PR AUC, if any
 
 
-def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutcome:
-    """Train, evaluate on the latest window, log everything, register and gate the model."""
-    data = training_set(settings, target, config)
+def _window(frame: pd.DataFrame) -> str:
+    return f"{frame.event_timestamp.min().isoformat()} .. {frame.event_timestamp.max().isoformat()}"
+
+
+def reference_sample(
+    part: pd.DataFrame, key: str, features: list[str], scores: np.ndarray, rows: int, seed: int
+) -> pd.DataFrame:
+    """A seeded sample of the training window with its labels and scores: monitoring's reference."""
+    frame = part[[key, "event_timestamp", "label", *features]].assign(probability=scores)
+    return frame.sample(min(rows, len(frame)), random_state=seed).sort_values("event_timestamp")
+
+
+def train(
+    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+) -> TrainOutcome:
+    """Train, evaluate on the latest window, log everything, register and gate the model.
+
+    ``until`` trains on what was known before that instant (the default: all the data).
+    """
+    data = training_set(settings, target, config, until)
     data["split"] = time_split(data["event_timestamp"], config)
     parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
     features = service_features(repository(settings).services[config.service])
@@ -168,7 +201,10 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
                 "feature_list": ",".join(features),
                 "data_fingerprint": registry.fingerprint(data.drop(columns=["split"])),
                 "git_commit": registry.git_commit(),
-                "window_test": f"{test.event_timestamp.min()} .. {test.event_timestamp.max()}",
+                "data_until": until.isoformat() if until else "end of data",
+                "window_train": _window(parts["train"]),
+                "window_valid": _window(parts["valid"]),
+                "window_test": _window(test),
             }
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
@@ -179,6 +215,12 @@ def train(settings: Settings, target: Target, config: TrainConfig) -> TrainOutco
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             _plots(evaluation, model, test, folder)
+            key = "customer_id" if target == "churn" else "cell_id"
+            train_scores = model.score(parts["train"])
+            reference = reference_sample(
+                parts["train"], key, features, train_scores, REFERENCE_ROWS, config.seed
+            )
+            reference.to_parquet(folder / "reference.parquet", index=False)
             evaluation.lift.to_csv(folder / "lift.csv", index=False)
             evaluation.calibration.to_csv(folder / "calibration.csv", index=False)
             evaluation.segments.to_csv(folder / "segments.csv", index=False)

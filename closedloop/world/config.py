@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -62,6 +62,25 @@ class Dirt(_Strict):
         )
 
 
+class FirmwareUpdate(_Strict):
+    """From ``day`` on, one vendor's cells report KPIs in new units (a drift scenario)."""
+
+    vendor: Literal["aurora", "zenith"] = "aurora"
+    day: int = Field(ge=0, description="first day (from the world's start) of the new firmware")
+    latency_factor: float = Field(
+        10.0, gt=0, description="reported latency over true latency (10: units of 0.1 ms)"
+    )
+    loss_factor: float = Field(
+        1.0, gt=0, description="reported packet loss over true loss (aurora gauge)"
+    )
+
+
+class Drift(_Strict):
+    """Changes that start part-way through a world, for monitoring to find (none by default)."""
+
+    firmware: FirmwareUpdate | None = None
+
+
 class WorldConfig(_Strict):
     """Everything that shapes a generated world; the same config and seed give the same files."""
 
@@ -83,6 +102,7 @@ class WorldConfig(_Strict):
         Band(low=0.008, high=0.025), description="realised incidents per cell-day must fall here"
     )
     dirt: Dirt = Dirt()
+    drift: Drift = Drift()
 
     @model_validator(mode="after")
     def _interval_divides_day(self) -> Self:

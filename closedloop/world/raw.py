@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from closedloop.world import catalog
-from closedloop.world.config import Dirt
+from closedloop.world.config import Dirt, FirmwareUpdate
 from closedloop.world.inventory import Cells
 from closedloop.world.network import Network
 from closedloop.world.schemas import (
@@ -115,16 +115,33 @@ def _ordered(table: pa.Table, received_ms: np.ndarray) -> tuple[pa.Table, np.nda
     return table.take(pa.array(order)), received_ms[order]
 
 
+def _updated(
+    firmware: FirmwareUpdate | None, vendor: str, network: Network, rows: _Rows
+) -> np.ndarray:
+    """Which emitted rows come from cells already running the new firmware."""
+    if firmware is None or firmware.vendor != vendor:
+        return np.zeros(rows.interval.size, dtype=bool)
+    return rows.interval >= firmware.day * (1440 // network.interval_minutes)
+
+
 def render_aurora(
-    network: Network, cells: Cells, vendor_cells: np.ndarray, dirt: Dirt, rng: np.random.Generator
+    network: Network,
+    cells: Cells,
+    vendor_cells: np.ndarray,
+    dirt: Dirt,
+    rng: np.random.Generator,
+    firmware: FirmwareUpdate | None = None,
 ) -> RawTelemetry:
     rows = _emitted_rows(network, vendor_cells, dirt, rng)
     at = (vendor_cells[rows.cell], rows.interval)
     start_ms = network.start.astype("datetime64[ms]").astype(np.int64)
     latency = network.latency_ms[at].round(2)
     latency[rows.glitched] *= 1000  # firmware briefly reports µs in the ms field
+    updated = _updated(firmware, "aurora", network, rows)
+    latency[updated] *= firmware.latency_factor if firmware else 1.0
     availability = network.availability_pct[at].round(3)
     loss = network.loss_pct[at].round(3)
+    loss[updated] *= firmware.loss_factor if firmware else 1.0
     prb = network.prb_pct[at].round(2)
     spikes = _split_spikes(rows.spiked, 4, rng)
     _spike(availability, spikes[0], 101, 400, rng)
@@ -191,7 +208,12 @@ def _local_interval_ends(network: Network, cells: Cells) -> np.ndarray:
 
 
 def render_zenith(
-    network: Network, cells: Cells, vendor_cells: np.ndarray, dirt: Dirt, rng: np.random.Generator
+    network: Network,
+    cells: Cells,
+    vendor_cells: np.ndarray,
+    dirt: Dirt,
+    rng: np.random.Generator,
+    firmware: FirmwareUpdate | None = None,
 ) -> RawTelemetry:
     seconds = network.interval_minutes * 60
     restarts = _restarts(network, vendor_cells, dirt.counter_resets)
@@ -216,6 +238,7 @@ def render_zenith(
     at = (vendor_cells[rows.cell], rows.interval)
     local_end = _local_interval_ends(network, cells)[cells.region[at[0]], rows.interval]
     rtt = np.rint(network.latency_ms[at] * 1000)
+    rtt[_updated(firmware, "zenith", network, rows)] *= firmware.latency_factor if firmware else 1
     prb_ratio = (network.prb_pct[at] / 100).round(4)
     prb_ratio[rows.glitched] *= 100  # a software load reports percent in the ratio field
     users = network.users[at].astype(np.float64)
@@ -239,10 +262,14 @@ def render_zenith(
 
 
 def render_telemetry(
-    network: Network, cells: Cells, dirt: Dirt, rng: np.random.Generator
+    network: Network,
+    cells: Cells,
+    dirt: Dirt,
+    rng: np.random.Generator,
+    firmware: FirmwareUpdate | None = None,
 ) -> list[RawTelemetry]:
     renderers = {"aurora": render_aurora, "zenith": render_zenith}
     return [
-        renderers[vendor](network, cells, np.flatnonzero(cells.vendor == v), dirt, rng)
+        renderers[vendor](network, cells, np.flatnonzero(cells.vendor == v), dirt, rng, firmware)
         for v, vendor in enumerate(catalog.VENDORS)
     ]

@@ -71,7 +71,7 @@ def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: Non
     network = simulate_network(config, cells, streams["network"])
     on_step("network")
 
-    telemetry = render_telemetry(network, cells, config.dirt, streams["raw"])
+    telemetry = render_telemetry(network, cells, config.dirt, streams["raw"], config.drift.firmware)
     on_step("telemetry")
 
     rng = streams["experience"]

@@ -119,14 +119,16 @@ def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
     result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "world").customers == 1500
-    for stage in (
+    stages = (
         "1. world",
         "2. ingest",
         "3. features",
         "4. training",
         "5. serving",
         "6. actions",
-    ):
+        "7. monitoring",
+    )
+    for stage in stages:
         assert stage in result.stdout
     assert "churn v1 via churn_v1" in result.stdout and "(raises the risk)" in result.stdout
     assert list((tmp_path / "predictions" / "churn").glob("part-*.parquet"))
@@ -136,6 +138,8 @@ def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
     for title in ("actions in the ledger", "suppressed by guard", "waiting for approval"):
         assert title in result.stdout
     assert "again: 0 new decisions" in result.stdout and "intact" in result.stdout
+    assert "evidently ui --workspace" in result.stdout
+    assert list((tmp_path / "drift-episode" / "monitoring" / "fault").glob("*/drift.html"))
 
 
 def test_demo_refuses_a_world_too_short_to_train_on(tmp_path):

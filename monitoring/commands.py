@@ -1,0 +1,234 @@
+"""CLI edge of the monitoring stage: ``closedloop monitor``, ``monitor-score``, ``monitor-history``.
+
+Evidently, MLflow and Feast are imported inside the commands so ``closedloop --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+import yaml
+from rich.table import Table
+
+from closedloop.settings import Settings
+from closedloop.terminal import UserError, console, settings_of
+from features.commands import world_end
+from monitoring.config import MonitorConfig
+from training.commands import Target, train_config
+
+if TYPE_CHECKING:
+    from monitoring.summary import MonitorSummary
+
+
+def monitor_config(params: Path | None) -> MonitorConfig:
+    """The defaults, overridden by the ``monitor`` section of ``params``."""
+    if params is None:
+        return MonitorConfig()
+    if not params.is_file():
+        raise UserError(f"params file not found: {params}")
+    section = (yaml.safe_load(params.read_text()) or {}).get("monitor") or {}
+    if not isinstance(section, dict):
+        raise UserError(f"{params}: 'monitor' must be a mapping")
+    return MonitorConfig.model_validate(section)
+
+
+def _instant(value: datetime | None, settings: Settings) -> datetime:
+    """An option's instant in UTC; absent: the end of the world on disk."""
+    if value is None:
+        return world_end(settings)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def run_score(settings: Settings, target: str, start: datetime, end: datetime) -> None:
+    """Batch-score a window with the champion into the prediction log."""
+    from monitoring.pipeline import score_window
+    from training.commands import _quiet_mlflow
+
+    _quiet_mlflow()
+    try:
+        champion, path, rows = score_window(settings, target, start, end)
+    except (LookupError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(
+        f"{target} v{champion.version}: scored {rows:,} rows from {start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} into {path}"
+    )
+
+
+def run_monitor(
+    settings: Settings,
+    target: str,
+    config: MonitorConfig,
+    end: datetime,
+    params: Path | None,
+    retrain: bool,
+) -> MonitorSummary:
+    """One monitoring run, printed."""
+    from monitoring.pipeline import monitor
+    from training.commands import _quiet_mlflow
+
+    _quiet_mlflow()
+    training = train_config(target, params) if retrain else None
+    try:
+        summary = monitor(settings, target, config, end, training)
+    except (LookupError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print_summary(summary)
+    return summary
+
+
+def print_summary(summary: MonitorSummary) -> None:
+    drift = summary.drift
+    table = Table(
+        title=f"{summary.model} v{summary.champion_version}: {summary.window_start:%Y-%m-%d %H:%M}"
+        f" .. {summary.window_end:%Y-%m-%d %H:%M} against {summary.reference_window}"
+    )
+    for column in ("feature", "method", "score", "threshold", "drifted"):
+        table.add_column(column)
+    shown = [c for c in drift.columns if c.drifted] or drift.columns[:5]
+    for c in [*shown, *([drift.prediction] if drift.prediction else [])]:
+        flag = "[red]yes[/]" if c.drifted else "no"
+        table.add_row(c.column, c.method, f"{c.score:.3f}", f"{c.threshold:g}", flag)
+    console.print(table)
+    console.print(
+        f"drifted features: {len(drift.drifted_columns)}/{len(drift.columns)} "
+        f"({drift.drifted_share:.0%}, policy {drift.drift_share:.0%})"
+    )
+    performance = summary.performance
+    if performance is not None and performance.metrics:
+        value = performance.metrics.get(performance.metric, float("nan"))
+        floor = "n/a" if performance.floor is None else f"{performance.floor:.4f}"
+        console.print(
+            f"matured labels: {performance.rows:,} rows, {performance.positives:,} positive; "
+            f"{performance.metric} {value:.4f} (floor {floor})"
+        )
+    verdict = "[red]retrain[/]" if summary.trigger.retrain else "[green]no retrain[/]"
+    console.print(f"trigger: {verdict}")
+    for reason in summary.trigger.reasons:
+        console.print(f"  - {reason}")
+    if summary.retrain is not None:
+        outcome = summary.retrain
+        if outcome.retrained:
+            gate = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]held[/]"
+            console.print(f"retrained: version {outcome.version}, gate: {gate}")
+        else:
+            console.print("[yellow]not retrained[/]")
+        for reason in outcome.reasons:
+            console.print(f"  - {reason}")
+    folder = Path(next(iter(summary.reports.values()))).parent
+    console.print(f"reports and summary.json in {folder}")
+
+
+def run_episode(settings: Settings) -> None:
+    """The demo's drift episode in its own home under ``settings.home``, printed run by run."""
+    from monitoring import episode
+    from training.commands import _quiet_mlflow
+
+    _quiet_mlflow()
+    home = settings.home / "drift-episode"
+    firmware = episode.WORLD.drift.firmware
+    console.print(
+        f"a world of {episode.WORLD.cells} cells over {episode.WORLD.days} days in {home}: on day "
+        f"{episode.DRIFT_DAY} {firmware.vendor}'s firmware update reports latency "
+        f"×{firmware.latency_factor:g} and packet loss ×{firmware.loss_factor:g}; the fault "
+        "champion was trained before it, and each week is batch-scored and monitored"
+    )
+    local = settings.model_copy(update={"home": home})
+    episode.prepare(local)
+    result = episode.run(local, on_run=print_summary)
+    console.print(
+        f"PR AUC after the last run ({result.holdout}, labels known): first champion "
+        f"v{result.first_version} {result.pr_auc_first:.4f}, champion now "
+        f"v{result.final_version} {result.pr_auc_final:.4f}"
+    )
+    console.print(
+        f"history: closedloop --home {home} monitor-history; browse the reports: "
+        f"evidently ui --workspace {home / 'monitoring' / 'workspace'}"
+    )
+
+
+def monitor(
+    ctx: typer.Context,
+    target: Annotated[Target, typer.Argument(help="Which model to monitor")],
+    end: Annotated[
+        datetime | None,
+        typer.Option(help="End of the current window (UTC) [default: the world's end]"),
+    ] = None,
+    params: Annotated[
+        Path | None,
+        typer.Option(help="YAML with a 'monitor' section (and train_<target> for retraining)"),
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Retrain when the policy says so")
+    ] = True,
+) -> None:
+    """Drift, data quality and matured-label performance of the champion; retrain on a breach."""
+    settings = settings_of(ctx)
+    config = monitor_config(params)
+    run_monitor(settings, target.value, config, _instant(end, settings), params, retrain)
+
+
+def monitor_score(
+    ctx: typer.Context,
+    target: Annotated[Target, typer.Argument(help="Which model scores")],
+    end: Annotated[
+        datetime | None, typer.Option(help="End of the window (UTC) [default: the world's end]")
+    ] = None,
+    days: Annotated[float, typer.Option(help="Length of the window in days", min=0.01)] = 7,
+) -> None:
+    """Batch-score a window with the champion into the prediction log (source 'batch')."""
+    settings = settings_of(ctx)
+    stop = _instant(end, settings)
+    run_score(settings, target.value, stop - timedelta(days=days), stop)
+
+
+def monitor_history(
+    ctx: typer.Context,
+    target: Annotated[Target | None, typer.Argument(help="Only this model")] = None,
+) -> None:
+    """Past monitoring runs: window, drift, performance, trigger and retraining outcome."""
+    from monitoring.pipeline import history
+
+    settings = settings_of(ctx)
+    table = Table(title="monitoring runs")
+    for column in ("model", "run", "version", "window end", "drift", "perf", "trigger", "outcome"):
+        table.add_column(column)
+    count = 0
+    for name in [target] if target else list(Target):
+        for summary in history(settings, name.value):
+            count += 1
+            table.add_row(*history_row(summary))
+    if not count:
+        raise UserError("no monitoring runs yet; run 'closedloop monitor churn' first")
+    console.print(table)
+    console.print(f"browse them: evidently ui --workspace {settings.home / 'monitoring/workspace'}")
+
+
+def history_row(summary: MonitorSummary) -> list[str]:
+    """One run as the cells of the history table."""
+    performance = summary.performance
+    perf = "-"
+    if performance is not None and performance.metric in performance.metrics:
+        perf = f"{performance.metric} {performance.metrics[performance.metric]:.3f}"
+        if performance.below_floor:
+            perf += " (below floor)"
+    outcome = "-"
+    if summary.retrain is not None:
+        if summary.retrain.retrained:
+            verdict = "promoted" if summary.retrain.promoted else "held"
+            outcome = f"v{summary.retrain.version} {verdict}"
+        else:
+            outcome = "not retrained: " + "; ".join(summary.retrain.reasons)
+    return [
+        summary.model,
+        summary.run,
+        summary.champion_version,
+        f"{summary.window_end:%Y-%m-%d %H:%M}",
+        f"{summary.drift.drifted_share:.0%}" + (" drifted" if summary.drift.drifted else ""),
+        perf,
+        "retrain" if summary.trigger.retrain else "-",
+        outcome,
+    ]

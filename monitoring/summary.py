@@ -1,0 +1,88 @@
+"""The typed summary of one monitoring run, written as ``summary.json`` next to its reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ColumnDrift(_Frozen):
+    column: str
+    method: str
+    threshold: float
+    score: float = Field(description="the test's value: a distance, or a p-value")
+    drifted: bool
+
+
+class DriftResult(_Frozen):
+    columns: list[ColumnDrift]
+    drifted_share: float = Field(description="share of feature columns that drifted")
+    drift_share: float = Field(description="the policy's share at which the window drifts")
+    drifted: bool
+    prediction: ColumnDrift | None = Field(None, description="drift of the predicted probability")
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+
+class QualityResult(_Frozen):
+    """Data quality of the current window beside the reference."""
+
+    rows: int
+    reference_rows: int
+    missing_share: dict[str, float] = Field(description="per column, current window")
+    reference_missing_share: dict[str, float]
+    stale_share: float | None = Field(None, description="rows with stale or missing inputs")
+
+
+class Performance(_Frozen):
+    """The champion on the matured window (labels known), against its own test figures."""
+
+    rows: int
+    positives: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    champion_test: dict[str, float] = Field(default_factory=dict)
+    metric: str
+    floor: float | None = None
+    below_floor: bool | None = Field(None, description="None: too few matured labels to judge")
+
+
+class Trigger(_Frozen):
+    """Whether this run asks for retraining, and why."""
+
+    retrain: bool
+    reasons: list[str]
+    drift_streak: int = Field(description="consecutive drifted windows, this one included")
+
+
+class RetrainOutcome(_Frozen):
+    retrained: bool
+    version: str | None = None
+    promoted: bool = False
+    reasons: list[str] = Field(default_factory=list, description="the gate's or why not")
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class MonitorSummary(_Frozen):
+    """Everything one ``closedloop monitor`` run found and did."""
+
+    run: str
+    model: str
+    champion_version: str
+    feature_service: str
+    created_at: datetime
+    reference_window: str
+    window_start: datetime
+    window_end: datetime
+    drift: DriftResult
+    quality: QualityResult
+    performance: Performance | None
+    trigger: Trigger
+    retrain: RetrainOutcome | None = None
+    reports: dict[str, str] = Field(default_factory=dict, description="report name -> HTML file")

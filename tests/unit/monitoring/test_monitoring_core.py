@@ -1,0 +1,206 @@
+"""The monitoring core on hand-made frames: labels, drift reading, policy, params."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from closedloop.terminal import UserError
+from monitoring import drift as core
+from monitoring.commands import monitor_config
+from monitoring.config import DriftPolicy, MonitorConfig
+from monitoring.labels import churn_labels, fault_labels
+from monitoring.policy import decide, drift_streak, performance_verdict
+from monitoring.summary import (
+    ColumnDrift,
+    DriftResult,
+    MonitorSummary,
+    QualityResult,
+    RetrainOutcome,
+    Trigger,
+)
+
+T0 = pd.Timestamp("2026-02-01", tz="UTC")
+H = pd.Timedelta(hours=1)
+
+
+def test_churn_labels_mature_after_the_horizon_and_look_forward():
+    rows = pd.DataFrame(
+        {"entity_id": ["a", "b", "c", "a"], "scored_at": [T0, T0, T0, T0 + 20 * 24 * H]}
+    )
+    churn = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "churned": [True, True, False],
+            "churn_date": [(T0 + 10 * 24 * H).date(), (T0 + 40 * 24 * H).date(), None],
+        }
+    )
+    out = churn_labels(rows, churn, pd.Timedelta(days=30), T0 + pd.Timedelta(days=31))
+    assert out["entity_id"].tolist() == ["a", "b", "c"]  # the last row has not matured
+    assert out["label"].tolist() == [1, 0, 0]
+
+
+def test_fault_labels_look_ahead_and_leave_out_ongoing_faults():
+    rows = pd.DataFrame(
+        {"entity_id": ["x", "x", "y", "y"], "scored_at": [T0, T0 + 10 * H, T0, T0 + 30 * H]}
+    )
+    faults = pd.DataFrame(
+        {
+            "cell_id": ["x", "y"],
+            "start_at": [T0 + 3 * H, T0 - 2 * H],
+            "end_at": [T0 + 5 * H, T0 + 1 * H],
+        }
+    )
+    out = fault_labels(rows, faults, 6 * H, T0 + 24 * H)
+    got = {(r.entity_id, r.scored_at): r.label for r in out.itertuples()}
+    # y at T0 sits inside an ongoing fault; y at T0+30h has not matured
+    assert got == {("x", T0): 1, ("x", T0 + 10 * H): 0}
+
+
+def _frames(shift: float, rows: int = 3_000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def frame(offset: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "latency": rng.normal(30 + offset, 5, rows),
+                "loss": rng.exponential(0.1, rows),
+                "vendor": rng.choice(["aurora", "zenith"], rows),
+                "probability": rng.beta(1, 30, rows),
+            }
+        )
+
+    return frame(0), frame(shift)
+
+
+@pytest.mark.parametrize(("shift", "drifted"), [(0.0, []), (40.0, ["latency"])])
+def test_drift_report_is_read_by_column_into_a_typed_result(shift, drifted):
+    reference, current = _frames(shift)
+    policy = DriftPolicy(drift_share=0.3)
+    snapshot = core.drift_report(reference, current, ["latency", "loss"], ["vendor"], policy)
+    result = core.read_drift(snapshot, ["latency", "loss", "vendor"], policy.drift_share)
+    assert [c.column for c in result.columns] == ["latency", "loss", "vendor"]
+    assert result.drifted_columns == drifted
+    assert result.drifted is bool(drifted)
+    assert result.prediction is not None and not result.prediction.drifted
+    assert [c.method for c in result.columns] == ["wasserstein", "wasserstein", "jensenshannon"]
+
+
+def test_sampling_is_seeded_and_bounded():
+    frame = pd.DataFrame({"a": np.arange(10_000)})
+    one, two = core.sample(frame, 500, 3), core.sample(frame, 500, 3)
+    assert len(one) == 500 and one.equals(two)
+    assert not one.equals(core.sample(frame, 500, 4))
+    assert core.sample(frame, 20_000, 3) is frame
+
+
+def _drift(drifted: bool) -> DriftResult:
+    column = ColumnDrift(column="latency", method="w", threshold=0.1, score=0.5, drifted=drifted)
+    return DriftResult(
+        columns=[column], drifted_share=float(drifted), drift_share=0.3, drifted=drifted
+    )
+
+
+def _past(end: datetime, drifted: bool, version="1", retrained=False) -> MonitorSummary:
+    return MonitorSummary(
+        run="r",
+        model="fault",
+        champion_version=version,
+        feature_service="fault_v1",
+        created_at=end,
+        reference_window="-",
+        window_start=end - timedelta(days=7),
+        window_end=end,
+        drift=_drift(drifted),
+        quality=QualityResult(
+            rows=1, reference_rows=1, missing_share={}, reference_missing_share={}
+        ),
+        performance=None,
+        trigger=Trigger(retrain=retrained, reasons=[], drift_streak=0),
+        retrain=RetrainOutcome(retrained=True, version="2") if retrained else None,
+    )
+
+
+END = datetime(2026, 3, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def test_drift_must_persist_before_it_triggers():
+    config = MonitorConfig(persistence=2)
+    once = decide(_drift(True), None, [_past(END - 7 * DAY, False)], "1", END, config)
+    assert not once.retrain and once.drift_streak == 1
+    twice = decide(_drift(True), None, [_past(END - 7 * DAY, True)], "1", END, config)
+    assert twice.retrain and twice.drift_streak == 2 and "latency" in twice.reasons[0]
+
+
+def test_drift_of_an_earlier_champion_does_not_count():
+    assert drift_streak(True, [_past(END - 7 * DAY, True, version="1")], "2") == 1
+
+
+def test_no_drift_no_trigger():
+    calm = decide(_drift(False), None, [], "1", END, MonitorConfig(persistence=1))
+    assert not calm.retrain and calm.drift_streak == 0
+
+
+def test_a_recent_retrain_holds_the_next_one():
+    config = MonitorConfig(persistence=1, min_retrain_interval_hours=48)
+    history = [_past(END - DAY, True, retrained=True)]
+    held = decide(_drift(True), None, history, "1", END, config)
+    assert not held.retrain and "not retraining yet" in held.reasons[-1]
+    later = decide(_drift(True), None, history, "1", END + 2 * DAY, config)
+    assert later.retrain
+
+
+def test_performance_below_the_floor_triggers_without_drift():
+    config = MonitorConfig(persistence=3)
+    low = performance_verdict({"pr_auc": 0.05}, {"pr_auc": 0.2}, 500, 20, config)
+    assert low.below_floor and low.floor == pytest.approx(0.16)
+    trigger = decide(_drift(False), low, [], "1", END, config)
+    assert trigger.retrain and "below the floor" in trigger.reasons[-1]
+
+
+def test_too_few_matured_labels_give_no_verdict():
+    few = performance_verdict({"pr_auc": 0.01}, {"pr_auc": 0.2}, 50, 2, MonitorConfig())
+    assert few.below_floor is None
+    assert not decide(_drift(False), few, [], "1", END, MonitorConfig()).retrain
+
+
+def test_params_monitor_section_is_validated(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("monitor:\n  persistence: 3\n  drift: {threshold: 0.2}\n")
+    config = monitor_config(params)
+    assert (config.persistence, config.drift.threshold, config.window_days) == (3, 0.2, 7)
+    params.write_text("monitor:\n  drift: {num_method: ks}\n")
+    with pytest.raises(ValidationError):
+        monitor_config(params)
+    with pytest.raises(UserError):
+        monitor_config(tmp_path / "missing.yaml")
+
+
+def test_measurement_noise_and_a_few_gaps_do_not_trigger():
+    reference, _ = _frames(0.0, seed=1)
+    rng = np.random.default_rng(5)
+    noisy = reference.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    noisy["latency"] = noisy["latency"] * rng.lognormal(0, 0.03, len(noisy))
+    noisy.loc[rng.random(len(noisy)) < 0.01, "loss"] = np.nan
+    policy = DriftPolicy()
+    snapshot = core.drift_report(reference, noisy, ["latency", "loss"], ["vendor"], policy)
+    result = core.read_drift(snapshot, ["latency", "loss", "vendor"], policy.drift_share)
+    assert not result.drifted_columns
+    config = MonitorConfig(persistence=1)
+    assert not decide(result, None, [], "1", END, config).retrain
+    quality = core.read_quality(reference, noisy, ["latency", "loss", "vendor"])
+    assert quality.missing_share["loss"] == pytest.approx(0.01, abs=0.005)
+    assert quality.reference_missing_share["loss"] == 0
+
+
+def test_a_parquet_sample_is_the_frame_sample_read_column_by_column(tmp_path):
+    from monitoring.sampling import read_sample
+
+    frame = pd.DataFrame({"a": np.arange(50_000), "b": np.arange(50_000) % 7})
+    frame.to_parquet(tmp_path / "w.parquet", row_group_size=10_000)
+    got = read_sample(tmp_path / "w.parquet", 3_000, seed=9)
+    expected = core.sample(frame, 3_000, 9).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)

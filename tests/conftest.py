@@ -13,6 +13,16 @@ from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import World, simulate
 from closedloop.world.store import write_world
 
+
+@pytest.fixture(autouse=True, scope="session")
+def wide_consoles():
+    """CLI output unwrapped in every test process: xdist workers set COLUMNS=80, which rich
+    reads once, when the consoles are made."""
+    from closedloop.terminal import console, err_console
+
+    console.width = err_console.width = 250
+
+
 SMALL = WorldConfig(customers=4_000, days=60, seed=7, customers_per_cell=40)
 
 

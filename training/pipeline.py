@@ -128,11 +128,13 @@ def _window(frame: pd.DataFrame) -> str:
 
 
 def reference_sample(
-    part: pd.DataFrame, key: str, features: list[str], scores: np.ndarray, rows: int, seed: int
+    part: pd.DataFrame, key: str, model: ScoringModel, rows: int, seed: int
 ) -> pd.DataFrame:
-    """A seeded sample of the training window with its labels and scores: monitoring's reference."""
-    frame = part[[key, "event_timestamp", "label", *features]].assign(probability=scores)
-    return frame.sample(min(rows, len(frame)), random_state=seed).sort_values("event_timestamp")
+    """A seeded sample of the training window with its labels and scores: monitoring's reference.
+    Only the sampled rows are scored."""
+    frame = part[[key, "event_timestamp", "label", *model.features]]
+    sample = frame.sample(min(rows, len(frame)), random_state=seed)
+    return sample.assign(probability=model.score(sample)).sort_values("event_timestamp")
 
 
 def train(
@@ -216,10 +218,7 @@ def train(
             folder = Path(tmp)
             _plots(evaluation, model, test, folder)
             key = "customer_id" if target == "churn" else "cell_id"
-            train_scores = model.score(parts["train"])
-            reference = reference_sample(
-                parts["train"], key, features, train_scores, REFERENCE_ROWS, config.seed
-            )
+            reference = reference_sample(parts["train"], key, model, REFERENCE_ROWS, config.seed)
             reference.to_parquet(folder / "reference.parquet", index=False)
             evaluation.lift.to_csv(folder / "lift.csv", index=False)
             evaluation.calibration.to_csv(folder / "calibration.csv", index=False)

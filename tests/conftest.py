@@ -54,6 +54,27 @@ def prepared_home(home: Path, config: WorldConfig) -> Settings:
     return settings
 
 
+def serving_home(folder: Path, config: WorldConfig, end: datetime, lightgbm) -> Settings:
+    """A prepared home with its online store loaded up to ``end`` and both champions registered
+    (trained with ``lightgbm``, the test's fast parameters)."""
+    from features.pipeline import materialize
+    from training.config import churn_defaults, fault_defaults
+    from training.pipeline import train
+
+    settings = prepared_home(folder, config)
+    materialize(settings, end - timedelta(days=config.days + 1), end, stock=False)
+    for target, defaults in (("churn", churn_defaults), ("fault", fault_defaults)):
+        outcome = train(settings, target, defaults().model_copy(update={"lightgbm": lightgbm}))
+        assert outcome.decision.promote, outcome.decision.reasons
+    return settings
+
+
+@pytest.fixture(scope="session")
+def prepare_serving():
+    """Build a home ready to serve: ``prepare_serving(folder, config, end, lightgbm)``."""
+    return serving_home
+
+
 @pytest.fixture(scope="session")
 def prepare():
     """Build a prepared home: ``prepare(folder, config) -> Settings``."""

@@ -14,10 +14,8 @@ import pytest
 from actions.policy import ActionType
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
-from features.pipeline import materialize
 from serving.process import start_service
-from training.config import LightGBMParams, churn_defaults, fault_defaults
-from training.pipeline import train
+from training.config import LightGBMParams
 
 CONFIG = WorldConfig(customers=1_200, days=50, seed=9, customers_per_cell=40)
 END = datetime(2026, 2, 20, tzinfo=UTC)
@@ -25,13 +23,8 @@ FAST = LightGBMParams(num_boost_round=60, early_stopping_rounds=10)
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, prepare) -> Settings:
-    settings = prepare(tmp_path_factory.mktemp("actions-service"), CONFIG)
-    materialize(settings, END - timedelta(days=CONFIG.days + 1), END, stock=False)
-    for target, defaults in (("churn", churn_defaults), ("fault", fault_defaults)):
-        outcome = train(settings, target, defaults().model_copy(update={"lightgbm": FAST}))
-        assert outcome.decision.promote, outcome.decision.reasons
-    return settings
+def home(tmp_path_factory, prepare_serving) -> Settings:
+    return prepare_serving(tmp_path_factory.mktemp("actions-service"), CONFIG, END, FAST)
 
 
 def service_settings(home: Settings, port: int, **update) -> Settings:

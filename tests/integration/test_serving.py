@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import jsonschema
@@ -19,10 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from closedloop.predictions import log_folder
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
-from features.pipeline import materialize
 from serving.process import PROJECT, RunningService, start_service
 from training import registry
-from training.config import LightGBMParams, churn_defaults, fault_defaults
+from training.config import LightGBMParams, churn_defaults
 from training.pipeline import train
 
 CONFIG = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
@@ -42,13 +41,9 @@ def serving_settings(home_settings: Settings, port: int, **update) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, prepare) -> Settings:
+def home(tmp_path_factory, prepare_serving) -> Settings:
     """A home with both champions registered and the online store loaded at the world's end."""
-    settings = prepare(tmp_path_factory.mktemp("serving"), CONFIG)
-    materialize(settings, END - timedelta(days=CONFIG.days + 1), END, stock=False)
-    for target, defaults in (("churn", churn_defaults), ("fault", fault_defaults)):
-        outcome = train(settings, target, defaults().model_copy(update={"lightgbm": FAST}))
-        assert outcome.decision.promote, outcome.decision.reasons
+    settings = prepare_serving(tmp_path_factory.mktemp("serving"), CONFIG, END, FAST)
     retrained = train(settings, "churn", churn_defaults().model_copy(update={"lightgbm": FAST}))
     assert retrained.version == "2"
     return settings

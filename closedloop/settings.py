@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from closedloop.home import Home
+
 
 class Profile(StrEnum):
     """Which backends a run uses."""
@@ -85,14 +87,19 @@ class Settings(BaseSettings):
     )
 
     @property
+    def paths(self) -> Home:
+        """Every path under the home folder."""
+        return Home.at(self.home)
+
+    @property
     def world_dir(self) -> Path:
         """Where the synthetic world's raw tables are written."""
-        return self.home / "world"
+        return self.paths.world
 
     def backends(self) -> Backends:
         """The concrete backend of each concern for this profile."""
         if self.profile is Profile.CLUSTER:
-            postgres = _redact(self.postgres_dsn.get_secret_value())
+            postgres = redacted(self.postgres_dsn.get_secret_value())
             return Backends(
                 online_store=f"redis {self.redis_url}",
                 offline_store=f"postgresql {postgres}",
@@ -123,7 +130,7 @@ class Settings(BaseSettings):
         }
 
 
-def _redact(dsn: str) -> str:
+def redacted(dsn: str) -> str:
     """A DSN with any password replaced, fit for printing."""
     scheme, sep, rest = dsn.partition("://")
     credentials, at, host = rest.rpartition("@")

@@ -1,0 +1,116 @@
+"""Every path under the home folder, named once.
+
+All state of a run lives under one folder (``CLOSEDLOOP_HOME``, default ``./var``); stages ask a
+:class:`Home` for their paths instead of joining strings, so the layout is written here only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Home:
+    """The home folder of a run and the place of each kind of state in it."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, folder: Path) -> Home:
+        return cls(folder.resolve())
+
+    # sources and the feature store
+
+    @property
+    def world(self) -> Path:
+        """The synthetic world's raw tables (one source among others)."""
+        return self.root / "world"
+
+    @property
+    def offline(self) -> Path:
+        """Canonical tables, one Parquet file per source: ``offline/<table>/<source>.parquet``."""
+        return self.root / "offline"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rejected rows with their reasons: ``quarantine/<table>/<source>.parquet``."""
+        return self.root / "quarantine"
+
+    @property
+    def features(self) -> Path:
+        """Windowed feature tables built from the canonical tables."""
+        return self.root / "features"
+
+    @property
+    def feast(self) -> Path:
+        """The Feast repository: feature_store.yaml, registry, the embedded online store."""
+        return self.root / "feast"
+
+    @property
+    def online_db(self) -> Path:
+        """The embedded profile's SQLite online store."""
+        return self.feast / "online.db"
+
+    @property
+    def online_layout(self) -> Path:
+        """How each feature service's rows are laid out in the online store."""
+        return self.feast / "online_layout.json"
+
+    # training and serving
+
+    @property
+    def mlflow(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded profile's MLflow tracking and registry database."""
+        return self.mlflow / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow / "artifacts"
+
+    def metrics(self, target: str) -> Path:
+        """Test metrics of the last training run of a model, for ``dvc metrics``."""
+        return self.root / "metrics" / f"train_{target}.json"
+
+    @property
+    def model_cache(self) -> Path:
+        """Last known good champions on disk, served when the registry is down."""
+        return self.root / "serving" / "models"
+
+    def service_log(self, port: int) -> Path:
+        return self.root / "serving" / f"service-{port}.log"
+
+    def predictions(self, model: str) -> Path:
+        """The prediction log of a model, one Parquet file per flush."""
+        return self.root / "predictions" / model
+
+    # monitoring
+
+    def monitoring(self, model: str) -> Path:
+        """Monitoring runs of a model: ``monitoring/<model>/<run>/``."""
+        return self.root / "monitoring" / model
+
+    @property
+    def evidently_workspace(self) -> Path:
+        return self.root / "monitoring" / "workspace"
+
+    @property
+    def drift_episode(self) -> Home:
+        """The demo's drift episode runs in a home of its own."""
+        return Home(self.root / "drift-episode")
+
+    # actions
+
+    @property
+    def ledger_db(self) -> Path:
+        """The embedded profile's action ledger and audit trail."""
+        return self.root / "ledger.db"
+
+    @property
+    def outbox(self) -> Path:
+        """Where actions without an HTTP endpoint are delivered as files."""
+        return self.root / "actions" / "outbox"

@@ -14,7 +14,7 @@ def test_defaults_are_embedded_under_var(monkeypatch):
     settings = Settings()
     assert settings.profile is Profile.EMBEDDED
     assert settings.home == Path("var")
-    assert settings.world_dir == Path("var/world")
+    assert settings.world_dir == Path("var/world").resolve()
 
 
 def test_environment_overrides(monkeypatch, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 from closedloop.settings import Settings
 
 SERVICE = "serving.service:Closedloop"
+SERVICE_NAME = "closedloop"  # the name in @bentoml.service, which BentoML's configuration uses
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -26,8 +28,11 @@ def serve_command(settings: Settings) -> list[str]:
 
 
 def service_environment(settings: Settings) -> dict[str, str]:
+    """The service's environment: the settings, and BentoML's own options taken from them."""
     quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    return {**os.environ, **settings.environment(), **quiet}
+    workers = {"services": {SERVICE_NAME: {"workers": settings.serve_workers}}}
+    bentoml = {"BENTOML_CONFIG_OVERRIDES": json.dumps(workers)}
+    return {**os.environ, **settings.environment(), **quiet, **bentoml}
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """The BentoML service: churn and fault scores with reasons, from the registry's champions.
 
 Start it with ``closedloop serve`` or ``bentoml serve serving.service:Closedloop``. Settings
-come from the environment (``CLOSEDLOOP_*``) once, here, at the service's entry point.
+come from the environment (``CLOSEDLOOP_*``) once, when a worker builds the service: importing
+this module reads nothing and registers nothing. Where it listens and how many workers run are
+BentoML's own options (``--host``, ``--port``, ``BENTOML_CONFIG_OVERRIDES``), which
+``closedloop serve`` sets from the settings.
 
 BentoML imports this module in its supervisor process too, which only needs the routes: the
 model, online store and registry code (LightGBM, MLflow) is imported by the worker that scores.
@@ -33,43 +36,15 @@ from serving.api import (
     ScoreResponse,
     WhatIfRequest,
 )
+from serving.metrics import service_metrics
 
 if TYPE_CHECKING:
     from actions.runtime import Runtime
     from features.online import OnlineReader
     from serving.scoring import Scored
 
-SETTINGS = Settings()
 MODELS = ["churn", "fault"]
 log = logging.getLogger("closedloop.serving")
-
-LATENCY = bentoml.metrics.Histogram(
-    name="closedloop_score_seconds",
-    documentation="time to score one request, by model and source",
-    labelnames=["model", "source"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
-PROBABILITY = bentoml.metrics.Histogram(
-    name="closedloop_score_probability",
-    documentation="distribution of the scores given, by model",
-    labelnames=["model"],
-    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
-)
-STALE = bentoml.metrics.Counter(
-    name="closedloop_stale_scores",
-    documentation="scores made with stale or missing features, by model",
-    labelnames=["model"],
-)
-REJECTED = bentoml.metrics.Counter(
-    name="closedloop_rejected_requests",
-    documentation="requests answered with an error, by model and error code",
-    labelnames=["model", "code"],
-)
-MODEL_VERSION = bentoml.metrics.Gauge(
-    name="closedloop_model_version",
-    documentation="the model version being served (1 for the version served)",
-    labelnames=["model", "version"],
-)
 
 health_app = FastAPI()
 
@@ -87,14 +62,14 @@ def _readers(settings: Settings) -> tuple[dict[str, OnlineReader], list[str]]:
         return {}, [str(error)]
 
 
-def _action_runtime(scorer) -> tuple[Runtime | None, list[str]]:
+def _action_runtime(settings: Settings, scorer) -> tuple[Runtime | None, list[str]]:
     """The action layer over this worker's scorer; a problem is reported, never fatal."""
     from actions.runtime import open_runtime
     from actions.scoring import ScorerScores
     from serving.scoring import running_clock
 
     try:
-        runtime = open_runtime(SETTINGS, ScorerScores(scorer), running_clock(SETTINGS.clock_start))
+        runtime = open_runtime(settings, ScorerScores(scorer), running_clock(settings.clock_start))
     except Exception as error:  # a bad policy or a missing world must not stop scoring
         log.error("the action layer cannot open: %s", error)
         return None, [f"actions: {error}"]
@@ -102,12 +77,7 @@ def _action_runtime(scorer) -> tuple[Runtime | None, list[str]]:
 
 
 @bentoml.asgi_app(health_app, path="/status")
-@bentoml.service(
-    name="closedloop",
-    workers=SETTINGS.serve_workers,
-    traffic={"timeout": 30},
-    http={"host": SETTINGS.serve_host, "port": SETTINGS.serve_port},
-)
+@bentoml.service(name="closedloop", traffic={"timeout": 30})
 class Closedloop:
     """Scores customers for churn and cells for faults, with reasons, in real time."""
 
@@ -117,15 +87,17 @@ class Closedloop:
         from serving.scoring import Scorer, running_clock
         from training import registry
 
-        registry.point_at(SETTINGS)  # opened later by the watcher, never blocking
-        cache = ModelCache(SETTINGS.home / "serving" / "models")
+        settings = Settings()  # the worker is the service's entry point
+        self.metrics = service_metrics()
+        registry.point_at(settings)  # opened later by the watcher, never blocking
+        cache = ModelCache(settings.home / "serving" / "models")
         self.champions = Champions(MODELS, cache)
-        self.champions.start(SETTINGS.model_poll_seconds, SETTINGS.registry_timeout_seconds)
-        readers, self.problems = _readers(SETTINGS)
-        self.scorer = Scorer(self.champions, readers, running_clock(SETTINGS.clock_start))
-        self.log = PredictionLog(SETTINGS.home)
+        self.champions.start(settings.model_poll_seconds, settings.registry_timeout_seconds)
+        readers, self.problems = _readers(settings)
+        self.scorer = Scorer(self.champions, readers, running_clock(settings.clock_start))
+        self.log = PredictionLog(settings.home)
         self._versions: dict[str, str] = {}  # last version seen scoring, by model
-        self.actions, self.action_problems = _action_runtime(self.scorer)
+        self.actions, self.action_problems = _action_runtime(settings, self.scorer)
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
 
     def __is_ready__(self) -> bool:
@@ -221,7 +193,7 @@ class Closedloop:
         try:
             scored: Scored = score()
         except RequestError as error:
-            REJECTED.labels(model=model, code=error.code).inc()
+            self.metrics.rejected.labels(model=model, code=error.code).inc()
             return JSONResponse(error.body(), status_code=error.status)
         self._record(scored, source, time.perf_counter() - began)
         champion = scored.champion
@@ -239,12 +211,12 @@ class Closedloop:
         old = self._versions.get(champion.name)
         if old != champion.version:
             if old is not None:
-                MODEL_VERSION.labels(model=champion.name, version=old).set(0)
-            MODEL_VERSION.labels(model=champion.name, version=champion.version).set(1)
+                self.metrics.model_version.labels(model=champion.name, version=old).set(0)
+            self.metrics.model_version.labels(model=champion.name, version=champion.version).set(1)
             self._versions[champion.name] = champion.version
         self.log.append(champion, scored.log_rows)
-        LATENCY.labels(model=champion.name, source=source).observe(seconds)
+        self.metrics.latency.labels(model=champion.name, source=source).observe(seconds)
         for score in scored.scores:
-            PROBABILITY.labels(model=champion.name).observe(score.probability)
+            self.metrics.probability.labels(model=champion.name).observe(score.probability)
             if score.stale_features:
-                STALE.labels(model=champion.name).inc()
+                self.metrics.stale.labels(model=champion.name).inc()

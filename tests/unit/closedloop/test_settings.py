@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -55,12 +53,3 @@ def test_cluster_profile_uses_postgres_and_redis_and_hides_passwords():
     assert backends.ledger.startswith("postgresql ")
     assert "hunter2" not in " ".join(backends.model_dump().values())
     assert "ops:***@db:5432" in backends.ledger
-
-
-def test_importing_every_package_has_no_side_effects(tmp_path):
-    code = (
-        "import closedloop.cli, closedloop.world.store, features.pipeline, features.ingest, "
-        "features.csv_import, training.pipeline, training.registry, serving, monitoring, actions"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
-    assert list(tmp_path.iterdir()) == []

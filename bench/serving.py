@@ -129,10 +129,10 @@ def peers(
     settings: Settings, expected: dict[str, tuple[dict, float]], ports: list[int]
 ) -> list[Peer]:
     from serving.process import serve_command, service_environment
-    from training.registry import tracking_uri
+    from training.backends import tracking
 
     quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    mlflow_env = {**os.environ, **quiet, "MLFLOW_TRACKING_URI": tracking_uri(settings)}
+    mlflow_env = {**os.environ, **quiet, "MLFLOW_TRACKING_URI": tracking(settings).uri}
     bento_home = {"BENTOML_HOME": str(settings.home / "bentoml")}
     ours = settings.model_copy(update={"serve_port": ports[0]})
     explaining = settings.model_copy(update={"serve_port": ports[3]})
@@ -216,7 +216,7 @@ def peers(
 
 def import_into_bentoml(settings: Settings) -> None:
     """The stock peer's model store: the registered champion imported the documented way."""
-    from training.registry import tracking_uri
+    from training.backends import tracking
 
     code = "import bentoml; bentoml.mlflow.import_model('churn', 'models:/churn@champion')"
     subprocess.run(
@@ -225,7 +225,7 @@ def import_into_bentoml(settings: Settings) -> None:
             **os.environ,
             "BENTOML_HOME": str(settings.home / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "true",
-            "MLFLOW_TRACKING_URI": tracking_uri(settings),
+            "MLFLOW_TRACKING_URI": tracking(settings).uri,
         },
         check=True,
         capture_output=True,

@@ -15,6 +15,7 @@ class Concern(StrEnum):
     """A kind of state or work whose backend the profile chooses."""
 
     ONLINE_STORE = "Feast online store"
+    LIVE_FEATURES = "live cell telemetry pushes"
     OFFLINE_STORE = "Feast registry and offline store"
     TRACKING = "MLflow tracking and registry"
     EVENT_INTAKE = "network event intake"
@@ -37,4 +38,6 @@ class Backend:
         return cls(concern, "not wired", why, wired=False)
 
     def describe(self) -> str:
+        if not self.wired:
+            return f"{self.kind}: {self.where}"
         return f"{self.kind} {self.where}".strip()

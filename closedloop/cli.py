@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from actions import commands as action_commands
 from closedloop import __version__
+from closedloop.backends import Backend
 from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, err_console, settings_of
 from closedloop.world import schemas
@@ -76,17 +79,42 @@ def version() -> None:
     console.print(__version__)
 
 
+def profile_backends(settings: Settings) -> list[Backend]:
+    """What each stage's factories build for this profile, in the order of the loop."""
+    from features.backends import describe as feature_backends
+    from training.backends import describe as training_backends
+
+    return [*feature_backends(settings), *training_backends(settings)]
+
+
 @app.command("settings")
-def show_settings(ctx: typer.Context) -> None:
-    """Show the resolved settings and where each kind of state lives."""
+def show_settings(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Show the profile and the backend each factory builds for it."""
     settings = settings_of(ctx)
-    table = Table(title=f"profile: {settings.profile.value}   home: {settings.home}")
-    table.add_column("concern")
-    table.add_column("backend")
-    backends = settings.backends()
-    for name, field in type(backends).model_fields.items():
-        table.add_row(field.description or name, getattr(backends, name))
-    console.print(table)
+    backends = profile_backends(settings)
+    if as_json:
+        described = {
+            "profile": settings.profile.value,
+            "home": str(settings.paths.root),
+            "backends": [
+                {"concern": b.concern.value, "kind": b.kind, "where": b.where, "wired": b.wired}
+                for b in backends
+            ],
+        }
+        print(json.dumps(described, indent=2))
+        return
+    home = escape(str(settings.paths.root))
+    console.print(f"[bold]profile[/] {settings.profile.value}   [bold]home[/] {home}")
+    width = max(len(b.concern.value) for b in backends)
+    for backend in backends:
+        shown = escape(backend.describe())
+        line = (
+            f"{backend.concern.value:<{width}}  {shown if backend.wired else f'[yellow]{shown}[/]'}"
+        )
+        console.print(line, soft_wrap=True)
 
 
 def _world_config(params: Path | None, **overrides: Any) -> WorldConfig:

@@ -37,15 +37,48 @@ class Home:
         """Rejected rows with their reasons: ``quarantine/<table>/<source>.parquet``."""
         return self.root / "quarantine"
 
+    def offline_table(self, table: str) -> Path:
+        """One canonical table: a Parquet file per source."""
+        return self.offline / table
+
+    def quarantine_table(self, table: str) -> Path:
+        """One canonical table's rejected rows: a Parquet file per source."""
+        return self.quarantine / table
+
+    @property
+    def ingest_reports(self) -> Path:
+        """What the last ingestion of each source did: ``<source>.json``."""
+        return self.offline / "_reports"
+
     @property
     def features(self) -> Path:
         """Windowed feature tables built from the canonical tables."""
         return self.root / "features"
 
     @property
+    def customer_daily(self) -> Path:
+        """Daily customer features, the source of the customer views."""
+        return self.features / "customer_daily.parquet"
+
+    @property
+    def cell_hourly(self) -> Path:
+        """Hourly cell health, the source of the cell_health view."""
+        return self.features / "cell_hourly.parquet"
+
+    @property
     def feast(self) -> Path:
         """The Feast repository: feature_store.yaml, registry, the embedded online store."""
         return self.root / "feast"
+
+    @property
+    def feast_yaml(self) -> Path:
+        """The store's configuration for this profile, so the stock ``feast`` CLI works."""
+        return self.feast / "feature_store.yaml"
+
+    @property
+    def feast_registry(self) -> Path:
+        """The embedded profile's Feast registry."""
+        return self.feast / "registry.db"
 
     @property
     def online_db(self) -> Path:

@@ -11,7 +11,7 @@ import json
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import AwareDatetime, BaseModel, Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from closedloop.home import Home
@@ -22,17 +22,6 @@ class Profile(StrEnum):
 
     EMBEDDED = "embedded"
     CLUSTER = "cluster"
-
-
-class Backends(BaseModel):
-    """Where each kind of state lives, as resolved for a profile."""
-
-    online_store: str = Field(description="Feast online store")
-    offline_store: str = Field(description="Feast registry and offline store")
-    tracking: str = Field(description="MLflow tracking and registry")
-    event_stream: str = Field(description="network event intake")
-    ledger: str = Field(description="action ledger and audit trail")
-    training: str = Field(description="where LightGBM trains")
 
 
 class Settings(BaseSettings):
@@ -96,32 +85,11 @@ class Settings(BaseSettings):
         """Where the synthetic world's raw tables are written."""
         return self.paths.world
 
-    def backends(self) -> Backends:
-        """The concrete backend of each concern for this profile."""
-        if self.profile is Profile.CLUSTER:
-            postgres = redacted(self.postgres_dsn.get_secret_value())
-            return Backends(
-                online_store=f"redis {self.redis_url}",
-                offline_store=f"postgresql {postgres}",
-                tracking=f"mlflow on postgresql {postgres}",
-                event_stream=f"redis streams {self.redis_url}",
-                ledger=f"postgresql {postgres}",
-                training="lightgbm on a dask cluster",
-            )
-        return Backends(
-            online_store=f"sqlite {self.home / 'feast' / 'online.db'}",
-            offline_store=f"parquet {self.home / 'feast'}",
-            tracking=f"sqlite {self.home / 'mlflow' / 'mlflow.db'}",
-            event_stream="in-process queue (http and file replay)",
-            ledger=f"sqlite {self.home / 'ledger.db'}",
-            training="lightgbm in one process",
-        )
-
     def environment(self) -> dict[str, str]:
         """These settings as ``CLOSEDLOOP_*`` variables, for a child process to load again."""
         values = self.model_dump(mode="json", exclude_none=True)
         values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
-        values["home"] = str(self.home.resolve())
+        values["home"] = str(self.paths.root)
         return {
             f"CLOSEDLOOP_{name.upper()}": json.dumps(value)
             if isinstance(value, dict | list)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from closedloop.settings import Profile, Settings
+from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
 from closedloop.world.schemas import MANIFEST_PATH
 from features.offline import IngestReport
@@ -125,7 +125,7 @@ def run_apply(settings: Settings):
     repo = apply_repository(settings)
     console.print(
         f"applied: {len(repo.views)} feature views, services {', '.join(repo.services)} "
-        f"-> {settings.home / 'feast'}"
+        f"-> {settings.paths.feast}"
     )
     return repo
 
@@ -167,14 +167,15 @@ def materialize(
 
 
 def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime | None = None):
-    from features.online import open_reader
+    from features.backends import OnlineStoreError, online_store
 
-    if settings.profile is not Profile.EMBEDDED:
-        raise UserError("lookup reads the embedded profile's SQLite online store")
     try:
-        reader = open_reader(settings.home, service)
-    except (FileNotFoundError, KeyError) as error:
-        raise UserError(str(error).strip('"')) from None
+        readers = online_store(settings).readers()
+    except (FileNotFoundError, OnlineStoreError) as error:
+        raise UserError(str(error)) from None
+    if service not in readers:
+        raise UserError(f"unknown feature service {service!r}; choose from {', '.join(readers)}")
+    reader = readers[service]
     row = reader.read(entity_id, now or datetime.now(UTC))
     reader.close()
     if not row.known:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from closedloop.home import Home
 from features.canonical import TABLES, CanonicalTable
 
 
@@ -51,24 +52,23 @@ def to_arrow(table: CanonicalTable, frame: pd.DataFrame) -> pa.Table:
 
 class OfflineStore:
     def __init__(self, home: Path) -> None:
-        self.root = home / "offline"
-        self.quarantine_root = home / "quarantine"
+        self.paths = Home.at(home)
 
     def table_path(self, table: str) -> Path:
-        return self.root / table
+        return self.paths.offline_table(table)
 
     def write(self, table: CanonicalTable, source: str, rows: pa.Table) -> Path:
-        path = self.root / table.name / f"{source}.parquet"
+        path = self.table_path(table.name) / f"{source}.parquet"
         _atomic_parquet(rows, path)
         return path
 
     def write_quarantine(self, table: str, source: str, rows: pa.Table) -> Path:
-        path = self.quarantine_root / table / f"{source}.parquet"
+        path = self.paths.quarantine_table(table) / f"{source}.parquet"
         _atomic_parquet(rows, path)
         return path
 
     def write_report(self, report: IngestReport) -> Path:
-        path = self.root / "_reports" / f"{report.source}.json"
+        path = self.paths.ingest_reports / f"{report.source}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.model_dump_json(indent=2) + "\n")
         return path
@@ -82,13 +82,13 @@ class OfflineStore:
         return pq.ParquetDataset(files).read(columns=columns).to_pandas()
 
     def read_quarantine(self, table: str) -> pd.DataFrame:
-        files = sorted((self.quarantine_root / table).glob("*.parquet"))
+        files = sorted(self.paths.quarantine_table(table).glob("*.parquet"))
         return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
     def reports(self) -> list[IngestReport]:
         return [
             IngestReport.model_validate_json(p.read_text())
-            for p in sorted((self.root / "_reports").glob("*.json"))
+            for p in sorted(self.paths.ingest_reports.glob("*.json"))
         ]
 
 

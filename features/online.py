@@ -14,10 +14,12 @@ import json
 import sqlite3
 import struct
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-LAYOUT_FILE = "online_layout.json"
+from closedloop.home import Home
+
 PROJECT = "closedloop"  # the Feast project: its SQLite tables are named <project>_<view>
 LIVE_VIEW = "cell_live"  # fed by the cell_live_push source
 LIVE_FEATURES = (
@@ -64,18 +66,13 @@ class ServiceLayout:
         }
 
 
-def database_path(home: Path) -> Path:
-    """The embedded profile's SQLite online store."""
-    return home.resolve() / "feast" / "online.db"
-
-
-def save_layouts(home: Path, layouts: list[ServiceLayout]) -> None:
-    path = home.resolve() / "feast" / LAYOUT_FILE
+def save_layouts(path: Path, layouts: list[ServiceLayout]) -> None:
+    """Write the services' layouts (``Home.online_layout``)."""
     path.write_text(json.dumps({s.service: asdict(s) for s in layouts}, indent=1))
 
 
-def load_layouts(home: Path) -> dict[str, ServiceLayout]:
-    path = home.resolve() / "feast" / LAYOUT_FILE
+def load_layouts(path: Path) -> dict[str, ServiceLayout]:
+    """The services' layouts written by ``features apply`` (``Home.online_layout``)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `closedloop features apply` first")
     return {
@@ -163,6 +160,28 @@ class OnlineRow:
         return any(t is not None for t in self.event_times.values())
 
 
+class FeatureReader(Protocol):
+    """Reads one service's features for an entity from an online store."""
+
+    layout: ServiceLayout
+
+    def read(self, entity_id: str, now: datetime) -> OnlineRow: ...
+
+    def close(self) -> None: ...
+
+
+def freshness(
+    layout: ServiceLayout, newest: dict[str, datetime | None], now: datetime
+) -> list[str]:
+    """The views whose newest row is missing or older than their TTL at ``now``."""
+    return [
+        view.name
+        for view in layout.views
+        if (when := newest[view.name]) is None
+        or (view.ttl_seconds and (now - when).total_seconds() > view.ttl_seconds)
+    ]
+
+
 class OnlineReader:
     """Reads one service's features for an entity from the SQLite online store."""
 
@@ -178,7 +197,6 @@ class OnlineReader:
         self._queries = [
             (
                 view,
-                timedelta(seconds=view.ttl_seconds),
                 f'SELECT feature_name, value, event_ts FROM "{view.table}" WHERE entity_key = ?',
             )
             for view in layout.views
@@ -192,19 +210,15 @@ class OnlineReader:
         key = entity_key(self.layout.join_key, entity_id)
         values: dict[str, FeatureValue] = {}
         times: dict[str, datetime | None] = {}
-        stale = []
-        for view, ttl, query in self._queries:
+        for view, query in self._queries:
             found = {f: (v, ts) for f, v, ts in self._connection.execute(query, (key,))}
             newest = None
             for feature in view.features:
                 blob, stamp = found.get(feature, (b"", None))
                 values[feature] = decode_value(blob)
                 newest = stamp if stamp and (newest is None or stamp > newest) else newest
-            event_time = feast_time(newest)
-            times[view.name] = event_time
-            if event_time is None or (ttl and now - event_time > ttl):
-                stale.append(view.name)
-        return OnlineRow(values, times, stale)
+            times[view.name] = feast_time(newest)
+        return OnlineRow(values, times, freshness(self.layout, times, now))
 
     def close(self) -> None:
         self._connection.close()
@@ -212,10 +226,11 @@ class OnlineReader:
 
 def open_reader(home: Path, service: str) -> OnlineReader:
     """A reader of one service's features from a home's SQLite online store."""
-    layouts = load_layouts(home)
+    paths = Home.at(home)
+    layouts = load_layouts(paths.online_layout)
     if service not in layouts:
         raise KeyError(f"unknown feature service {service!r}; choose from {', '.join(layouts)}")
-    return OnlineReader(database_path(home), layouts[service])
+    return OnlineReader(paths.online_db, layouts[service])
 
 
 @dataclass(frozen=True)

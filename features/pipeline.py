@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from closedloop.home import Home
 from closedloop.settings import Settings
 from features.build import CustomerSources, cell_hourly, customer_daily
 from features.offline import OfflineStore
@@ -44,7 +45,7 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 def build_features(home: Path, as_of: datetime) -> Built:
     """Compute the feature tables from every source in the offline store."""
     offline = OfflineStore(home)
-    paths = FeaturePaths.under(home)
+    paths = FeaturePaths.under(Home.at(home))
     sources = CustomerSources(
         *(
             offline.read(t)
@@ -61,7 +62,7 @@ def build_features(home: Path, as_of: datetime) -> Built:
 
 
 def repository(settings: Settings) -> FeatureRepo:
-    return feature_repo(FeaturePaths.under(settings.home.resolve()))
+    return feature_repo(FeaturePaths.under(settings.paths))
 
 
 def apply_repository(settings: Settings) -> FeatureRepo:
@@ -69,7 +70,9 @@ def apply_repository(settings: Settings) -> FeatureRepo:
     repo = repository(settings)
     store = open_store(settings)
     store.apply(repo.objects)
-    save_layouts(settings.home, [service_layout(store, s) for s in repo.services.values()])
+    save_layouts(
+        settings.paths.online_layout, [service_layout(store, s) for s in repo.services.values()]
+    )
     return repo
 
 

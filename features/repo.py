@@ -14,6 +14,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
+from closedloop.home import Home
 from features.online import LIVE_FEATURES, LIVE_VIEW
 
 CUSTOMER_PROFILE: dict[str, object] = {
@@ -168,11 +169,11 @@ class FeaturePaths:
     cell_telemetry: Path
 
     @classmethod
-    def under(cls, home: Path) -> FeaturePaths:
+    def under(cls, paths: Home) -> FeaturePaths:
         return cls(
-            customer_daily=home / "features" / "customer_daily.parquet",
-            cell_hourly=home / "features" / "cell_hourly.parquet",
-            cell_telemetry=home / "offline" / "cell_telemetry",
+            customer_daily=paths.customer_daily,
+            cell_hourly=paths.cell_hourly,
+            cell_telemetry=paths.offline_table("cell_telemetry"),
         )
 
 

@@ -4,16 +4,17 @@ The store is configured from typed settings and also written out as ``feature_st
 the stock ``feast`` CLI works on the same repository. Materialisation has two paths: Feast's own
 (``FeatureStore.materialize``) and a bulk path that writes the same rows in the same format to
 the SQLite online store, reading each source once with DuckDB and encoding values with numpy.
-Serving reads the SQLite store through :mod:`features.online`, from the layout written here.
+Serving reads the SQLite store through :mod:`features.online`, from the layout written here,
+and any other online store (Redis on the cluster profile) through :class:`FeastOnlineReader`.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -23,42 +24,32 @@ from feast import FeatureService, FeatureStore, FeatureView
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.protos.feast.types.Value_pb2 import Value
 
-from closedloop.settings import Profile, Settings
-from features.online import PROJECT, ServiceLayout, ViewLayout, database_path, entity_key
+from closedloop.settings import Settings
+from features.backends import feast_config
+from features.online import (
+    PROJECT,
+    FeatureValue,
+    OnlineRow,
+    ServiceLayout,
+    ViewLayout,
+    entity_key,
+    freshness,
+)
 
 DOUBLE_TAG = b"\x29"  # Value.double_val: field 5, 64-bit wire type
 
 
-def feast_config(settings: Settings) -> dict[str, Any]:
-    """The ``feature_store.yaml`` content for a home and profile."""
-    feast_dir = settings.home.resolve() / "feast"
-    config: dict[str, Any] = {
-        "project": PROJECT,
-        "provider": "local",
-        "entity_key_serialization_version": 3,
-        "offline_store": {"type": "duckdb"},
-    }
-    if settings.profile is Profile.CLUSTER:
-        dsn = settings.postgres_dsn.get_secret_value()
-        config["registry"] = {
-            "registry_type": "sql",
-            "path": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-            "cache_ttl_seconds": 60,
-        }
-        host = settings.redis_url.removeprefix("redis://").split("/")[0]
-        config["online_store"] = {"type": "redis", "connection_string": host}
-    else:
-        config["registry"] = {"path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60}
-        config["online_store"] = {"type": "sqlite", "path": str(database_path(settings.home))}
-    return config
-
-
 def open_store(settings: Settings) -> FeatureStore:
-    """Write ``HOME/feast/feature_store.yaml`` for this profile and open the store on it."""
-    repo = settings.home.resolve() / "feast"
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(feast_config(settings)))
-    return FeatureStore(repo_path=str(repo))
+    """Write ``feature_store.yaml`` for this profile into the home's Feast repository and open
+    the store on it."""
+    paths = settings.paths
+    paths.feast.mkdir(parents=True, exist_ok=True)
+    content = yaml.safe_dump(feast_config(settings))
+    if not paths.feast_yaml.is_file() or paths.feast_yaml.read_text() != content:
+        partial = paths.feast_yaml.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(content)
+        partial.replace(paths.feast_yaml)  # a reader in another process never sees half a file
+    return FeatureStore(repo_path=str(paths.feast))
 
 
 def sqlite_path(store: FeatureStore) -> Path | None:
@@ -206,3 +197,34 @@ def service_layout(store: FeatureStore, service: FeatureService) -> ServiceLayou
         )
     first = store.get_feature_view(service.feature_view_projections[0].name)
     return ServiceLayout(service.name, first.entity_columns[0].name, tuple(views))
+
+
+class FeastOnlineReader:
+    """Reads one service's features for an entity through Feast's ``get_online_features``:
+    the reader of online stores other than SQLite (Redis on the cluster profile)."""
+
+    def __init__(self, store: FeatureStore, layout: ServiceLayout) -> None:
+        self.layout = layout
+        self._store = store
+        self._service = store.get_feature_service(layout.service)
+
+    @property
+    def features(self) -> list[str]:
+        return self.layout.features
+
+    def read(self, entity_id: str, now: datetime) -> OnlineRow:
+        found = self._store.get_online_features(
+            features=self._service, entity_rows=[{self.layout.join_key: entity_id}]
+        ).to_dict(include_event_timestamps=True)
+        values: dict[str, FeatureValue] = {}
+        times: dict[str, datetime | None] = {}
+        for view in self.layout.views:
+            stamps = [found[f"{feature}__ts"][0] for feature in view.features]
+            for feature in view.features:
+                values[feature] = found[feature][0]
+            newest = max((s for s in stamps if s), default=None)
+            times[view.name] = None if newest is None else datetime.fromtimestamp(newest, UTC)
+        return OnlineRow(values, times, freshness(self.layout, times, now))
+
+    def close(self) -> None:
+        """Nothing to close: the store's connections belong to Feast."""

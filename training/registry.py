@@ -23,7 +23,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from closedloop.settings import Profile, Settings
+from closedloop.settings import Settings
+from training.backends import tracking
 from training.config import GateConfig
 from training.model import ScoringModel
 
@@ -40,17 +41,10 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
         return self.model.score(model_input)
 
 
-def tracking_uri(settings: Settings) -> str:
-    if settings.profile is Profile.CLUSTER:
-        dsn = settings.postgres_dsn.get_secret_value()
-        return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"sqlite:///{(settings.home / 'mlflow' / 'mlflow.db').resolve()}"
-
-
 def point_at(settings: Settings) -> str:
-    """Point MLflow at this home's tracking store and registry, without opening them yet."""
-    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
-    uri = tracking_uri(settings)
+    """Point MLflow at this profile's tracking store and registry, without opening them yet."""
+    settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
+    uri = tracking(settings).uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -67,7 +61,7 @@ def experiment(settings: Settings, name: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    artifacts = (settings.home / "mlflow" / "artifacts").resolve()
+    artifacts = tracking(settings).artifacts
     return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
 
 

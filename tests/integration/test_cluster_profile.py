@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
+from features.backends import online_store
 from features.pipeline import apply_repository, materialize
 from features.store import open_store
 
@@ -78,3 +79,41 @@ def test_training_tracks_and_registers_in_postgres(tmp_path, prepare, database):
     assert versions == [(int(outcome.version),)], "the registry lives in PostgreSQL"
     assert runs == 1
     assert aliases == ([("champion", int(outcome.version))] if outcome.decision.promote else [])
+
+
+@pytest.fixture
+def redis_db():
+    """A Redis database of its own, emptied after the test."""
+    number = 11
+    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{number}"
+    client.flushdb()
+
+
+def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, redis_db):
+    """The cluster profile's online readers (Feast over Redis) answer what the embedded
+    profile's SQLite readers answer for the same rows: values, event times and staleness."""
+    embedded = prepare(tmp_path, CONFIG)
+    cluster = Settings(
+        home=tmp_path, profile="cluster", postgres_dsn=SecretStr(database), redis_url=redis_db
+    )
+    end = datetime(2026, 1, 11, tzinfo=UTC)
+    apply_repository(cluster)
+    for settings in (embedded, cluster):
+        materialize(settings, end - timedelta(days=20), end, stock=False)
+    assert redis.Redis.from_url(redis_db).dbsize() > 0, "the cluster materialised into Redis"
+    on_sqlite, on_redis = online_store(embedded).readers(), online_store(cluster).readers()
+    assert set(on_sqlite) == set(on_redis) == {"churn_v1", "fault_v1"}
+    customers = pd.read_parquet(tmp_path / "offline/customers").customer_id.head(5).tolist()
+    cells = pd.read_parquet(tmp_path / "offline/cells").cell_id.head(3).tolist()
+    for service, ids in (("churn_v1", [*customers, "cus_nobody"]), ("fault_v1", cells)):
+        for entity_id in ids:
+            for now in (end, end + timedelta(hours=5)):
+                expected = on_sqlite[service].read(entity_id, now)
+                found = on_redis[service].read(entity_id, now)
+                assert found.values == pytest.approx(expected.values), (service, entity_id)
+                assert found.event_times == expected.event_times
+                assert found.stale_views == expected.stale_views
+    assert on_redis["fault_v1"].read(cells[0], end + timedelta(hours=5)).stale_views
+    assert not on_redis["churn_v1"].read("cus_nobody", end).known

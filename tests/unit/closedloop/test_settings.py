@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from closedloop.settings import Profile, Settings
 
@@ -32,24 +32,3 @@ def test_bad_profile_is_rejected(monkeypatch):
 def test_unknown_setting_is_rejected():
     with pytest.raises(ValidationError, match="homedir"):
         Settings(homedir="x")
-
-
-def test_embedded_profile_needs_no_server(tmp_path):
-    backends = Settings(home=tmp_path).backends()
-    described = " ".join(backends.model_dump().values())
-    assert "redis" not in described
-    assert "postgresql" not in described
-    assert str(tmp_path) in backends.ledger
-
-
-def test_cluster_profile_uses_postgres_and_redis_and_hides_passwords():
-    settings = Settings(
-        profile="cluster",
-        postgres_dsn=SecretStr("postgresql://ops:hunter2@db:5432/closedloop"),
-        redis_url="redis://cache:6379/1",
-    )
-    backends = settings.backends()
-    assert backends.online_store.startswith("redis ")
-    assert backends.ledger.startswith("postgresql ")
-    assert "hunter2" not in " ".join(backends.model_dump().values())
-    assert "ops:***@db:5432" in backends.ledger

@@ -1,0 +1,163 @@
+"""The feature stage's backends, chosen by the profile: each factory builds one and describes it.
+
+- the Feast registry and offline store (:func:`feast_config`, :func:`feature_store_backend`):
+  Parquet read by DuckDB on both profiles, the registry in a file (embedded) or PostgreSQL
+  (cluster);
+- the online store (:func:`online_store`): the SQLite file Feast writes (embedded), read
+  without Feast; Feast's Redis store (cluster), read through ``get_online_features``;
+- live cell telemetry written straight into the online store: SQLite only.
+
+Nothing here imports Feast, so describing the backends stays quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from closedloop.backends import Backend, Concern
+from closedloop.home import Home
+from closedloop.settings import Profile, Settings, redacted
+from features.online import (
+    PROJECT,
+    FeatureReader,
+    LiveWriter,
+    OnlineReader,
+    load_layouts,
+)
+
+
+def redis_connection(url: str) -> str:
+    """Feast's Redis ``connection_string`` (``host:port,db=N[,password=...]``) for a URL."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+    options = [host, f"db={parts.path.strip('/') or 0}"]
+    if parts.password:
+        options.append(f"password={parts.password}")
+    return ",".join(options)
+
+
+def feast_config(settings: Settings) -> dict[str, Any]:
+    """The ``feature_store.yaml`` content for a home and profile."""
+    paths = settings.paths
+    config: dict[str, Any] = {
+        "project": PROJECT,
+        "provider": "local",
+        "entity_key_serialization_version": 3,
+        "offline_store": {"type": "duckdb"},
+    }
+    if settings.profile is Profile.CLUSTER:
+        dsn = settings.postgres_dsn.get_secret_value()
+        config["registry"] = {
+            "registry_type": "sql",
+            "path": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+            "cache_ttl_seconds": 60,
+        }
+        config["online_store"] = {
+            "type": "redis",
+            "connection_string": redis_connection(settings.redis_url),
+        }
+    else:
+        config["registry"] = {"path": str(paths.feast_registry), "cache_ttl_seconds": 60}
+        config["online_store"] = {"type": "sqlite", "path": str(paths.online_db)}
+    return config
+
+
+def feature_store_backend(settings: Settings) -> Backend:
+    """What :func:`feast_config` configures for the registry and the offline store."""
+    config = feast_config(settings)
+    paths = settings.paths
+    engine = config["offline_store"]["type"]
+    if config["registry"].get("registry_type") == "sql":
+        registry = f"registry on postgresql {redacted(settings.postgres_dsn.get_secret_value())}"
+    else:
+        registry = f"registry {config['registry']['path']}"
+    where = f"{paths.offline}, {paths.features}; {registry}"
+    return Backend(Concern.OFFLINE_STORE, f"parquet read by {engine}", where)
+
+
+class OnlineStoreError(RuntimeError):
+    """The online store cannot be read (a server down, a store never applied)."""
+
+
+@dataclass(frozen=True)
+class SqliteOnlineStore:
+    """The embedded profile's online store: the SQLite file Feast writes, read without Feast."""
+
+    paths: Home
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(Concern.ONLINE_STORE, "sqlite", str(self.paths.online_db))
+
+    @property
+    def live_backend(self) -> Backend:
+        return Backend(Concern.LIVE_FEATURES, "sqlite", str(self.paths.online_db))
+
+    def readers(self) -> dict[str, FeatureReader]:
+        """A reader per feature service; FileNotFoundError before apply and materialize."""
+        layouts = load_layouts(self.paths.online_layout)
+        return {
+            name: OnlineReader(self.paths.online_db, layout) for name, layout in layouts.items()
+        }
+
+    def live_writer(self) -> LiveWriter | None:
+        """The writer of pushed cell telemetry; None before ``features apply``."""
+        database = self.paths.online_db
+        return LiveWriter(database) if database.exists() else None
+
+
+@dataclass(frozen=True)
+class RedisOnlineStore:
+    """The cluster profile's online store: Feast's Redis store, read through Feast."""
+
+    settings: Settings
+
+    @property
+    def address(self) -> str:
+        parts = urlsplit(self.settings.redis_url)
+        return f"{parts.hostname}:{parts.port or 6379} db {parts.path.strip('/') or 0}"
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(Concern.ONLINE_STORE, "redis", self.address)
+
+    @property
+    def live_backend(self) -> Backend:
+        return Backend.missing(
+            Concern.LIVE_FEATURES, "telemetry pushes reach the SQLite store only, not Redis"
+        )
+
+    def readers(self) -> dict[str, FeatureReader]:
+        """A reader per feature service, through Feast's ``get_online_features``."""
+        import redis
+
+        from features.store import FeastOnlineReader, open_store
+
+        layouts = load_layouts(self.settings.paths.online_layout)
+        try:
+            redis.Redis.from_url(self.settings.redis_url, socket_timeout=5).ping()
+        except redis.RedisError as error:
+            raise OnlineStoreError(f"redis {self.address} is unreachable: {error}") from None
+        store = open_store(self.settings)
+        return {name: FeastOnlineReader(store, layout) for name, layout in layouts.items()}
+
+    def live_writer(self) -> LiveWriter | None:
+        return None
+
+
+OnlineStore = SqliteOnlineStore | RedisOnlineStore
+
+
+def online_store(settings: Settings) -> OnlineStore:
+    """The profile's online store: what serving reads and the action layer pushes into."""
+    if settings.profile is Profile.CLUSTER:
+        return RedisOnlineStore(settings)
+    return SqliteOnlineStore(settings.paths)
+
+
+def describe(settings: Settings) -> list[Backend]:
+    """Every backend the feature stage builds for this profile."""
+    store = online_store(settings)
+    return [store.backend, feature_store_backend(settings), store.live_backend]

@@ -1,0 +1,49 @@
+"""The training stage's backends, chosen by the profile: each factory builds one and describes it.
+
+- MLflow tracking and registry (:func:`tracking`): a SQLite file under the home (embedded) or
+  PostgreSQL (cluster), artifacts under the home on both;
+- the training engine (:func:`engine_backend`): LightGBM in one process on both profiles.
+
+Nothing here imports MLflow or LightGBM, so describing the backends stays quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from closedloop.backends import Backend, Concern
+from closedloop.settings import Profile, Settings, redacted
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where MLflow tracks runs and registers models, and where their artifacts go."""
+
+    uri: str
+    artifacts: Path
+    backend: Backend
+
+
+def tracking(settings: Settings) -> Tracking:
+    """The profile's MLflow tracking store and registry (one URI for both)."""
+    paths = settings.paths
+    if settings.profile is Profile.CLUSTER:
+        dsn = settings.postgres_dsn.get_secret_value()
+        uri = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        kind, where = "postgresql", redacted(dsn)
+    else:
+        uri = f"sqlite:///{paths.mlflow_db}"
+        kind, where = "sqlite", str(paths.mlflow_db)
+    backend = Backend(Concern.TRACKING, kind, f"{where}; artifacts {paths.mlflow_artifacts}")
+    return Tracking(uri, paths.mlflow_artifacts, backend)
+
+
+def engine_backend(settings: Settings) -> Backend:
+    """Where LightGBM trains: one process on every profile (no distributed engine is wired)."""
+    return Backend(Concern.TRAINING, "lightgbm", "in one process")
+
+
+def describe(settings: Settings) -> list[Backend]:
+    """Every backend the training stage builds for this profile."""
+    return [tracking(settings).backend, engine_backend(settings)]

@@ -21,7 +21,8 @@ from actions.processor import Directory, Dispatcher, Outcome, Processor, ScoresP
 from closedloop.events import NetworkEvent
 from closedloop.scores import Score
 from closedloop.settings import Profile, Settings
-from features.online import LiveWriter, database_path
+from features.backends import online_store
+from features.online import LiveWriter
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -45,12 +46,9 @@ def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, A
 
 
 def live_writer(settings: Settings) -> LiveWriter | None:
-    """The writer of cells' live features into the embedded profile's online store; None
-    without one (not applied yet, or the cluster profile's Redis store)."""
-    database = database_path(settings.home)
-    if settings.profile is Profile.CLUSTER or not database.exists():
-        return None
-    return LiveWriter(database)
+    """The writer of cells' live features into the profile's online store; None without one
+    (not applied yet, or the cluster profile's Redis store)."""
+    return online_store(settings).live_writer()
 
 
 @dataclass

@@ -38,7 +38,7 @@ class ScorerScores:
 
 def in_process_scorer(settings: Settings) -> tuple[Scorer, list[str]]:
     """The champions and online store of this home, loaded here; and what could not be."""
-    from features.online import OnlineReader, database_path, load_layouts
+    from features.backends import OnlineStoreError, online_store
     from serving.champion import Champions, ModelCache
     from serving.scoring import Scorer, running_clock
     from training import registry
@@ -48,10 +48,7 @@ def in_process_scorer(settings: Settings) -> tuple[Scorer, list[str]]:
     champions.refresh()
     problems = [f"{name}: no champion model" for name in MODELS if champions.get(name) is None]
     try:
-        readers = {
-            name: OnlineReader(database_path(settings.home), layout)
-            for name, layout in load_layouts(settings.home).items()
-        }
-    except FileNotFoundError as error:
+        readers = online_store(settings).readers()
+    except (FileNotFoundError, OnlineStoreError) as error:
         readers, problems = {}, [*problems, str(error)]
     return Scorer(champions, readers, running_clock(settings.clock_start)), problems

@@ -96,7 +96,7 @@ def reference_frame(champion: Champion) -> pd.DataFrame:
 
 
 def _window_keys(settings: Settings, target: Target, start, end, every) -> pd.DataFrame:
-    paths = FeaturePaths.under(settings.home.resolve())
+    paths = FeaturePaths.under(settings.paths)
     source = paths.customer_daily if target == "churn" else paths.cell_hourly
     keys = pq.read_table(source, columns=[KEYS[target], "event_timestamp"]).to_pandas()
     stamps = pd.to_datetime(keys["event_timestamp"], utc=True)

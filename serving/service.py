@@ -40,7 +40,7 @@ from serving.metrics import service_metrics
 
 if TYPE_CHECKING:
     from actions.runtime import Runtime
-    from features.online import OnlineReader
+    from features.online import FeatureReader
     from serving.scoring import Scored
 
 MODELS = ["churn", "fault"]
@@ -49,16 +49,12 @@ log = logging.getLogger("closedloop.serving")
 health_app = FastAPI()
 
 
-def _readers(settings: Settings) -> tuple[dict[str, OnlineReader], list[str]]:
-    from features.online import OnlineReader, database_path, load_layouts
+def _readers(settings: Settings) -> tuple[dict[str, FeatureReader], list[str]]:
+    from features.backends import OnlineStoreError, online_store
 
     try:
-        layouts = load_layouts(settings.home)
-        return {
-            name: OnlineReader(database_path(settings.home), layout)
-            for name, layout in layouts.items()
-        }, []
-    except FileNotFoundError as error:
+        return online_store(settings).readers(), []
+    except (FileNotFoundError, OnlineStoreError) as error:
         return {}, [str(error)]
 
 

@@ -46,7 +46,7 @@ def labelled_snapshots(
     settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
 ) -> pd.DataFrame:
     """Snapshots on the grid whose label is known by ``until`` (default: the end of the data)."""
-    paths = FeaturePaths.under(settings.home.resolve())
+    paths = FeaturePaths.under(settings.paths)
     horizon = pd.Timedelta(hours=config.horizon_hours)
     every = pd.Timedelta(hours=config.snapshot_every_hours)
     offline = OfflineStore(settings.home)

@@ -19,7 +19,6 @@ from features.online import (
     OnlineReader,
     ServiceLayout,
     ViewLayout,
-    database_path,
     view_table,
 )
 from features.store import open_store
@@ -35,7 +34,7 @@ def home(tmp_path_factory, prepare):
 
 def live_reader(settings) -> OnlineReader:
     view = ViewLayout(LIVE_VIEW, view_table(LIVE_VIEW), 3600, LIVE_FEATURES, LIVE_FEATURES)
-    return OnlineReader(database_path(settings.home), ServiceLayout("live", "cell_id", (view,)))
+    return OnlineReader(settings.paths.online_db, ServiceLayout("live", "cell_id", (view,)))
 
 
 class SeeingScores:

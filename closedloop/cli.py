@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -18,8 +17,15 @@ from rich.table import Table
 from actions import commands as action_commands
 from closedloop import __version__
 from closedloop.backends import Backend
+from closedloop.params import load_params
 from closedloop.settings import Profile, Settings
-from closedloop.terminal import UserError, console, err_console, settings_of
+from closedloop.terminal import (
+    UserError,
+    console,
+    describe_validation,
+    err_console,
+    settings_of,
+)
 from closedloop.world import schemas
 from closedloop.world.config import Dirt, WorldConfig
 from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
@@ -42,14 +48,12 @@ app.add_typer(world_app, name="world")
 app.add_typer(feature_commands.features_app, name="features", no_args_is_help=True)
 app.command("ingest")(feature_commands.ingest)
 app.command("import-csv")(feature_commands.import_csv)
-app.command("train")(training_commands.train)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
 app.add_typer(action_commands.policy_app, name="policy")
 app.command("replay")(action_commands.replay)
 app.add_typer(action_commands.actions_app, name="actions")
 app.add_typer(action_commands.audit_app, name="audit")
-app.command("monitor")(monitoring_commands.monitor)
 app.command("monitor-score")(monitoring_commands.monitor_score)
 app.command("monitor-history")(monitoring_commands.monitor_history)
 
@@ -69,7 +73,7 @@ def _load_settings(
         ctx.obj = Settings(**overrides)
     except ValidationError as error:
         raise UserError(
-            f"invalid settings (CLOSEDLOOP_* environment): {_describe(error)}"
+            f"invalid settings (CLOSEDLOOP_* environment): {describe_validation(error)}"
         ) from None
 
 
@@ -77,6 +81,56 @@ def _load_settings(
 def version() -> None:
     """Print the closedloop version."""
     console.print(__version__)
+
+
+ParamsFile = Annotated[
+    Path | None,
+    typer.Option(help="params.yaml: its world, train_<model> and monitor sections set defaults"),
+]
+
+
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    target: Annotated[training_commands.Target, typer.Argument(help="Which model to train")],
+    params: ParamsFile = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=0, help="Optuna trials before the final fit (overrides tune.trials)"),
+    ] = None,
+) -> None:
+    """Train on point-in-time training sets, log to MLflow, register, and gate the champion."""
+    config = load_params(params).train(target.value)
+    if trials is not None:
+        config = config.model_copy(
+            update={"tune": config.tune.model_copy(update={"trials": trials})}
+        )
+    training_commands.run_train(settings_of(ctx), target.value, config)
+
+
+@app.command("monitor")
+def monitor(
+    ctx: typer.Context,
+    target: Annotated[training_commands.Target, typer.Argument(help="Which model to monitor")],
+    end: Annotated[
+        datetime | None,
+        typer.Option(help="End of the current window (UTC) [default: the world's end]"),
+    ] = None,
+    params: ParamsFile = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Retrain when the policy says so")
+    ] = True,
+) -> None:
+    """Drift, data quality and matured-label performance of the champion; retrain on a breach."""
+    settings = settings_of(ctx)
+    loaded = load_params(params)
+    monitoring_commands.run_monitor(
+        settings,
+        target.value,
+        loaded.monitor,
+        monitoring_commands.window_end(end, settings),
+        loaded.train(target.value) if retrain else None,
+    )
 
 
 def profile_backends(settings: Settings) -> list[Backend]:
@@ -115,18 +169,6 @@ def show_settings(
             f"{backend.concern.value:<{width}}  {shown if backend.wired else f'[yellow]{shown}[/]'}"
         )
         console.print(line, soft_wrap=True)
-
-
-def _world_config(params: Path | None, **overrides: Any) -> WorldConfig:
-    base: dict[str, Any] = {}
-    if params is not None:
-        if not params.is_file():
-            raise UserError(f"params file not found: {params}")
-        loaded = yaml.safe_load(params.read_text()) or {}
-        if not isinstance(loaded, dict) or not isinstance(loaded.get("world", {}), dict):
-            raise UserError(f"{params}: expected a mapping with a 'world' section")
-        base = loaded.get("world", {})
-    return WorldConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _generate(config: WorldConfig, folder: Path) -> World:
@@ -207,18 +249,18 @@ def world_generate(
             date.fromisoformat(start)
         except ValueError:
             raise UserError(f"--start must be a date as YYYY-MM-DD, not {start!r}") from None
-    config = _world_config(
-        params,
-        customers=customers,
-        days=days,
-        seed=seed,
-        start=start,
-        interval_minutes=interval_minutes,
-        dirt=Dirt.clean() if clean else None,
-    )
+    options = {
+        "customers": customers,
+        "days": days,
+        "seed": seed,
+        "start": start,
+        "interval_minutes": interval_minutes,
+        "dirt": Dirt.clean() if clean else None,
+    }
+    world = load_params(params).world.model_dump()
+    config = WorldConfig(**{**world, **{k: v for k, v in options.items() if v is not None}})
     folder = settings_of(ctx).world_dir
-    world = _generate(config, folder)
-    _print_summary(world.summary, folder)
+    _print_summary(_generate(config, folder).summary, folder)
 
 
 @world_app.command("summary")
@@ -287,7 +329,7 @@ def demo(
 
     console.rule("4. training: LightGBM, MLflow registry, champion gate", style="dim")
     for target in training_commands.Target:
-        training_commands.run_train(settings, target, training_commands.train_config(target, None))
+        training_commands.run_train(settings, target, load_params(None).train(target))
 
     console.rule("5. serving: BentoML service, online features, scores with reasons", style="dim")
     serving_commands.run_demo_scoring(
@@ -310,22 +352,12 @@ def _demo_targets(world: World) -> tuple[list[str], list[str]]:
     return top.customer_id.tolist(), top.cell_id.drop_duplicates().tolist()
 
 
-def _describe(error: ValidationError) -> str:
-    """Each problem as 'field: message', without pydantic's boilerplate."""
-    problems = []
-    for e in error.errors():
-        message = e["msg"].removeprefix("Value error, ")
-        where = ".".join(str(p) for p in e["loc"])
-        problems.append(f"{where}: {message}" if where else message)
-    return "; ".join(problems)
-
-
 def main() -> None:
     """Console entry point: user mistakes become one red line and exit code 2."""
     try:
         app()
     except ValidationError as error:
-        err_console.print(f"[red]error:[/] {_describe(error)}")
+        err_console.print(f"[red]error:[/] {describe_validation(error)}")
         sys.exit(2)
     except UserError as error:
         err_console.print(f"[red]error:[/] {error}")

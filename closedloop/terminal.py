@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from closedloop.settings import Settings
@@ -18,3 +19,13 @@ class UserError(Exception):
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings the entry point loaded (sub-commands reach them through the root context)."""
     return ctx.find_root().obj
+
+
+def describe_validation(error: ValidationError) -> str:
+    """Each problem as 'where: message', without pydantic's boilerplate."""
+    problems = []
+    for e in error.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in e["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)

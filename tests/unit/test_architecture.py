@@ -79,7 +79,7 @@ def violations(
         graph.setdefault(source, {}).setdefault(target, []).append(edge)
         if target in FORBIDDEN.get(source, ()):
             found.append(f"forbidden ({source} must not import {target}): {edge}")
-        if target in COMPOSITION and source != "closedloop.__main__":
+        if target in COMPOSITION and source not in COMPOSITION:
             found.append(f"forbidden (nothing imports the CLI): {edge}")
     for cycle in cycles(graph):
         found.extend(

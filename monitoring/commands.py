@@ -10,32 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.table import Table
 
 from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
 from features.commands import world_end
 from monitoring.config import MonitorConfig
-from training.commands import Target, train_config
+from training.commands import Target
+from training.config import TrainConfig
 
 if TYPE_CHECKING:
     from monitoring.summary import MonitorSummary
 
 
-def monitor_config(params: Path | None) -> MonitorConfig:
-    """The defaults, overridden by the ``monitor`` section of ``params``."""
-    if params is None:
-        return MonitorConfig()
-    if not params.is_file():
-        raise UserError(f"params file not found: {params}")
-    section = (yaml.safe_load(params.read_text()) or {}).get("monitor") or {}
-    if not isinstance(section, dict):
-        raise UserError(f"{params}: 'monitor' must be a mapping")
-    return MonitorConfig.model_validate(section)
-
-
-def _instant(value: datetime | None, settings: Settings) -> datetime:
+def window_end(value: datetime | None, settings: Settings) -> datetime:
     """An option's instant in UTC; absent: the end of the world on disk."""
     if value is None:
         return world_end(settings)
@@ -63,15 +51,13 @@ def run_monitor(
     target: str,
     config: MonitorConfig,
     end: datetime,
-    params: Path | None,
-    retrain: bool,
+    training: TrainConfig | None,
 ) -> MonitorSummary:
-    """One monitoring run, printed."""
+    """One monitoring run, printed; ``training``: how to retrain on a breach (None: never)."""
     from monitoring.pipeline import monitor
     from training.commands import _quiet_mlflow
 
     _quiet_mlflow()
-    training = train_config(target, params) if retrain else None
     try:
         summary = monitor(settings, target, config, end, training)
     except (LookupError, ValueError) as error:
@@ -150,27 +136,6 @@ def run_episode(settings: Settings) -> None:
     )
 
 
-def monitor(
-    ctx: typer.Context,
-    target: Annotated[Target, typer.Argument(help="Which model to monitor")],
-    end: Annotated[
-        datetime | None,
-        typer.Option(help="End of the current window (UTC) [default: the world's end]"),
-    ] = None,
-    params: Annotated[
-        Path | None,
-        typer.Option(help="YAML with a 'monitor' section (and train_<target> for retraining)"),
-    ] = None,
-    retrain: Annotated[
-        bool, typer.Option("--retrain/--no-retrain", help="Retrain when the policy says so")
-    ] = True,
-) -> None:
-    """Drift, data quality and matured-label performance of the champion; retrain on a breach."""
-    settings = settings_of(ctx)
-    config = monitor_config(params)
-    run_monitor(settings, target.value, config, _instant(end, settings), params, retrain)
-
-
 def monitor_score(
     ctx: typer.Context,
     target: Annotated[Target, typer.Argument(help="Which model scores")],
@@ -181,7 +146,7 @@ def monitor_score(
 ) -> None:
     """Batch-score a window with the champion into the prediction log (source 'batch')."""
     settings = settings_of(ctx)
-    stop = _instant(end, settings)
+    stop = window_end(end, settings)
     run_score(settings, target.value, stop - timedelta(days=days), stop)
 
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import logging
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.table import Table
 
 from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
-from training.config import DEFAULTS, TrainConfig
+from training.config import TrainConfig
 
 models_app = typer.Typer(help="Registered models: versions, aliases, manual promotion (MLflow).")
 
@@ -25,27 +23,6 @@ models_app = typer.Typer(help="Registered models: versions, aliases, manual prom
 class Target(StrEnum):
     CHURN = "churn"
     FAULT = "fault"
-
-
-def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
-        out[key] = _merged(base[key], value) if nested else value
-    return out
-
-
-def train_config(target: str, params: Path | None) -> TrainConfig:
-    """The target's defaults, overridden by the ``train_<target>`` section of ``params``."""
-    base = DEFAULTS[target]().model_dump()
-    if params is None:
-        return TrainConfig.model_validate(base)
-    if not params.is_file():
-        raise UserError(f"params file not found: {params}")
-    section = (yaml.safe_load(params.read_text()) or {}).get(f"train_{target}") or {}
-    if not isinstance(section, dict):
-        raise UserError(f"{params}: 'train_{target}' must be a mapping")
-    return TrainConfig.model_validate(_merged(base, section))
 
 
 def _quiet_mlflow() -> None:
@@ -82,26 +59,6 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
     gate = {"promoted": outcome.decision.promote, "version": int(outcome.version)}
     metrics.write_text(json.dumps({**outcome.metrics, **gate}, indent=1) + "\n")
     return outcome
-
-
-def train(
-    ctx: typer.Context,
-    target: Annotated[Target, typer.Argument(help="Which model to train")],
-    params: Annotated[
-        Path | None, typer.Option(help="YAML whose train_<target> section overrides the defaults")
-    ] = None,
-    trials: Annotated[
-        int | None,
-        typer.Option(min=0, help="Optuna trials before the final fit (overrides tune.trials)"),
-    ] = None,
-) -> None:
-    """Train on point-in-time training sets, log to MLflow, register, and gate the champion."""
-    config = train_config(target.value, params)
-    if trials is not None:
-        config = config.model_copy(
-            update={"tune": config.tune.model_copy(update={"trials": trials})}
-        )
-    run_train(settings_of(ctx), target.value, config)
 
 
 @models_app.command("list")

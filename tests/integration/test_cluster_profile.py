@@ -57,13 +57,13 @@ def test_features_apply_materialise_and_serve_on_postgres_and_redis(tmp_path, pr
 
 
 def test_training_tracks_and_registers_in_postgres(tmp_path, prepare, database):
-    from training.commands import train_config
+    from training.config import fault_defaults
     from training.pipeline import train
 
     prepare(tmp_path, TRAINING)
     cluster = Settings(home=tmp_path, profile="cluster", postgres_dsn=SecretStr(database))
     apply_repository(cluster)
-    config = train_config("fault", None)
+    config = fault_defaults()
     config = config.model_copy(
         update={"lightgbm": config.lightgbm.model_copy(update={"num_boost_round": 50})}
     )

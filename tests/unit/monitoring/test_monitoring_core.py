@@ -5,11 +5,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
-from closedloop.terminal import UserError
 from monitoring import drift as core
-from monitoring.commands import monitor_config
 from monitoring.config import DriftPolicy, MonitorConfig
 from monitoring.labels import churn_labels, fault_labels
 from monitoring.policy import decide, drift_streak, performance_verdict
@@ -165,18 +162,6 @@ def test_too_few_matured_labels_give_no_verdict():
     few = performance_verdict({"pr_auc": 0.01}, {"pr_auc": 0.2}, 50, 2, MonitorConfig())
     assert few.below_floor is None
     assert not decide(_drift(False), few, [], "1", END, MonitorConfig()).retrain
-
-
-def test_params_monitor_section_is_validated(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("monitor:\n  persistence: 3\n  drift: {threshold: 0.2}\n")
-    config = monitor_config(params)
-    assert (config.persistence, config.drift.threshold, config.window_days) == (3, 0.2, 7)
-    params.write_text("monitor:\n  drift: {num_method: ks}\n")
-    with pytest.raises(ValidationError):
-        monitor_config(params)
-    with pytest.raises(UserError):
-        monitor_config(tmp_path / "missing.yaml")
 
 
 def test_measurement_noise_and_a_few_gaps_do_not_trigger():

@@ -3,8 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from training.commands import train_config
-from training.config import GateConfig, LightGBMParams, TuneConfig, churn_defaults
+from training.config import GateConfig, LightGBMParams, TuneConfig
 from training.evaluate import evaluate
 from training.registry import decide
 from training.trainer import fit
@@ -79,15 +78,6 @@ def test_a_window_with_one_class_is_refused():
     train = _synthetic(500, 1).assign(label=0)
     with pytest.raises(ValueError, match="only one class"):
         fit(train, _synthetic(500, 2), ["outage"], LightGBMParams(), seed=1)
-
-
-def test_params_file_overrides_only_what_it_names(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("train_churn:\n  lightgbm: {learning_rate: 0.2}\n  gate: {margin: 0.01}\n")
-    config = train_config("churn", params)
-    assert config.lightgbm.learning_rate == 0.2 and config.gate.margin == 0.01
-    assert config.lightgbm.num_leaves == churn_defaults().lightgbm.num_leaves
-    assert config.increasing == churn_defaults().increasing
 
 
 def test_optuna_search_returns_its_best_trial_within_the_search_space():

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -16,9 +16,14 @@ from rich.table import Table
 
 from actions.ledger import Status
 from actions.policy import PolicyError, load_policy, runbook_text
+from actions.scoring import NoScores, ScoresFactory, ScoresProvider
+from closedloop.clock import running_clock
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
+
+if TYPE_CHECKING:
+    from actions.runtime import Runtime
 
 policy_app = typer.Typer(help="Check action policies.", no_args_is_help=True)
 actions_app = typer.Typer(
@@ -68,22 +73,12 @@ def read_events(path: Path) -> list[NetworkEvent]:
 def clock_of(settings: Settings) -> Callable[[], datetime]:
     """The clock decisions and approvals run on: the wall clock, or the service's clock
     started at ``clock_start``."""
-    from serving.scoring import running_clock
-
     return running_clock(settings.clock_start)
 
 
-def _runtime(settings: Settings, with_models: bool = True):
-    from actions.runtime import NoScores, open_runtime
+def _runtime(settings: Settings, scores: ScoresProvider) -> Runtime:
+    from actions.runtime import open_runtime
 
-    scores: Any = NoScores()
-    if with_models:
-        from actions.scoring import ScorerScores, in_process_scorer
-
-        scorer, problems = in_process_scorer(settings)
-        for problem in problems:
-            console.print(f"[yellow]scores: {problem}[/yellow]")
-        scores = ScorerScores(scorer)
     try:
         return open_runtime(settings, scores, clock_of(settings))
     except PolicyError as error:
@@ -92,23 +87,92 @@ def _runtime(settings: Settings, with_models: bool = True):
         raise UserError(str(error)) from None
 
 
-def replay(
-    ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="JSON lines of network events")],
-    models: Annotated[
-        bool, typer.Option(help="Score with the registry's champions (else rules at 0 only)")
-    ] = True,
-) -> None:
-    """Replay network events from a file through the action layer; repeats change nothing."""
-    settings = settings_of(ctx)
-    events = read_events(file)
-    runtime = _runtime(settings, models)
+def _scores(settings: Settings, open_scores: ScoresFactory) -> ScoresProvider:
+    scores, problems = open_scores(settings)
+    for problem in problems:
+        console.print(f"[yellow]scores: {problem}[/yellow]")
+    return scores
+
+
+def deliver(settings: Settings) -> bool:
+    """Drain the outbox once if the lease is free; else say who holds it. True if drained."""
+    from actions.dispatch import LeaseHeldError, queued
+    from actions.runtime import open_dispatcher
+
     try:
-        outcomes, _ = runtime.handle(events)
-        print_outcomes(outcomes)
-        print_ledger(runtime.ledger)
-    finally:
-        runtime.close()
+        with open_dispatcher(settings, clock_of(settings)) as dispatcher:
+            try:
+                results = dispatcher.drain()
+            except LeaseHeldError as held:
+                console.print(
+                    f"{held}; it delivers the {queued(dispatcher.ledger):,} action(s) waiting"
+                )
+                return False
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if results:
+        console.print(
+            "delivered: " + ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
+        )
+    return True
+
+
+def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
+    """``closedloop replay``, scoring with what ``open_scores`` opens (composed by the CLI)."""
+
+    def replay(
+        ctx: typer.Context,
+        file: Annotated[Path, typer.Argument(help="JSON lines of network events")],
+        models: Annotated[
+            bool, typer.Option(help="Score with the registry's champions (else rules at 0 only)")
+        ] = True,
+    ) -> None:
+        """Replay network events from a file through the action layer; repeats change nothing.
+        The decisions are committed, then delivered here unless another dispatcher holds the
+        ledger's lease."""
+        settings = settings_of(ctx)
+        events = read_events(file)
+        scores = _scores(settings, open_scores) if models else NoScores()
+        runtime = _runtime(settings, scores)
+        try:
+            print_outcomes(runtime.handle(events))
+        finally:
+            runtime.close()
+        deliver(settings)
+        ledger = _open(ctx)
+        try:
+            print_ledger(ledger)
+        finally:
+            ledger.close()
+
+    return replay
+
+
+@actions_app.command("dispatch")
+def actions_dispatch(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option(help="keep delivering (or waiting for the lease) until stopped")
+    ] = False,
+) -> None:
+    """Deliver what the ledger holds as pending, if no other dispatcher holds its lease."""
+    if not follow:
+        deliver(settings_of(ctx))
+        return
+    import threading
+
+    from actions.runtime import open_dispatcher
+
+    settings = settings_of(ctx)
+    stop = threading.Event()
+    console.print("delivering while holding the ledger's lease; Ctrl-C stops")
+    try:
+        with open_dispatcher(settings, clock_of(settings)) as dispatcher:
+            dispatcher.follow(stop, threading.Event())
+    except KeyboardInterrupt:
+        stop.set()
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def print_outcomes(outcomes: list) -> None:
@@ -215,10 +279,8 @@ def _settle(ctx: typer.Context, key: str, approve: bool, by: str, note: str) -> 
         ledger.close()
     console.print(f"{key}: {status} by {by}")
     if approve:
-        runtime = _runtime(settings, with_models=False)  # opening delivers what is pending
-        row = runtime.ledger.decision(key)
-        runtime.close()
-        console.print(f"{key}: {row['status'] if row else 'unknown'}")
+        deliver(settings)
+        _print_statuses(ctx, [key])
 
 
 @actions_app.command("approve")
@@ -265,12 +327,17 @@ def actions_retry(
     finally:
         ledger.close()
     console.print(f"{len(keys)} dead letter(s) back to pending by {by}")
-    runtime = _runtime(settings, with_models=False)  # opening delivers what is pending
+    deliver(settings)
+    _print_statuses(ctx, keys)
+
+
+def _print_statuses(ctx: typer.Context, keys: list[str]) -> None:
+    ledger = _open(ctx)
     try:
-        for moved in keys:
-            console.print(f"{moved}: {runtime.ledger.delivery_status(moved)}")
+        for key in keys:
+            console.print(f"{key}: {ledger.delivery_status(key) or 'unknown'}")
     finally:
-        runtime.close()
+        ledger.close()
 
 
 @audit_app.callback(invoke_without_command=True)
@@ -376,16 +443,19 @@ def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
     return path
 
 
-def run_demo_actions(settings: Settings, end: datetime, cell_id: str) -> None:
+def run_demo_actions(
+    settings: Settings, end: datetime, cell_id: str, open_scores: ScoresFactory
+) -> None:
     """Stage 6: replay the demo events, print what was decided, replay again: nothing new."""
     path = demo_events(settings, end, cell_id)
     events = read_events(path)
     console.print(f"replaying {len(events):,} events from {path} (outage on {cell_id})")
-    runtime = _runtime(settings)
+    runtime = _runtime(settings, _scores(settings, open_scores))
     try:
-        print_outcomes(runtime.handle(events)[0])
+        print_outcomes(runtime.handle(events))
+        deliver(settings)
         print_ledger(runtime.ledger)
-        again, _ = runtime.handle(events)
+        again = runtime.handle(events)
         new = sum(len(o.decisions) for o in again)
         console.print(f"replayed the same file again: {new} new decisions (idempotent)")
         from actions import audit

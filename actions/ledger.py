@@ -10,13 +10,41 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
+from actions.policy import INCIDENT_ACTIONS, ActionType
+
+
+class Status(StrEnum):
+    """Where a decision (or a status update) stands."""
+
+    SUPPRESSED = "suppressed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PENDING = "pending"
+    DELIVERING = "delivering"  # claimed by the dispatcher holding the lease
+    DISPATCHED = "dispatched"
+    DEAD_LETTER = "dead_letter"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+QUEUED = frozenset({Status.PENDING, Status.DELIVERING})  # committed, not delivered yet
+LIVE = QUEUED | {Status.AWAITING_APPROVAL, Status.DISPATCHED}  # an incident still open
+TAKEN = LIVE | {Status.DEAD_LETTER}  # what the guards count as already decided
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``'a', 'b'``: sorted literals for an ``IN (...)`` written into SQL text (indexes)."""
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, cell_id TEXT NOT NULL,
     alarm_id TEXT, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL,
@@ -39,21 +67,24 @@ CREATE TABLE IF NOT EXISTS decisions (
     status TEXT NOT NULL, guard TEXT, reason TEXT, decided_at TEXT NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT, decided_by TEXT, decision_note TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
-    resolved_at TEXT);
+    resolved_at TEXT, claimed_by TEXT);
 CREATE INDEX IF NOT EXISTS decisions_cell ON decisions (cell_id, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
-    WHERE status IN ('pending', 'awaiting_approval');
+    WHERE status IN ('{Status.PENDING}', '{Status.AWAITING_APPROVAL}');
+CREATE INDEX IF NOT EXISTS decisions_queue ON decisions (priority, created_at, key)
+    WHERE status = '{Status.PENDING}';
 CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
 CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
-    WHERE action = 'bill_credit';
+    WHERE action = '{ActionType.BILL_CREDIT}';
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (status) WHERE resolved_at IS NULL
-    AND action IN ('trouble_ticket', 'escalate_incident', 'field_dispatch');
+    AND action IN ({sql_list(INCIDENT_ACTIONS)});
 CREATE TABLE IF NOT EXISTS updates (
     key TEXT PRIMARY KEY, decision_key TEXT NOT NULL, action TEXT NOT NULL,
     event_id TEXT NOT NULL, cell_id TEXT NOT NULL, customer_id TEXT, status TEXT NOT NULL,
     payload TEXT NOT NULL, created_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT, dispatched_at TEXT);
-CREATE INDEX IF NOT EXISTS updates_waiting ON updates (status) WHERE status = 'pending';
+    last_error TEXT, dispatched_at TEXT, claimed_by TEXT);
+CREATE INDEX IF NOT EXISTS updates_waiting ON updates (status)
+    WHERE status = '{Status.PENDING}';
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT,
     customer_id TEXT, cell_id TEXT, action TEXT, key TEXT, payload TEXT NOT NULL,
@@ -61,23 +92,13 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id);
 CREATE INDEX IF NOT EXISTS audit_cell ON audit (cell_id);
 CREATE INDEX IF NOT EXISTS audit_key ON audit (key);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
 """
+ADDED_COLUMNS = {"decisions": ("claimed_by", "TEXT"), "updates": ("claimed_by", "TEXT")}
+"""Columns newer than a ledger created by an earlier release, added when it is opened."""
 
 WRITE_LOCK = 7_346_201  # PostgreSQL advisory lock id of the ledger's writers
-
-
-class Status:
-    SUPPRESSED = "suppressed"
-    AWAITING_APPROVAL = "awaiting_approval"
-    PENDING = "pending"
-    DISPATCHED = "dispatched"
-    DEAD_LETTER = "dead_letter"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-TAKEN = (Status.AWAITING_APPROVAL, Status.PENDING, Status.DISPATCHED, Status.DEAD_LETTER)
 
 
 @dataclass
@@ -103,6 +124,9 @@ class Tx:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def columns(self, table: str) -> list[str]:
+        return [d[0] for d in self.run(f"SELECT * FROM {table} LIMIT 0").description]
+
     def value(self, sql: str, params: Sequence[object] = ()) -> Any:
         row = self.run(sql, params).fetchone()
         return None if row is None else row[0]
@@ -118,6 +142,9 @@ class Ledger:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     tx.run(statement)
+            for table, (column, kind) in ADDED_COLUMNS.items():
+                if column not in tx.columns(table):
+                    tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
     def sqlite(cls, path: Path) -> Ledger:

@@ -4,8 +4,8 @@ decide, guard, and commit every decision to the ledger with its audit trail in o
 An event carrying a cell KPI (``metric``/``value``), or an alarm changing a cell's active alarm
 count, updates the cell's live features in the online store before anything is scored.
 
-Dispatch is a separate step (:class:`Dispatcher`): what is committed as pending is delivered
-later, by this process or, after a crash, by the next one to open the ledger.
+Delivery is a separate step (:mod:`actions.dispatch`): what is committed as pending is
+delivered later by the dispatcher holding the ledger's lease, in this process or another.
 """
 
 from __future__ import annotations
@@ -18,25 +18,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from actions import audit
-from actions.adapters import Adapter, deliver_with_retries, payload_for, ticket_resolution
+from actions import audit, queries
+from actions.adapters import ticket_resolution
 from actions.audit import Entry
 from actions.decide import Customer, Decision, Situation, decide
 from actions.guards import CREDIT_WINDOW, GuardBook, GuardResult, Taken, first_failed
-from actions.ledger import TAKEN, Ledger, Status, Tx, dumps
+from actions.ledger import Ledger, Status, Tx, dumps
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
+from actions.queries import DecisionRow, EventRow, UpdateRow
+from actions.scoring import ScoresProvider
 from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
 from features.online import LIVE_FEATURES, Reading
 
-CUSTOMERS_TABLE = Path("inventory/customers.parquet")
-INCIDENT_SQL = ", ".join(f"'{a.value}'" for a in sorted(INCIDENT_ACTIONS))  # as in the index
-
-
-class ScoresProvider(Protocol):
-    def churn(self, customer_ids: list[str]) -> dict[str, Score]: ...
-
-    def fault(self, cell_id: str) -> Score | None: ...
+CUSTOMER_COLUMNS = ["customer_id", "cell_id", "segment", "sla_tier", "contract_type", "mrr"]
 
 
 class Telemetry(Protocol):
@@ -45,7 +40,7 @@ class Telemetry(Protocol):
 
 @dataclass(frozen=True)
 class Directory:
-    """Customers by cell and by id (the world's customers table)."""
+    """Customers by cell and by id (the canonical customers table)."""
 
     by_cell: dict[str, list[Customer]]
     by_id: dict[str, Customer]
@@ -60,17 +55,22 @@ class Directory:
         return cls(by_cell, by_id)
 
     @classmethod
-    def load(cls, world: Path) -> Directory:
+    def load(cls, table: Path) -> Directory:
+        """The customers of a canonical table: every ``*.parquet`` of its folder (one per
+        source)."""
         import pyarrow.parquet as pq
 
-        path = world / CUSTOMERS_TABLE
-        if not path.is_file():
-            raise FileNotFoundError(f"no customers table at {path}; generate a world first")
-        columns = ["customer_id", "cell_id", "segment", "sla_tier", "contract_type", "mrr"]
-        table = pq.read_table(path, columns=[*columns, "do_not_contact"]).to_pydict()
+        files = sorted(table.glob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(
+                f"no customers in the offline store ({table}); run 'closedloop ingest' or "
+                "'closedloop import-csv' first"
+            )
+        columns = [*CUSTOMER_COLUMNS, "do_not_contact"]
+        rows = pq.ParquetDataset(files).read(columns=columns).to_pydict()
         return cls.of(
-            Customer(*(table[c][i] for c in columns), bool(table["do_not_contact"][i]))
-            for i in range(len(table["customer_id"]))
+            Customer(*(rows[c][i] for c in CUSTOMER_COLUMNS), bool(rows["do_not_contact"][i]))
+            for i in range(len(rows["customer_id"]))
         )
 
     @property
@@ -169,17 +169,12 @@ class Processor:
         """Queue the cell's latest KPI and, when an alarm changed it, its active alarm count."""
         values = live_values(event)
         if event.event_type in ALARMS and kind in ("new", "grouped", "resolved"):
-            values["alarm_count"] = float(
-                tx.value(
-                    "SELECT COUNT(*) FROM alarms WHERE cell_id = ? AND cleared_at IS NULL",
-                    (event.cell_id,),
-                )
-            )
+            values["alarm_count"] = float(queries.active_alarms(tx, event.cell_id))
         if values:
             self._readings.append(Reading(event.cell_id, values, event.occurred_at))
 
     def _process(self, tx: Tx, event: NetworkEvent) -> tuple[Outcome, list[Entry]]:
-        if tx.value("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)):
+        if queries.known_event(tx, event.event_id):
             return Outcome(event.event_id, "duplicate"), []
         kind, incident = self._classify(tx, event)
         if self.telemetry is not None:
@@ -194,15 +189,17 @@ class Processor:
         if kind == "new":
             outcome, more = self._decide(tx, event, incident)
             entries += more
-        tx.run(
-            "INSERT INTO events (event_id, event_type, cell_id, alarm_id, occurred_at,"
-            " received_at, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.event_id, event.event_type.value, event.cell_id, event.alarm_id,
-                _iso(event.occurred_at), _iso(self.clock()), outcome.outcome,
-                event.model_dump_json(),
-            ),
-        )  # fmt: skip
+        row = EventRow(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            cell_id=event.cell_id,
+            alarm_id=event.alarm_id,
+            occurred_at=_iso(event.occurred_at),
+            received_at=_iso(self.clock()),
+            outcome=outcome.outcome,
+            body=event.model_dump_json(),
+        )
+        queries.insert(tx, "events", [row])
         return outcome, entries
 
     def _classify(self, tx: Tx, event: NetworkEvent) -> tuple[str, str | None]:
@@ -210,98 +207,64 @@ class Processor:
         at = _iso(event.occurred_at)
         if event.event_type is EventType.ALARM_ONSET:
             alarm = event.alarm_id or event.event_id
-            known = tx.value("SELECT outage_id FROM alarms WHERE alarm_id = ?", (alarm,))
+            known = queries.outage_of_alarm(tx, alarm)
             if known is not None:
                 return "repeated_alarm", known
-            open_outage = tx.value(
-                "SELECT outage_id FROM outages WHERE cell_id = ? AND resolved_at IS NULL",
-                (event.cell_id,),
-            )
+            open_outage = queries.open_outage(tx, event.cell_id)
             outage = open_outage or f"outage:{alarm}"
-            tx.run(
-                "INSERT INTO alarms (alarm_id, outage_id, cell_id, opened_at) VALUES (?, ?, ?, ?)",
-                (alarm, outage, event.cell_id, at),
-            )
+            queries.add_alarm(tx, alarm, outage, event.cell_id, at)
             if open_outage is not None:
                 return "grouped", outage
-            tx.run(
-                "INSERT INTO outages (outage_id, cell_id, opened_at) VALUES (?, ?, ?)",
-                (outage, event.cell_id, at),
-            )
+            queries.add_outage(tx, outage, event.cell_id, at)
             return "new", outage
         if event.event_type is EventType.ALARM_CLEAR:
             alarm = event.alarm_id or ""
-            outage = tx.value(
-                "SELECT outage_id FROM alarms WHERE alarm_id = ? AND cleared_at IS NULL", (alarm,)
-            )
+            outage = queries.outage_of_alarm(tx, alarm, active=True)
             if outage is None:
                 return "unmatched_clear", None
-            tx.run("UPDATE alarms SET cleared_at = ? WHERE alarm_id = ?", (at, alarm))
-            still_open = tx.value(
-                "SELECT COUNT(*) FROM alarms WHERE outage_id = ? AND cleared_at IS NULL", (outage,)
-            )
+            still_open = queries.clear_alarm(tx, alarm, outage, at)
             return ("resolved" if not still_open else "grouped"), outage
         return "new", f"event:{event.event_id}"
 
-    def _resolve(self, tx: Tx, event: NetworkEvent, outage: str | None) -> list[Entry]:
+    def _resolve(self, tx: Tx, event: NetworkEvent, outage: str) -> list[Entry]:
         """The outage is over: close its incidents, cancel what still waits for approval, and
         queue a "resolved" status update for each ticket it opened."""
         at = _iso(event.occurred_at)
         self._open_incidents = None  # incidents close: count again
-        tx.run("UPDATE outages SET resolved_at = ? WHERE outage_id = ?", (at, outage))
-        incident_actions = tuple(a.value for a in INCIDENT_ACTIONS)
-        marks = ", ".join("?" for _ in incident_actions)
-        tx.run(
-            f"UPDATE decisions SET resolved_at = ? WHERE incident = ? AND resolved_at IS NULL"
-            f" AND action IN ({marks})",
-            (at, outage, *incident_actions),
-        )
-        cancelled = tx.rows(
-            "SELECT key, action, customer_id FROM decisions WHERE incident = ? AND status = ?",
-            (outage, Status.AWAITING_APPROVAL),
-        )
-        tx.run(
-            "UPDATE decisions SET status = ?, reason = ? WHERE incident = ? AND status = ?",
-            (Status.CANCELLED, "outage cleared before approval", outage, Status.AWAITING_APPROVAL),
-        )
+        cancelled = queries.resolve_outage(tx, outage, at, "outage cleared before approval")
         updates = self._resolved_tickets(tx, event, outage, at)
         return [
             Entry(
                 "resolution", self.clock(), {"outage": outage, "cleared_by": event.event_id,
-                "cancelled_approvals": [c["key"] for c in cancelled],
-                "ticket_updates": [u[0] for u in updates]},
+                "cancelled_approvals": cancelled, "ticket_updates": [u.key for u in updates]},
                 event.event_id, None, event.cell_id,
             )
         ]  # fmt: skip
 
     def _resolved_tickets(
-        self, tx: Tx, event: NetworkEvent, outage: str | None, at: str
-    ) -> list[tuple]:
+        self, tx: Tx, event: NetworkEvent, outage: str, at: str
+    ) -> list[UpdateRow]:
         """One pending "resolved" update per ticket of the outage, keyed ``<ticket key>:resolved``
         so that no replay sends it twice."""
-        tickets = tx.rows(
-            "SELECT key, incident, cell_id, customer_id FROM decisions WHERE incident = ?"
-            " AND action = ? AND status IN (?, ?) ORDER BY key",
-            (outage, ActionType.TROUBLE_TICKET.value, Status.PENDING, Status.DISPATCHED),
-        )
         note = (
             f"Resolved: the last alarm of outage {outage} on cell {event.cell_id} cleared at"
             f" {at} (event {event.event_id})."
         )
         rows = [
-            (
-                f"{t['key']}:resolved", t["key"], ActionType.TROUBLE_TICKET.value, event.event_id,
-                t["cell_id"], t["customer_id"], Status.PENDING,
-                dumps(ticket_resolution(t, at, note)), _iso(self.clock()),
+            UpdateRow(
+                key=f"{t['key']}:resolved",
+                decision_key=t["key"],
+                action=ActionType.TROUBLE_TICKET,
+                event_id=event.event_id,
+                cell_id=t["cell_id"],
+                customer_id=t["customer_id"],
+                status=Status.PENDING,
+                payload=dumps(ticket_resolution(t, at, note)),
+                created_at=_iso(self.clock()),
             )
-            for t in tickets
-        ]  # fmt: skip
-        tx.many(
-            "INSERT INTO updates (key, decision_key, action, event_id, cell_id, customer_id,"
-            " status, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (key) DO NOTHING",
-            rows,
-        )
+            for t in queries.tickets_of(tx, outage)
+        ]
+        queries.insert(tx, "updates", rows, keep_existing=True)
         return rows
 
     def _situation(self, event: NetworkEvent, incident: str) -> Situation:
@@ -320,7 +283,7 @@ class Processor:
         at = event.occurred_at.astimezone(UTC)
         book = self._guard_book(tx, event.cell_id, at, {d.action for d in decisions})
         keys = [d.key for d in decisions]
-        existing = self._existing(tx, keys)
+        existing = queries.existing_keys(tx, keys)
         now = self.clock()
         stamps = (
             _iso(at),
@@ -351,27 +314,9 @@ class Processor:
             shown.append(_shown(decision, status, guard, reason))
         if self._open_incidents is not None:
             self._open_incidents = book.open_incidents
-        tx.many(
-            "INSERT INTO decisions (key, incident, event_id, rule_id, action, target, cell_id,"
-            " customer_id, priority, probability, value_at_risk, amount, impact, runbook, params,"
-            " policy_version, model_version, status, guard, reason, decided_at, created_at,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?) ON CONFLICT (key) DO NOTHING",
-            rows,
-        )
+        queries.insert(tx, "decisions", rows, keep_existing=True)
         outcome = Outcome(event.event_id, "new", incident, len(situation.customers), shown)
         return outcome, entries
-
-    def _existing(self, tx: Tx, keys: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            found |= {
-                r["key"]
-                for r in tx.rows(f"SELECT key FROM decisions WHERE key IN ({marks})", chunk)
-            }
-        return found
 
     def _guard_book(
         self, tx: Tx, cell_id: str, at: datetime, actions: set[ActionType]
@@ -380,65 +325,65 @@ class Processor:
         guards = self.policy.guards
         if not actions:
             return GuardBook(guards)
-        marks = ", ".join("?" for _ in TAKEN)
         taken = [
             Taken(r["target"], ActionType(r["action"]), datetime.fromisoformat(r["decided_at"]),
                   r["amount"])
-            for r in tx.rows(
-                f"SELECT target, action, decided_at, amount FROM decisions WHERE cell_id = ?"
-                f" AND decided_at >= ? AND status IN ({marks})",
-                (cell_id, _iso(at - self.lookback), *TAKEN),
-            )
+            for r in queries.taken_on_cell(tx, cell_id, _iso(at - self.lookback))
         ]  # fmt: skip
         day = at.replace(hour=0, minute=0, second=0, microsecond=0)
         credits = 0.0
         if ActionType.BILL_CREDIT in actions and guards.credit_budget is not None:
-            credits = tx.value(
-                f"SELECT COALESCE(SUM(amount), 0) FROM decisions WHERE action = 'bill_credit'"
-                f" AND decided_at >= ? AND decided_at < ? AND status IN ({marks})",
-                (_iso(day), _iso(day + timedelta(days=1)), *TAKEN),
-            )
+            credits = queries.credits_between(tx, _iso(day), _iso(day + timedelta(days=1)))
         open_incidents = self._open_incidents or 0
         if (
             actions & INCIDENT_ACTIONS
             and guards.max_open_incidents is not None
             and self._open_incidents is None
         ):
-            open_incidents = tx.value(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE resolved_at IS NULL"
-                f" AND action IN ({INCIDENT_SQL}) AND status IN (?, ?, ?) LIMIT ?) AS counted",
-                (
-                    Status.PENDING,
-                    Status.DISPATCHED,
-                    Status.AWAITING_APPROVAL,
-                    guards.max_open_incidents,
-                ),
-            )  # fmt: skip (counting stops at the cap: all the guard needs)
+            open_incidents = queries.open_incidents(tx, guards.max_open_incidents)
             self._open_incidents = open_incidents
         return GuardBook.load(
-            guards, taken, {day.date().isoformat(): float(credits)},
+            guards, taken, {day.date().isoformat(): credits},
             int(open_incidents), self.opted_out,
         )  # fmt: skip
 
     def _row(
         self,
         d: Decision,
-        status: str,
+        status: Status,
         guard: str | None,
         reason: str | None,
         stamps: tuple[str, str, str],
-    ) -> tuple:
+    ) -> DecisionRow:
         decided_at, created_at, expires_at = stamps
         params = self._params.get(d.rule_id)
         if params is None:
             params = self._params[d.rule_id] = json.dumps(d.params, sort_keys=True)
-        return (
-            d.key, d.incident, d.event_id, d.rule_id, d.action.value, d.target, d.cell_id,
-            d.customer_id, d.priority, d.probability, d.value_at_risk, d.amount, d.impact,
-            d.runbook, params, self.policy.version,
-            d.score.model_version if d.score else None, status, guard, reason, decided_at,
-            created_at, expires_at if status == Status.AWAITING_APPROVAL else None,
-        )  # fmt: skip
+        return DecisionRow(
+            key=d.key,
+            incident=d.incident,
+            event_id=d.event_id,
+            rule_id=d.rule_id,
+            action=d.action,
+            target=d.target,
+            cell_id=d.cell_id,
+            customer_id=d.customer_id,
+            priority=d.priority,
+            probability=d.probability,
+            value_at_risk=d.value_at_risk,
+            amount=d.amount,
+            impact=d.impact,
+            runbook=d.runbook,
+            params=params,
+            policy_version=self.policy.version,
+            model_version=d.score.model_version if d.score else None,
+            status=status,
+            guard=guard,
+            reason=reason,
+            decided_at=decided_at,
+            created_at=created_at,
+            expires_at=expires_at if status is Status.AWAITING_APPROVAL else None,
+        )
 
     def _entry(
         self,
@@ -481,67 +426,3 @@ def _shown(d: Decision, status: str, guard: str | None, reason: str | None) -> d
         "reason": reason,
         "runbook": d.runbook,
     }
-
-
-@dataclass
-class Dispatcher:
-    """Delivers pending decisions through their adapters and records each result."""
-
-    ledger: Ledger
-    adapters: dict[ActionType, Adapter]
-    retries: int
-    backoff: float
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def drain(self, limit: int = 100_000) -> Counter[str]:
-        """Deliver every pending decision, most urgent first, then every pending status update
-        whose decision was delivered; returns counts by result."""
-        results: Counter[str] = Counter()
-        pending = self.ledger.read().rows(
-            f"SELECT * FROM decisions WHERE status = 'pending' ORDER BY priority, created_at, key"
-            f" LIMIT {int(limit)}",
-        )
-        for decision in pending:
-            results[self.dispatch(decision)] += 1
-        updates = self.ledger.read().rows(
-            "SELECT u.* FROM updates u JOIN decisions d ON d.key = u.decision_key"
-            f" WHERE u.status = 'pending' AND d.status = 'dispatched' ORDER BY u.created_at, u.key"
-            f" LIMIT {int(limit)}",
-        )
-        for update in updates:
-            results[self._send("updates", update, json.loads(update["payload"]))] += 1
-        return results
-
-    def dispatch(self, decision: dict[str, Any]) -> str:
-        return self._send("decisions", decision, payload_for(decision))
-
-    def _send(self, table: str, row: dict[str, Any], payload: dict[str, Any]) -> str:
-        """Deliver a decision or update with retries; record the result and its audit row."""
-        action = ActionType(row["action"])
-        attempt = deliver_with_retries(
-            self.adapters[action], action, row["key"], payload, self.retries, self.backoff
-        )
-        status = Status.DISPATCHED if attempt.delivered else Status.DEAD_LETTER
-        now = self.clock()
-        with self.ledger.write() as tx:
-            tx.run(
-                f"UPDATE {table} SET status = ?, attempts = attempts + ?, last_error = ?,"
-                " dispatched_at = ? WHERE key = ? AND status = ?",
-                (
-                    status, attempt.attempts, attempt.error or None,
-                    _iso(now) if attempt.delivered else None, row["key"], Status.PENDING,
-                ),
-            )  # fmt: skip
-            audit.append(
-                tx,
-                [
-                    Entry(
-                        "dispatch", now,
-                        {"status": status, "attempts": attempt.attempts,
-                         "reference": attempt.reference, "error": attempt.error},
-                        row["event_id"], row["customer_id"], row["cell_id"],
-                        row["action"], row["key"],
-                    )
-                ],
-            )  # fmt: skip
-        return status

@@ -1,42 +1,51 @@
 """The action runtime, opened from the settings: ledger, policy, customers, scores, adapters.
 
-The service opens it with its :class:`~serving.scoring.Scorer`; ``closedloop replay`` opens it
-with the champions loaded in-process. Opening delivers whatever a previous run left pending.
+:func:`open_runtime` decides and commits (the service's ``POST /events``, ``closedloop
+replay``); :func:`open_dispatcher` delivers what was committed, while it holds the ledger's
+lease (a thread of each service worker, ``replay`` after committing, ``closedloop actions
+dispatch``).
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 
 from actions.adapters import Adapter, HttpAdapter, OutboxAdapter
+from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
 from actions.policy import ActionType, load_policy
-from actions.processor import Directory, Dispatcher, Outcome, Processor, ScoresProvider
+from actions.processor import Directory, Outcome, Processor
+from actions.scoring import ScoresProvider
 from closedloop.events import NetworkEvent
-from closedloop.scores import Score
 from closedloop.settings import Profile, Settings
 from features.backends import online_store
+from features.canonical import CUSTOMERS
+from features.offline import OfflineStore
 from features.online import LiveWriter
 
 
 def open_ledger(settings: Settings) -> Ledger:
     if settings.profile is Profile.CLUSTER:
         return Ledger.postgresql(settings.postgres_dsn.get_secret_value(), settings.ledger_schema)
-    return Ledger.sqlite(settings.home / "ledger.db")
+    return Ledger.sqlite(settings.paths.ledger_db)
+
+
+def check_endpoints(settings: Settings) -> None:
+    """Raises ValueError naming any endpoint whose action type does not exist."""
+    unknown = set(settings.action_endpoints) - {a.value for a in ActionType}
+    if unknown:
+        raise ValueError(f"action_endpoints: unknown action type(s) {', '.join(sorted(unknown))}")
 
 
 def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, Adapter]:
     """An HTTP adapter where an endpoint is configured, the local outbox elsewhere."""
-    unknown = set(settings.action_endpoints) - {a.value for a in ActionType}
-    if unknown:
-        raise ValueError(f"action_endpoints: unknown action type(s) {', '.join(sorted(unknown))}")
-    outbox = OutboxAdapter(settings.home / "actions" / "outbox")
+    check_endpoints(settings)
+    outbox = OutboxAdapter(settings.paths.outbox)
     return {
         action: HttpAdapter(url, settings.action_timeout_seconds, client)
         if (url := settings.action_endpoints.get(action.value))
@@ -51,38 +60,25 @@ def live_writer(settings: Settings) -> LiveWriter | None:
     return online_store(settings).live_writer()
 
 
+def customers_directory(settings: Settings) -> Directory:
+    """The customers and their cells, from the offline store's canonical customers table."""
+    return Directory.load(OfflineStore(settings.home).table_path(CUSTOMERS.name))
+
+
 @dataclass
 class Runtime:
     ledger: Ledger
     processor: Processor
-    dispatcher: Dispatcher
-    pause_seconds: float
-    client: httpx.Client
     telemetry: LiveWriter | None = None
 
-    def handle(self, events: list[NetworkEvent]) -> tuple[list[Outcome], Counter[str]]:
-        """Decide and commit each event, then deliver what is pending; returns the outcomes
-        and the delivery results by status."""
-        outcomes = self.processor.process_many(events)
-        if self.pause_seconds:
-            time.sleep(self.pause_seconds)  # a window to kill the process in (tests)
-        return outcomes, self.dispatcher.drain()
+    def handle(self, events: list[NetworkEvent]) -> list[Outcome]:
+        """Decide and commit each event; delivery is the dispatcher's business."""
+        return self.processor.process_many(events)
 
     def close(self) -> None:
-        self.client.close()
         self.ledger.close()
         if self.telemetry is not None:
             self.telemetry.close()
-
-
-class NoScores:
-    """A scores provider with no models: only threshold-0 rules can fire."""
-
-    def churn(self, customer_ids: list[str]) -> dict[str, Score]:
-        return {}
-
-    def fault(self, cell_id: str) -> Score | None:
-        return None
 
 
 def open_runtime(
@@ -92,24 +88,35 @@ def open_runtime(
 ) -> Runtime:
     """Open everything; raises PolicyError, FileNotFoundError or a database error."""
     policy = load_policy(settings.action_policy)
-    directory = Directory.load(settings.world_dir)
+    check_endpoints(settings)
+    directory = customers_directory(settings)
     ledger = open_ledger(settings)
-    client = httpx.Client()
-    dispatcher = Dispatcher(
-        ledger,
-        adapters_for(settings, client),
-        settings.action_retries,
-        settings.action_backoff_seconds,
-        clock,
-    )
     telemetry = live_writer(settings)
-    runtime = Runtime(
-        ledger,
-        Processor(ledger, policy, directory, scores, clock, telemetry),
-        dispatcher,
-        settings.action_pause_seconds,
-        client,
-        telemetry,
-    )
-    dispatcher.drain()  # what a crashed run committed but never delivered
-    return runtime
+    processor = Processor(ledger, policy, directory, scores, clock, telemetry)
+    return Runtime(ledger, processor, telemetry)
+
+
+@contextmanager
+def open_dispatcher(
+    settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Iterator[Dispatcher]:
+    """A dispatcher on its own ledger connection and HTTP client, closed on exit (its lease
+    released)."""
+    with httpx.Client() as client:
+        adapters = adapters_for(settings, client)
+        ledger = open_ledger(settings)
+        dispatcher = Dispatcher(
+            ledger,
+            adapters,
+            settings.action_retries,
+            settings.action_backoff_seconds,
+            clock,
+            settings.action_lease_seconds,
+        )
+        try:
+            yield dispatcher
+        finally:
+            try:
+                dispatcher.release()
+            finally:
+                ledger.close()

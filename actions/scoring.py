@@ -1,54 +1,36 @@
-"""Scores for the action layer from serving's :class:`~serving.scoring.Scorer`: the service's
-own scorer, or (for ``closedloop replay``) the registry's champions loaded in this process."""
+"""The scoring interface the action layer reads: churn by customer, fault by cell.
+
+The action layer never scores itself: whoever opens it passes a :class:`ScoresProvider` (the
+service its own scorer, ``closedloop replay`` the registry's champions loaded in-process, or
+:class:`NoScores`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from closedloop.scores import Score
 from closedloop.settings import Settings
-from serving.api import RequestError
-
-if TYPE_CHECKING:
-    from serving.scoring import Scorer
-
-MODELS = ["churn", "fault"]
-REASONS = 3
 
 
-class ScorerScores:
-    """Churn by customer and fault by cell; an entity the scorer cannot score has no score."""
+class ScoresProvider(Protocol):
+    """Scores for the action layer; an entity that cannot be scored has no score."""
 
-    def __init__(self, scorer: Scorer) -> None:
-        self.scorer = scorer
+    def churn(self, customer_ids: list[str]) -> dict[str, Score]: ...
 
-    def _scores(self, model: str, ids: list[str]) -> dict[str, Score]:
-        try:
-            scored = self.scorer.by_ids(model, ids, REASONS)
-        except RequestError:
-            return {}
-        return {score.entity_id: score for score in scored.scores}
+    def fault(self, cell_id: str) -> Score | None: ...
+
+
+class NoScores:
+    """A scores provider with no models: only threshold-0 rules can fire."""
 
     def churn(self, customer_ids: list[str]) -> dict[str, Score]:
-        return self._scores("churn", customer_ids)
+        return {}
 
     def fault(self, cell_id: str) -> Score | None:
-        return self._scores("fault", [cell_id]).get(cell_id)
+        return None
 
 
-def in_process_scorer(settings: Settings) -> tuple[Scorer, list[str]]:
-    """The champions and online store of this home, loaded here; and what could not be."""
-    from features.backends import OnlineStoreError, online_store
-    from serving.champion import Champions, ModelCache
-    from serving.scoring import Scorer, running_clock
-    from training import registry
-
-    registry.point_at(settings)
-    champions = Champions(MODELS, ModelCache(settings.home / "serving" / "models"))
-    champions.refresh()
-    problems = [f"{name}: no champion model" for name in MODELS if champions.get(name) is None]
-    try:
-        readers = online_store(settings).readers()
-    except (FileNotFoundError, OnlineStoreError) as error:
-        readers, problems = {}, [*problems, str(error)]
-    return Scorer(champions, readers, running_clock(settings.clock_start)), problems
+ScoresFactory = Callable[[Settings], tuple[ScoresProvider, list[str]]]
+"""Opens the scores of a home: the provider and what could not be loaded."""

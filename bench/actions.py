@@ -29,9 +29,10 @@ from rich.table import Table
 
 from actions.adapters import OutboxAdapter
 from actions.decide import Customer
+from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
 from actions.policy import ActionType, load_policy
-from actions.processor import Directory, Dispatcher, Processor
+from actions.processor import Directory, Processor
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.scores import Score
 

@@ -35,6 +35,15 @@ from monitoring import commands as monitoring_commands
 from serving import commands as serving_commands
 from training import commands as training_commands
 
+
+def in_process_scores(settings: Settings):
+    """The action layer's scores from this home's champions, loaded in this process (serving's
+    scorer; imported when a command scores, not at start)."""
+    from serving.actions_bridge import in_process_scores as open_scores
+
+    return open_scores(settings)
+
+
 app = typer.Typer(
     help="closedloop: telemetry and revenue signals in, scored and governed actions out.",
     no_args_is_help=True,
@@ -51,7 +60,7 @@ app.command("import-csv")(feature_commands.import_csv)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
 app.add_typer(action_commands.policy_app, name="policy")
-app.command("replay")(action_commands.replay)
+app.command("replay")(action_commands.replay_command(in_process_scores))
 app.add_typer(action_commands.actions_app, name="actions")
 app.add_typer(action_commands.audit_app, name="audit")
 app.command("monitor-score")(monitoring_commands.monitor_score)
@@ -338,7 +347,7 @@ def demo(
 
     console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
     in_world_time = settings.model_copy(update={"clock_start": end})
-    action_commands.run_demo_actions(in_world_time, end, cells[0])
+    action_commands.run_demo_actions(in_world_time, end, cells[0], in_process_scores)
 
     console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
     monitoring_commands.run_episode(settings)

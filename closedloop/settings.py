@@ -68,8 +68,12 @@ class Settings(BaseSettings):
         0.5, ge=0, description="wait before the first retry, doubled at each next one"
     )
     action_timeout_seconds: float = Field(5.0, gt=0, description="timeout of one delivery")
-    action_pause_seconds: float = Field(
-        0.0, ge=0, description="pause between committing decisions and dispatching them (tests)"
+    action_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how long the dispatcher's lease on the ledger lasts unless renewed: "
+        "another dispatcher takes over this long after its holder died (keep it at least twice "
+        "one delivery's worst case)",
     )
     ledger_schema: str = Field(
         "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"

@@ -112,4 +112,7 @@ class EventOutcome(BaseModel):
 
 class EventsResponse(BaseModel):
     outcomes: list[EventOutcome]
-    dispatched: dict[str, int] = Field(description="delivery results of this request, by status")
+    queued: dict[str, int] = Field(
+        description="decisions of this request committed for delivery, by action type; the "
+        "dispatcher holding the ledger's lease delivers them"
+    )

@@ -84,14 +84,6 @@ def check_supplied(
     return problems
 
 
-def running_clock(start: datetime | None) -> Callable[[], datetime]:
-    """Wall-clock time, or a clock that starts at ``start`` now and runs at wall speed."""
-    if start is None:
-        return lambda: datetime.now(UTC)
-    offset = start - datetime.now(UTC)
-    return lambda: datetime.now(UTC) + offset
-
-
 class Scorer:
     """Scores entities by id (features from the online store) or supplied features."""
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -61,15 +62,42 @@ def _readers(settings: Settings) -> tuple[dict[str, FeatureReader], list[str]]:
 def _action_runtime(settings: Settings, scorer) -> tuple[Runtime | None, list[str]]:
     """The action layer over this worker's scorer; a problem is reported, never fatal."""
     from actions.runtime import open_runtime
-    from actions.scoring import ScorerScores
-    from serving.scoring import running_clock
+    from closedloop.clock import running_clock
+    from serving.actions_bridge import ScorerScores
 
     try:
         runtime = open_runtime(settings, ScorerScores(scorer), running_clock(settings.clock_start))
-    except Exception as error:  # a bad policy or a missing world must not stop scoring
+    except Exception as error:  # a bad policy or missing customers must not stop scoring
         log.error("the action layer cannot open: %s", error)
         return None, [f"actions: {error}"]
     return runtime, []
+
+
+class DeliveryThread:
+    """This worker's dispatcher: delivers the ledger's pending actions whenever it holds the
+    ledger's lease (one worker at a time across every worker and process), off the request
+    path; woken when an event batch commits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop, self.wake = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="closedloop-dispatch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from actions.runtime import open_dispatcher
+        from closedloop.clock import running_clock
+
+        try:
+            with open_dispatcher(self.settings, running_clock(self.settings.clock_start)) as d:
+                d.follow(self.stop, self.wake)
+        except Exception:
+            log.exception("the dispatcher stopped")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.thread.join(timeout=30)
 
 
 @bentoml.asgi_app(health_app, path="/status")
@@ -78,9 +106,10 @@ class Closedloop:
     """Scores customers for churn and cells for faults, with reasons, in real time."""
 
     def __init__(self) -> None:
+        from closedloop.clock import running_clock
         from serving.champion import Champions, ModelCache
         from serving.prediction_log import PredictionLog
-        from serving.scoring import Scorer, running_clock
+        from serving.scoring import Scorer
         from training import registry
 
         settings = Settings()  # the worker is the service's entry point
@@ -94,6 +123,7 @@ class Closedloop:
         self.log = PredictionLog(settings.home)
         self._versions: dict[str, str] = {}  # last version seen scoring, by model
         self.actions, self.action_problems = _action_runtime(settings, self.scorer)
+        self.delivery = DeliveryThread(settings) if self.actions is not None else None
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
 
     def __is_ready__(self) -> bool:
@@ -104,6 +134,8 @@ class Closedloop:
         """Stop watching the registry and write every queued prediction."""
         self.champions.stop()
         self.log.close()
+        if self.delivery is not None:
+            self.delivery.close()
         if self.actions is not None:
             self.actions.close()
         log.info("prediction log closed: %d rows written by this worker", self.log.written)
@@ -147,7 +179,8 @@ class Closedloop:
     @bentoml.api(route="/events")
     async def events(self, request: EventsRequest, /) -> EventsResponse:
         """Network events in; what the action layer decided, suppressed or queued for approval
-        out. A re-sent event changes nothing."""
+        out, committed to the ledger (delivery follows, by the dispatcher holding the ledger's
+        lease). A re-sent event changes nothing."""
         if self.actions is None:
             error = RequestError(
                 503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
@@ -157,10 +190,15 @@ class Closedloop:
 
     def _act(self, request: EventsRequest) -> EventsResponse:
         with self._acting:
-            outcomes, dispatched = self.actions.handle(request.events)
+            outcomes = self.actions.handle(request.events)
+        if self.delivery is not None:
+            self.delivery.wake.set()
+        queued = Counter(
+            d["action"] for o in outcomes for d in o.decisions if d["status"] == "pending"
+        )
         return EventsResponse(
             outcomes=[EventOutcome.model_validate(asdict(o)) for o in outcomes],
-            dispatched=dict(dispatched),
+            queued=dict(queued),
         )
 
     @health_app.get("/health")

@@ -98,7 +98,9 @@ class Receiver:
     """A real HTTP receiver on 127.0.0.1 standing in for a ticketing, SMS or billing system.
 
     Each path answers 503 for its first ``failures[path]`` requests (``-1``: always), then 201;
-    every request is recorded with its ``Idempotency-Key`` header and JSON body.
+    every request is recorded with its ``Idempotency-Key`` header and JSON body. While
+    ``stalled`` is set, a request hangs until :meth:`close` and is then dropped unrecorded (a
+    receiver too slow to answer), counted in ``stalls``.
     """
 
     def __init__(self) -> None:
@@ -108,6 +110,8 @@ class Receiver:
         self.failures: dict[str, int] = {}
         self.received: list[tuple[str, str, dict]] = []  # (path, key, body) of each 2xx answer
         self.attempts: dict[str, int] = {}
+        self.stalled, self.stalls = False, 0
+        self._closing = threading.Event()
         lock = threading.Lock()
         receiver = self
 
@@ -116,6 +120,11 @@ class Receiver:
                 import json
 
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.stalled:
+                    with lock:
+                        receiver.stalls += 1
+                    receiver._closing.wait()
+                    return
                 with lock:
                     receiver.attempts[self.path] = receiver.attempts.get(self.path, 0) + 1
                     left = receiver.failures.get(self.path, 0)
@@ -141,6 +150,7 @@ class Receiver:
         return [key for p, key, _ in self.received if path is None or p == path]
 
     def close(self) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -1,12 +1,13 @@
 """The action commands as a user runs them: replay, actions list / show / approve / reject /
-retry, audit queries and verify, on a small world with a policy whose credits need approval."""
+retry / dispatch, audit queries and verify, on a small world's home whose raw world files are
+gone (customers come from the offline store), with a policy whose credits need approval."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import pytest
@@ -18,8 +19,11 @@ from closedloop.terminal import UserError
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
 from closedloop.world.store import write_world
+from features.ingest import ingest_world
+from features.offline import OfflineStore
 
 WORLD = WorldConfig(customers=200, days=7, seed=4, customers_per_cell=20)
+DAYS = timedelta(days=WORLD.days)
 POLICY = """
 version: cli-test
 approval_ttl_minutes: 60
@@ -49,8 +53,14 @@ runner = CliRunner()
 def home(tmp_path_factory):
     folder = tmp_path_factory.mktemp("actions-cli")
     write_world(simulate(WORLD), folder / "world")
+    ingest_world(folder / "world", folder, datetime.combine(WORLD.start, time(), UTC) + DAYS)
+    shutil.rmtree(folder / "world")  # everything after ingest reads the canonical tables
     (folder / "policy.yaml").write_text(POLICY)
     return folder
+
+
+def customers_of(home) -> pd.DataFrame:
+    return OfflineStore(home).read("customers")
 
 
 def run(home, *args: str):
@@ -65,7 +75,7 @@ def waiting_keys(home) -> list[str]:
 
 
 def test_replay_approve_reject_and_audit(home):
-    customers = pd.read_parquet(home / "world/inventory/customers.parquet")
+    customers = customers_of(home)
     cell = customers.cell_id.iloc[0]
     here = customers[customers.cell_id == cell]
     on_cell = here[~here.do_not_contact].customer_id.tolist()  # the opted-out are suppressed
@@ -127,8 +137,8 @@ def test_replay_refuses_a_file_with_bad_lines_and_records_nothing(home, tmp_path
 
 
 def test_dead_letters_are_retried_with_who_and_why(home, tmp_path, receiver):
-    shutil.copytree(home / "world", tmp_path / "world")  # a ledger of its own
-    cell = pd.read_parquet(home / "world/inventory/customers.parquet").cell_id.iloc[1]
+    shutil.copytree(home / "offline", tmp_path / "offline")  # a ledger of its own
+    cell = customers_of(home).cell_id.iloc[1]
     at = datetime.now(UTC) - timedelta(minutes=30)
     events = [
         NetworkEvent(

@@ -1,5 +1,6 @@
-"""``closedloop replay`` as a real process: killed between committing its decisions and
-dispatching them, then restarted — every action reaches the receiver exactly once."""
+"""``closedloop replay`` as a real process: killed after committing its decisions, while its
+first delivery hangs at a receiver too slow to answer, then restarted once its dispatcher's
+lease ran out — every action reaches the receiver exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
 import pytest
 
 from actions.policy import ActionType
@@ -21,15 +21,19 @@ from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
 from closedloop.world.store import write_world
+from features.ingest import ingest_world
+from features.offline import OfflineStore
 
 WORLD = WorldConfig(customers=400, days=10, seed=11, customers_per_cell=40)
 AT = datetime(2026, 1, 11, 9, 0, tzinfo=UTC)
+LEASE_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     folder = tmp_path_factory.mktemp("crash")
     write_world(simulate(WORLD), folder / "world")
+    ingest_world(folder / "world", folder, AT)
     return folder
 
 
@@ -51,13 +55,14 @@ def outage_events(cells: list[str]) -> list[NetworkEvent]:
     return events
 
 
-def replay(home, events_file, receiver, pause: float = 0) -> subprocess.Popen:
+def replay(home, events_file, receiver) -> subprocess.Popen:
     endpoints = {a.value: f"{receiver.url}/{a.value}" for a in ActionType}
     env = {
         **os.environ,
         "CLOSEDLOOP_HOME": str(home),
         "CLOSEDLOOP_ACTION_ENDPOINTS": json.dumps(endpoints),
-        "CLOSEDLOOP_ACTION_PAUSE_SECONDS": str(pause),
+        "CLOSEDLOOP_ACTION_TIMEOUT_SECONDS": "120",
+        "CLOSEDLOOP_ACTION_LEASE_SECONDS": str(LEASE_SECONDS),
         "CLOSEDLOOP_ACTION_BACKOFF_SECONDS": "0.05",
     }
     command = [sys.executable, "-m", "closedloop", "replay", "--no-models", str(events_file)]
@@ -70,30 +75,33 @@ def ledger_rows(home, sql: str) -> list[tuple]:
 
 
 def test_kill_between_decide_and_dispatch_loses_nothing_and_duplicates_nothing(home, receiver):
-    cells = pd.read_parquet(home / "world/inventory/customers.parquet").cell_id.unique()[:3]
+    cells = OfflineStore(home).read("customers").cell_id.unique()[:3]
     events = outage_events(list(cells))
     path = home / "events.jsonl"
     path.write_text("".join(e.model_dump_json() + "\n" for e in events))
 
-    first = replay(home, path, receiver, pause=120)
+    receiver.stalled = True  # the first delivery hangs: a window to kill the process in
+    first = replay(home, path, receiver)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert first.poll() is None, first.stderr.read().decode()
-        if (home / "ledger.db").exists():
-            try:
-                seen = ledger_rows(home, "SELECT COUNT(*) FROM events")[0][0]
-            except sqlite3.OperationalError:  # the schema is being created
-                seen = 0
-            if seen == len(events):
-                break
-        time.sleep(0.2)
+        if receiver.stalls:
+            break
+        time.sleep(0.1)
     else:
-        pytest.fail("the replay never committed its decisions")
+        pytest.fail("the replay never started delivering")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    waiting = ledger_rows(home, "SELECT key FROM decisions WHERE status = 'pending'")
+    receiver.stalled = False
+    assert ledger_rows(home, "SELECT COUNT(*) FROM events")[0][0] == len(events)
+    waiting = ledger_rows(
+        home, "SELECT key FROM decisions WHERE status IN ('pending', 'delivering')"
+    )
     pending = {key for (key,) in waiting}
     assert pending and receiver.received == []  # committed, not yet delivered
+
+    (expires,) = ledger_rows(home, "SELECT expires_at FROM leases")[0]  # the dead one's lease
+    time.sleep(max(0.0, (datetime.fromisoformat(expires) - datetime.now(UTC)).total_seconds()))
 
     second = replay(home, path, receiver)
     out, err = second.communicate(timeout=120)

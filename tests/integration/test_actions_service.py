@@ -1,19 +1,23 @@
-"""POST /events on the real BentoML service: events in, actions in the ledger and at a real
-receiver; a repeated post creates nothing; bad input is a 4xx; a bad policy is a health problem."""
+"""POST /events on the real BentoML service of a home without its raw world files: events in,
+decisions committed in the request, delivered to a real receiver by the worker's dispatcher
+off the request path; a repeated post creates nothing; bad input is a 4xx; a bad policy is a
+health problem."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pandas as pd
 import pytest
 
 from actions.policy import ActionType
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
+from features.offline import OfflineStore
 from serving.process import start_service
 from training.config import LightGBMParams
 
@@ -24,7 +28,23 @@ FAST = LightGBMParams(num_boost_round=60, early_stopping_rounds=10)
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, prepare_serving) -> Settings:
-    return prepare_serving(tmp_path_factory.mktemp("actions-service"), CONFIG, END, FAST)
+    settings = prepare_serving(tmp_path_factory.mktemp("actions-service"), CONFIG, END, FAST)
+    shutil.rmtree(settings.world_dir)  # everything after ingest reads the canonical tables
+    return settings
+
+
+def wait_delivered(home: Settings, timeout: float = 60) -> None:
+    """Until the ledger holds nothing pending or being delivered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(home.home / "ledger.db") as db:
+            (left,) = db.execute(
+                "SELECT COUNT(*) FROM decisions WHERE status IN ('pending', 'delivering')"
+            ).fetchone()
+        if not left:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{left} decisions still waiting for delivery")
 
 
 def service_settings(home: Settings, port: int, **update) -> Settings:
@@ -48,7 +68,7 @@ def outage(cell: str) -> list[dict]:
 
 
 def test_events_posted_to_the_service_become_actions_once(home, free_port, receiver):
-    customers = pd.read_parquet(home.world_dir / "inventory/customers.parquet")
+    customers = OfflineStore(home.home).read("customers")
     cell = customers.cell_id.value_counts().index[0]
     on_cell = set(customers[customers.cell_id == cell].customer_id)
     endpoints = {a.value: f"{receiver.url}/{a.value}" for a in ActionType}
@@ -63,16 +83,19 @@ def test_events_posted_to_the_service_become_actions_once(home, free_port, recei
         decided = {d["key"]: d for d in first["decisions"]}
         assert {d["action"] for d in decided.values()} >= {"trouble_ticket", "customer_message"}
         assert {d["target"] for d in decided.values()} <= on_cell | {cell}
+        pending = {k for k, d in decided.items() if d["status"] == "pending"}
+        assert sum(answer.json()["queued"].values()) == len(pending)
 
         again = httpx.post(f"{url}/events", json={"events": outage(cell)}, timeout=60).json()
         assert [o["outcome"] for o in again["outcomes"]] == ["duplicate", "duplicate"]
-        assert again["dispatched"] == {}
+        assert again["queued"] == {}
 
         bad = httpx.post(f"{url}/events", json={"events": [{"event_id": "x"}]}, timeout=30)
         assert 400 <= bad.status_code < 500 and "event_type" in bad.text
         empty = httpx.post(f"{url}/events", json={"events": []}, timeout=30)
         assert 400 <= empty.status_code < 500
         health = httpx.get(f"{url}/status/health", timeout=30).json()
+        wait_delivered(home)
     finally:
         service.stop()
     assert not [p for p in health["problems"] if p.startswith("actions")]

@@ -28,12 +28,6 @@ FORBIDDEN = {
 # name in one): tolerated here, and an entry that no longer occurs fails the test, so that the
 # list only shrinks.
 KNOWN: set[tuple[str, str]] = {
-    # the action layer builds serving's scorer itself rather than taking a scoring interface
-    ("actions.commands", "serving.scoring"),
-    ("actions.scoring", "serving.api"),
-    ("actions.scoring", "serving.scoring"),
-    ("actions.scoring", "serving.champion"),
-    ("actions.scoring", "training.registry"),
     # monitoring quiets MLflow with training's private helper
     ("monitoring.commands", "training.commands._quiet_mlflow"),
 }

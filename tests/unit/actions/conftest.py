@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 from actionkit import Clock, FixedScores
 
+from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
 from actions.policy import Policy, load_policy
-from actions.processor import Directory, Dispatcher, Processor
+from actions.processor import Directory, Processor
 
 
 @pytest.fixture(scope="session")

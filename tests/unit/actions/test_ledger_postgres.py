@@ -11,9 +11,10 @@ from actionkit import Clock, FixedScores, customer, event
 from actions import audit
 from actions.adapters import OutboxAdapter
 from actions.approvals import retry
+from actions.dispatch import Dispatcher
 from actions.ledger import Ledger, Status
 from actions.policy import ActionType
-from actions.processor import Directory, Dispatcher, Processor
+from actions.processor import Directory, Processor
 from actions.runtime import open_ledger
 from closedloop.events import EventType
 from closedloop.settings import Settings

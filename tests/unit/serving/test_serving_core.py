@@ -10,11 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from closedloop.clock import running_clock
 from closedloop.predictions import log_folder
 from closedloop.scores import Direction
 from serving.champion import Champion, Champions, ModelCache, RegistryVersion
 from serving.prediction_log import PredictionLog
-from serving.scoring import RequestError, Scorer, check_supplied, running_clock, top_reasons
+from serving.scoring import RequestError, Scorer, check_supplied, top_reasons
 from training.model import ScoringModel
 
 

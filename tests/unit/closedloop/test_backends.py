@@ -2,7 +2,9 @@
 them: only what is wired, paths under the home, passwords never shown."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -138,3 +140,24 @@ def test_a_view_is_stale_when_missing_or_older_than_its_ttl():
     assert freshness(layout, {**newest, "absent": None}, now) == ["hourly", "absent"]
     fresh = {**newest, "hourly": now - timedelta(minutes=59), "absent": now}
     assert freshness(layout, fresh, now) == []
+
+
+def readme_profile_table() -> dict[str, tuple[str, str]]:
+    """The README's profile table: concern -> (embedded, cluster) cells, in order."""
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    table = text.split("| concern | `embedded` | `cluster` |\n|---|---|---|\n", 1)[1]
+    rows = [line.strip("| ").split(" | ") for line in table.split("\n\n", 1)[0].splitlines()]
+    return {concern: (embedded, cluster) for concern, embedded, cluster in rows}
+
+
+def test_readme_profile_table_says_what_the_factories_build(tmp_path):
+    table = readme_profile_table()
+    for column, profile in enumerate(("embedded", "cluster")):
+        backends = profile_backends(Settings(home=tmp_path, profile=profile))
+        assert list(table) == [b.concern.value for b in backends], profile
+        for backend in backends:
+            cell = table[backend.concern.value][column]
+            assert cell.startswith(backend.kind), (profile, cell, backend)
+            where = backend.where.replace(str(tmp_path.resolve()), "HOME")
+            for path in re.findall(r"HOME[\w/.-]*", where):
+                assert f"`{path}`" in cell, (profile, path, cell)

@@ -186,3 +186,38 @@ def test_dead_letters_are_retried_with_who_and_why(home, tmp_path, receiver):
     assert "1 dead letter(s) back to pending by bob" in every.output
     assert f"{ticket}: dead_letter" in every.output  # tried again, failed again
     assert receiver.attempts["/tickets"] == 4
+
+
+def test_replay_commits_and_leaves_delivery_to_the_lease_holder(home, tmp_path):
+    shutil.copytree(home / "offline", tmp_path / "offline")  # a ledger of its own
+    cell = customers_of(home).cell_id.iloc[2]
+    onset = NetworkEvent(
+        event_id="lease-1", event_type=EventType.ALARM_ONSET, cell_id=cell,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=5), severity=Severity.MAJOR,
+        alarm_id="lease-alarm",
+    )  # fmt: skip
+    (tmp_path / "events.jsonl").write_text(onset.model_dump_json() + "\n")
+    env = {"CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"), "COLUMNS": "250"}
+
+    def cli(*args: str):
+        return runner.invoke(app, ["--home", str(tmp_path), *args], env=env)
+
+    with sqlite3.connect(tmp_path / "ledger.db") as db:  # a live dispatcher elsewhere
+        db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT, expires_at TEXT)")
+        until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+        db.execute("INSERT INTO leases VALUES ('dispatcher', 'other-host:42', ?)", (until,))
+    replayed = cli("replay", "--no-models", str(tmp_path / "events.jsonl"))
+    assert replayed.exit_code == 0, replayed.output
+    assert "another dispatcher holds the lease (other-host:42" in replayed.output
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        (ticket,) = db.execute("SELECT status FROM decisions WHERE action = 'trouble_ticket'")
+    assert ticket == ("pending",) and not (tmp_path / "actions" / "outbox").exists()
+    assert "holds the lease" in cli("actions", "dispatch").output
+
+    with sqlite3.connect(tmp_path / "ledger.db") as db:  # that dispatcher stopped
+        db.execute("DELETE FROM leases")
+    dispatched = cli("actions", "dispatch")
+    assert dispatched.exit_code == 0 and "delivered: 1 dispatched" in dispatched.output
+    lines = (tmp_path / "actions" / "outbox" / "trouble_ticket.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert "delivered" not in cli("actions", "dispatch").output  # nothing left

@@ -140,8 +140,11 @@ class RedisOnlineStore:
             redis.Redis.from_url(self.settings.redis_url, socket_timeout=5).ping()
         except redis.RedisError as error:
             raise OnlineStoreError(f"redis {self.address} is unreachable: {error}") from None
-        store = open_store(self.settings)
-        return {name: FeastOnlineReader(store, layout) for name, layout in layouts.items()}
+        try:
+            store = open_store(self.settings)
+            return {name: FeastOnlineReader(store, layout) for name, layout in layouts.items()}
+        except Exception as error:  # the registry's server, driver or schema: reported as one
+            raise OnlineStoreError(f"the Feast registry cannot be read: {error}") from error
 
     def live_writer(self) -> LiveWriter | None:
         return None

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
-from features.backends import online_store
+from features.backends import OnlineStoreError, online_store
 from features.pipeline import apply_repository, materialize
 from features.store import open_store
 
@@ -117,3 +117,15 @@ def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, red
                 assert found.stale_views == expected.stale_views
     assert on_redis["fault_v1"].read(cells[0], end + timedelta(hours=5)).stale_views
     assert not on_redis["churn_v1"].read("cus_nobody", end).known
+
+
+def test_an_unreachable_registry_is_one_clear_problem_not_a_crash(tmp_path, prepare, redis_db):
+    prepare(tmp_path, CONFIG)
+    cluster = Settings(
+        home=tmp_path,
+        profile="cluster",
+        postgres_dsn=SecretStr("postgresql://postgres@127.0.0.1:1/nowhere"),
+        redis_url=redis_db,
+    )
+    with pytest.raises(OnlineStoreError, match="the Feast registry cannot be read"):
+        online_store(cluster).readers()

@@ -227,7 +227,7 @@ def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def _open(ctx: typer.Context):
-    from actions.runtime import open_ledger
+    from actions.backends import open_ledger
 
     return open_ledger(settings_of(ctx))
 

@@ -16,23 +16,18 @@ from datetime import UTC, datetime
 import httpx
 
 from actions.adapters import Adapter, HttpAdapter, OutboxAdapter
+from actions.backends import open_ledger
 from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
 from actions.policy import ActionType, load_policy
 from actions.processor import Directory, Outcome, Processor
 from actions.scoring import ScoresProvider
 from closedloop.events import NetworkEvent
-from closedloop.settings import Profile, Settings
+from closedloop.settings import Settings
 from features.backends import online_store
 from features.canonical import CUSTOMERS
 from features.offline import OfflineStore
 from features.online import LiveWriter
-
-
-def open_ledger(settings: Settings) -> Ledger:
-    if settings.profile is Profile.CLUSTER:
-        return Ledger.postgresql(settings.postgres_dsn.get_secret_value(), settings.ledger_schema)
-    return Ledger.sqlite(settings.paths.ledger_db)
 
 
 def check_endpoints(settings: Settings) -> None:

@@ -144,10 +144,11 @@ def monitor(
 
 def profile_backends(settings: Settings) -> list[Backend]:
     """What each stage's factories build for this profile, in the order of the loop."""
+    from actions.backends import describe as action_backends
     from features.backends import describe as feature_backends
     from training.backends import describe as training_backends
 
-    return [*feature_backends(settings), *training_backends(settings)]
+    return [*feature_backends(settings), *training_backends(settings), *action_backends(settings)]
 
 
 @app.command("settings")

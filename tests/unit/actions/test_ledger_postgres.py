@@ -11,11 +11,11 @@ from actionkit import Clock, FixedScores, customer, event
 from actions import audit
 from actions.adapters import OutboxAdapter
 from actions.approvals import retry
+from actions.backends import open_ledger
 from actions.dispatch import Dispatcher
 from actions.ledger import Ledger, Status
 from actions.policy import ActionType
 from actions.processor import Directory, Processor
-from actions.runtime import open_ledger
 from closedloop.events import EventType
 from closedloop.settings import Settings
 

@@ -1,0 +1,45 @@
+"""The action layer's backends, chosen by the profile: each factory builds one and describes it.
+
+- the ledger and audit trail (:func:`open_ledger`, :func:`ledger_backend`): SQLite in WAL mode
+  under the home (embedded) or a schema of PostgreSQL (cluster), one DDL for both;
+- dispatch (:func:`dispatch_backend`): any number of dispatchers, of which the one holding the
+  ledger's lease delivers, to HTTP endpoints or the local outbox under the home.
+
+Nothing here opens a database, so describing the backends stays quick.
+"""
+
+from __future__ import annotations
+
+from actions.ledger import Ledger
+from closedloop.backends import Backend, Concern
+from closedloop.settings import Profile, Settings, redacted
+
+
+def ledger_backend(settings: Settings) -> Backend:
+    if settings.profile is Profile.CLUSTER:
+        where = (
+            f"{redacted(settings.postgres_dsn.get_secret_value())} schema {settings.ledger_schema}"
+        )
+        return Backend(Concern.LEDGER, "postgresql", where)
+    return Backend(Concern.LEDGER, "sqlite", str(settings.paths.ledger_db))
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The profile's ledger, its schema created if missing."""
+    if settings.profile is Profile.CLUSTER:
+        return Ledger.postgresql(settings.postgres_dsn.get_secret_value(), settings.ledger_schema)
+    return Ledger.sqlite(settings.paths.ledger_db)
+
+
+def dispatch_backend(settings: Settings) -> Backend:
+    endpoints = len(settings.action_endpoints)
+    where = (
+        f"(a {settings.action_lease_seconds:g} s lease in the ledger): its holder delivers to "
+        f"{endpoints} HTTP endpoint(s), other actions to {settings.paths.outbox}"
+    )
+    return Backend(Concern.DISPATCH, "leased dispatcher", where)
+
+
+def describe(settings: Settings) -> list[Backend]:
+    """Every backend the action layer builds for this profile."""
+    return [ledger_backend(settings), dispatch_backend(settings)]

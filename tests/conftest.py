@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,3 +162,33 @@ def receiver():
     running = Receiver()
     yield running
     running.close()
+
+
+CLUSTER_SERVERS = {"PostgreSQL": ("127.0.0.1", 5432), "Redis": ("127.0.0.1", 6379)}
+
+
+def _unreachable() -> list[str]:
+    missing = []
+    for name, address in CLUSTER_SERVERS.items():
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except OSError:
+            missing.append(f"{name} at {address[0]}:{address[1]}")
+    return missing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/cluster/ need the cluster profile's servers: skipped with the reason
+    when one is down, except in CI (``CI`` set), where the servers run and a skip would hide a
+    failure."""
+    cluster = Path(__file__).parent / "cluster"
+    chosen = [item for item in items if cluster in Path(item.fspath).parents]
+    for item in chosen:
+        item.add_marker(pytest.mark.cluster)
+    if not chosen or os.environ.get("CI"):
+        return
+    missing = _unreachable()
+    if missing:
+        skip = pytest.mark.skip(reason=f"cluster servers not reachable: {', '.join(missing)}")
+        for item in chosen:
+            item.add_marker(skip)

@@ -121,6 +121,9 @@ class Dispatcher:
                         if not self._renew():  # lost: the next holder delivers the rest
                             return results
                         results[self._send(table, row)] += 1
+        except BaseException:
+            keep = False  # give the lease up: its next holder re-queues what this one claimed
+            raise
         finally:
             if not keep:
                 self.release()
@@ -150,6 +153,7 @@ class Dispatcher:
             return
         held = current_lease(self.ledger)
         if held is not None and held.holder != self.holder and held.expires_at > now:
+            self._until = None
             raise LeaseHeldError(held.holder, held.expires_at)  # seen without taking the write lock
         until = now + timedelta(seconds=self.lease_seconds)
         with self.ledger.write() as tx:
@@ -169,17 +173,21 @@ class Dispatcher:
                     "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)",
                     (LEASE, self.holder, until.isoformat()),
                 )
-            if not rows or rows[0]["holder"] != self.holder:
-                self._requeue(tx)
+            if self._until is None or not rows or rows[0]["holder"] != self.holder:
+                self._requeue(tx)  # taken, not renewed: every earlier claim is stale
         self._until = until
 
     def release(self) -> None:
-        """Give the lease up, so another dispatcher can take it at once."""
+        """Give the lease up, so another dispatcher can take it at once (if the ledger cannot
+        be reached, it runs out instead)."""
         if self._until is None:
             return
         self._until = None
-        with self.ledger.write() as tx:
-            tx.run("DELETE FROM leases WHERE name = ? AND holder = ?", (LEASE, self.holder))
+        try:
+            with self.ledger.write() as tx:
+                tx.run("DELETE FROM leases WHERE name = ? AND holder = ?", (LEASE, self.holder))
+        except Exception:
+            log.exception("could not release the dispatcher's lease; it expires instead")
 
     @property
     def _half(self) -> timedelta:

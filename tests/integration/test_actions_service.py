@@ -9,6 +9,7 @@ import json
 import shutil
 import sqlite3
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -121,3 +122,25 @@ def test_a_bad_policy_is_a_health_problem_and_events_answer_503(home, free_port,
         service.stop()
     assert any(p.startswith("actions:") and "rules" in p for p in health["problems"])
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "actions_unavailable"
+
+
+def test_two_workers_each_with_a_dispatcher_deliver_each_action_once(home, free_port, receiver):
+    cells = OfflineStore(home.home).read("customers").cell_id.value_counts().index[1:7]
+    endpoints = {a.value: f"{receiver.url}/{a.value}" for a in ActionType}
+    settings = service_settings(home, free_port(), action_endpoints=endpoints, serve_workers=2)
+    service = start_service(settings)
+    try:
+        pending = set()
+        for cell in cells:  # the posts spread over the workers as the OS hands them out
+            answer = httpx.post(f"{service.url}/events", json={"events": outage(cell)}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            first = answer.json()["outcomes"][0]
+            pending |= {d["key"] for d in first["decisions"] if d["status"] == "pending"}
+        wait_delivered(home)
+        with sqlite3.connect(home.home / "ledger.db") as db:
+            holders = db.execute("SELECT holder FROM leases").fetchall()
+    finally:
+        service.stop()
+    assert pending and len(holders) == 1  # one worker holds the lease
+    delivered = Counter(receiver.keys())
+    assert set(delivered) == pending and set(delivered.values()) == {1}

@@ -136,3 +136,26 @@ def test_only_the_holder_delivers_and_a_hung_holder_loses_the_lease(
     assert set(delivered) == keys and set(delivered.values()) == {1}
     assert current_lease(second.ledger) is None  # released when done
     assert queued(second.ledger) == 0
+
+
+def test_a_failing_drain_gives_the_lease_up_and_its_claims_are_delivered_next(connect, policy):
+    keys = commit_outages(connect(), policy)
+    sent: list[str] = []
+
+    class DiskFillsOnce:
+        def deliver(self, action, key, payload) -> str:
+            if len(sent) == 2 and "full" not in sent:
+                sent.append("full")
+                raise OSError("no space left on device")
+            sent.append(key)
+            return "ok"
+
+    d = Dispatcher(connect(), dict.fromkeys(ActionType, DiskFillsOnce()), 0, 0)
+    with pytest.raises(OSError):
+        d.drain(keep=True)
+    assert current_lease(d.ledger) is None  # given up despite keep
+    assert d.ledger.decisions(status=Status.DELIVERING)  # claimed, not delivered
+    assert d.drain() == {Status.DISPATCHED: len(keys) - 2}
+    delivered = [key for key in sent if key != "full"]
+    assert sorted(delivered) == sorted(keys)
+    assert queued(d.ledger) == 0

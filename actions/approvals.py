@@ -21,14 +21,11 @@ def expire(ledger: Ledger, now: datetime) -> int:
     """Mark every approval whose time ran out as expired (never to be executed)."""
     stamp = now.isoformat()
     with ledger.write() as tx:
-        late = tx.rows(
-            "SELECT * FROM decisions WHERE status = 'awaiting_approval' AND expires_at < ?",
-            (stamp,),
-        )
+        waiting = (Status.AWAITING_APPROVAL, stamp)
+        late = tx.rows("SELECT * FROM decisions WHERE status = ? AND expires_at < ?", waiting)
         tx.run(
-            "UPDATE decisions SET status = ?, reason = ?"
-            " WHERE status = 'awaiting_approval' AND expires_at < ?",
-            (Status.EXPIRED, "approval time ran out", stamp),
+            "UPDATE decisions SET status = ?, reason = ? WHERE status = ? AND expires_at < ?",
+            (Status.EXPIRED, "approval time ran out", *waiting),
         )
         audit.append(
             tx, [_entry(row, "expired", None, "approval time ran out", now) for row in late]

@@ -388,7 +388,7 @@ class Processor:
     def _entry(
         self,
         d: Decision,
-        status: str,
+        status: Status,
         results: list[GuardResult],
         now: datetime,
         score: dict[str, Any] | None,
@@ -413,7 +413,7 @@ class Processor:
         )
 
 
-def _shown(d: Decision, status: str, guard: str | None, reason: str | None) -> dict[str, Any]:
+def _shown(d: Decision, status: Status, guard: str | None, reason: str | None) -> dict[str, Any]:
     return {
         "key": d.key,
         "action": d.action.value,

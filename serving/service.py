@@ -189,12 +189,14 @@ class Closedloop:
         return await asyncio.to_thread(self._act, request)
 
     def _act(self, request: EventsRequest) -> EventsResponse:
+        from actions.ledger import Status
+
         with self._acting:
             outcomes = self.actions.handle(request.events)
         if self.delivery is not None:
             self.delivery.wake.set()
         queued = Counter(
-            d["action"] for o in outcomes for d in o.decisions if d["status"] == "pending"
+            d["action"] for o in outcomes for d in o.decisions if d["status"] == Status.PENDING
         )
         return EventsResponse(
             outcomes=[EventOutcome.model_validate(asdict(o)) for o in outcomes],

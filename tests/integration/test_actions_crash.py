@@ -1,6 +1,7 @@
 """``closedloop replay`` as a real process: killed after committing its decisions, while its
 first delivery hangs at a receiver too slow to answer, then restarted once its dispatcher's
-lease ran out — every action reaches the receiver exactly once."""
+lease ran out — every action reaches the receiver exactly once; and a replay beside a running
+``closedloop actions dispatch --follow`` leaves the delivery to it."""
 
 from __future__ import annotations
 
@@ -115,3 +116,52 @@ def test_kill_between_decide_and_dispatch_loses_nothing_and_duplicates_nothing(h
     third = replay(home, path, receiver)
     third.communicate(timeout=120)
     assert third.returncode == 0 and Counter(receiver.keys()) == delivered
+
+
+def test_replay_leaves_delivery_to_a_following_dispatcher(home, receiver):
+    endpoints = {a.value: f"{receiver.url}/{a.value}" for a in ActionType}
+    env = {
+        **os.environ,
+        "CLOSEDLOOP_HOME": str(home),
+        "CLOSEDLOOP_ACTION_ENDPOINTS": json.dumps(endpoints),
+    }
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "closedloop", "actions", "dispatch", "--follow"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not ledger_rows(home, "SELECT holder FROM leases"):
+            assert follower.poll() is None, follower.stderr.read().decode()
+            assert time.monotonic() < deadline, "the follower never took the lease"
+            time.sleep(0.2)
+        cells = OfflineStore(home).read("customers").cell_id.unique()[3:5]
+        events = [
+            NetworkEvent(
+                event_id=f"follow-{cell}", event_type=EventType.ALARM_ONSET, occurred_at=AT,
+                cell_id=cell, severity=Severity.CRITICAL, alarm_id=f"follow-{cell}",
+            )
+            for cell in cells
+        ]  # fmt: skip
+        path = home / "follow.jsonl"
+        path.write_text("".join(e.model_dump_json() + "\n" for e in events))
+        replayed = replay(home, path, receiver)
+        out, err = replayed.communicate(timeout=120)
+        assert replayed.returncode == 0, err.decode()
+        assert "another dispatcher holds the lease" in out.decode()
+        keys = {
+            key
+            for (key,) in ledger_rows(
+                home, "SELECT key FROM decisions WHERE event_id LIKE 'follow-%'"
+                " AND status IN ('pending', 'delivering', 'dispatched')"
+            )
+        }  # fmt: skip
+        while not keys <= set(receiver.keys()):
+            assert time.monotonic() < deadline, "the follower never delivered"
+            time.sleep(0.2)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(30)
+    delivered = Counter(receiver.keys())
+    assert keys and set(delivered) == keys and set(delivered.values()) == {1}
+    assert follower.returncode == 0 and ledger_rows(home, "SELECT holder FROM leases") == []

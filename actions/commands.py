@@ -110,10 +110,8 @@ def deliver(settings: Settings) -> bool:
                 return False
     except ValueError as error:
         raise UserError(str(error)) from None
-    if results:
-        console.print(
-            "delivered: " + ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
-        )
+    shown = ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
+    console.print(f"delivered: {shown}" if results else "nothing to deliver")
     return True
 
 

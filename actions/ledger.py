@@ -1,6 +1,6 @@
 """The action ledger and outbox: every decision, its guards, approval and dispatch, the status
-updates sent after it (a ticket resolved), and the audit trail, in SQLite (WAL, embedded
-profile) or PostgreSQL (cluster profile) with one schema.
+updates sent after it (a ticket resolved), the audit trail and the dispatcher's lease, in SQLite
+(WAL, embedded profile) or PostgreSQL (cluster profile) with one schema.
 
 Writes happen in serialised transactions (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
 PostgreSQL), so the audit hash chain has one writer at a time even across processes.

@@ -173,11 +173,15 @@ def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime |
         readers = online_store(settings).readers()
     except (FileNotFoundError, OnlineStoreError) as error:
         raise UserError(str(error)) from None
-    if service not in readers:
-        raise UserError(f"unknown feature service {service!r}; choose from {', '.join(readers)}")
-    reader = readers[service]
-    row = reader.read(entity_id, now or datetime.now(UTC))
-    reader.close()
+    try:
+        if service not in readers:
+            known = ", ".join(readers)
+            raise UserError(f"unknown feature service {service!r}; choose from {known}")
+        reader = readers[service]
+        row = reader.read(entity_id, now or datetime.now(UTC))
+    finally:
+        for opened in readers.values():
+            opened.close()
     if not row.known:
         raise UserError(f"no features online for {reader.layout.join_key} {entity_id!r}")
     table = Table(title=f"{service} for {entity_id}")

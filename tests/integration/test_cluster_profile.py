@@ -8,7 +8,9 @@ import psycopg
 import pytest
 import redis
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from closedloop.cli import app
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from features.backends import OnlineStoreError, online_store
@@ -117,6 +119,13 @@ def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, red
                 assert found.stale_views == expected.stale_views
     assert on_redis["fault_v1"].read(cells[0], end + timedelta(hours=5)).stale_views
     assert not on_redis["churn_v1"].read("cus_nobody", end).known
+    env = {"CLOSEDLOOP_POSTGRES_DSN": database, "CLOSEDLOOP_REDIS_URL": redis_db}
+    args = ["--home", str(tmp_path), "--profile", "cluster", "features", "lookup"]
+    looked_up = CliRunner().invoke(app, [*args, "churn_v1", customers[0]], env=env)
+    assert looked_up.exit_code == 0, looked_up.output
+    assert "mrr" in looked_up.output and "customer_profile: as of" in looked_up.output
+    unknown = CliRunner().invoke(app, [*args, "churn_v9", customers[0]], env=env)
+    assert unknown.exit_code == 1 and "unknown feature service 'churn_v9'" in str(unknown.exception)
 
 
 def test_an_unreachable_registry_is_one_clear_problem_not_a_crash(tmp_path, prepare, redis_db):

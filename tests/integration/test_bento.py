@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from import_graph import PACKAGES, modules, project_imports
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -22,9 +23,6 @@ from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from serving.process import PROJECT, RunningService, service_environment
 from training.config import LightGBMParams
-
-sys.path.insert(0, str(PROJECT / "tests" / "unit"))
-from import_graph import PACKAGES, modules, project_imports
 
 BENTOFILE = PROJECT / "serving" / "bentofile.yaml"
 CONFIG = WorldConfig(customers=1_200, days=50, seed=9, customers_per_cell=40)

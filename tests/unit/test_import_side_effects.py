@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from import_graph import PACKAGES, PROJECT, modules, project_imports
 
-PROBE = Path(__file__).with_name("import_probe.py")
+PROBE = PROJECT / "tests" / "import_probe.py"
 
 
 def importable_modules() -> list[str]:

@@ -1,13 +1,18 @@
-"""Drift on large windows: the monitor's seeded sample against Evidently's stock preset.
+"""Drift on large windows: what ``closedloop monitor`` runs against Evidently's stock preset.
 
     python -m bench.monitoring [--rows 1000000] [--repeats 3] [--sample-rows 20000]
 
-A reference and a current window of ROWS rows × 20 features (17 numeric, 3 text) are written to
-Parquet; some features drift a lot, some a little, most not at all. Each side runs in a fresh
-process, REPEATS times, and reports its wall time (reading included) and its own peak memory:
+A reference of ROWS rows × 20 features (17 numeric, 3 text) and the predicted probability is
+written to Parquet, and a current window of as many rows as a prediction log part (with
+``scored_at`` and ``model_version``) under a home folder; some features drift a lot, some a
+little, most not at all. Each side runs in a fresh process, REPEATS times, and reports its wall
+time (reading included) and its own peak memory:
 
 - stock: both files read whole, ``Report([DataDriftPreset()])`` on the full data;
-- monitor: ``monitoring.sampling.read_sample`` of each file, then the monitor's drift report.
+- monitor: the monitor's own path: ``monitoring.pipeline.log_window`` finds the window in the
+  prediction log, ``window_reports`` reads a seeded sample of each side column by column
+  (``monitoring.sampling.PartsWindow``), runs the drift and quality reports on the samples and
+  counts missing values over every row.
 
 Prints medians, the time ratio (target <= 0.1), peak memory (target <= 0.5 GB) and whether the
 two agree on every column's drift flag.
@@ -36,6 +41,8 @@ TEXT = 3
 SHIFTS = (0.0,) * 11 + (0.02, 0.04, 0.3, 0.6, 1.0, 2.0)
 # probability moved from the first level to the second, per text feature
 TEXT_SHIFTS = (0.0, 0.02, 0.3)
+START = pd.Timestamp("2026-03-01", tz="UTC")
+VERSION = "1"
 
 
 def window(rows: int, seed: int, drifted: bool) -> pd.DataFrame:
@@ -50,7 +57,18 @@ def window(rows: int, seed: int, drifted: bool) -> pd.DataFrame:
         if drifted:
             weights = weights + np.array([-shift, shift, 0, 0])
         frame[f"text_{i}"] = rng.choice(["a", "b", "c", "d"], rows, p=weights / weights.sum())
+    frame["probability"] = rng.beta(2, 8, rows)
     return pd.DataFrame(frame)
+
+
+def log_part(frame: pd.DataFrame) -> pd.DataFrame:
+    """A window as the prediction log holds it: stamped over a week, one model version."""
+    stamps = START + pd.to_timedelta(np.arange(len(frame)) * (7 * 86_400 / len(frame)), unit="s")
+    return frame.assign(scored_at=stamps.floor("ms"), model_version=VERSION)
+
+
+def _current(folder: Path) -> Path:
+    return folder / "home" / "predictions" / "bench" / "part-0.parquet"
 
 
 def _flags_of(snapshot) -> dict[str, bool]:
@@ -68,27 +86,28 @@ def run_side(side: str, folder: Path, sample_rows: int) -> dict:
     from evidently import Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from monitoring import drift as core
-    from monitoring.config import DriftPolicy
-    from monitoring.sampling import read_sample
+    from closedloop.settings import Settings
+    from monitoring.config import MonitorConfig
+    from monitoring.pipeline import ReportColumns, log_window, window_reports
+    from monitoring.sampling import PartsWindow
 
+    columns = [*(f"num_{i:02d}" for i in range(NUMERIC)), *(f"text_{i}" for i in range(TEXT))]
     started = time.perf_counter()
     if side == "stock":
         reference = pd.read_parquet(folder / "reference.parquet")
-        current = pd.read_parquet(folder / "current.parquet")
+        current = pd.read_parquet(_current(folder), columns=list(reference.columns))
         snapshot = Report([DataDriftPreset()]).run(
             Dataset.from_pandas(current), Dataset.from_pandas(reference)
         )
         flags = _flags_of(snapshot)
     else:
-        reference = read_sample(folder / "reference.parquet", sample_rows, seed=1)
-        current = read_sample(folder / "current.parquet", sample_rows, seed=2)
-        numeric = [c for c in reference.columns if c.startswith("num_")]
-        text = [c for c in reference.columns if c.startswith("text_")]
-        policy = DriftPolicy()
-        snapshot = core.drift_report(reference, current, numeric, text, policy)
-        result = core.read_drift(snapshot, [*numeric, *text], policy.drift_share)
-        flags = {c.column: c.drifted for c in result.columns}
+        settings = Settings(home=folder / "home")
+        window = log_window(settings, "bench", VERSION, START, START + pd.Timedelta(days=7))
+        reference = PartsWindow.whole(folder / "reference.parquet")
+        features = ReportColumns(columns, [c for c in columns if c.startswith("text_")])
+        config = MonitorConfig(sample_rows=sample_rows)
+        drift = window_reports(reference, window, features, config).drift
+        flags = {c.column: c.drifted for c in [*drift.columns, drift.prediction] if c}
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_mb": _peak_kb() / 1024, "flags": flags}
 
@@ -125,14 +144,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         window(args.rows, 1, drifted=False).to_parquet(folder / "reference.parquet")
-        window(args.rows, 2, drifted=True).to_parquet(folder / "current.parquet")
+        _current(folder).parent.mkdir(parents=True)
+        log_part(window(args.rows, 2, drifted=True)).to_parquet(_current(folder))
         runs: dict[str, list[dict]] = {"monitor": [], "stock": []}
         for _ in range(args.repeats):
             for side in runs:
                 runs[side].append(_in_child(side, folder, args.sample_rows))
 
     table = Table(
-        title=f"drift on {args.rows:,} rows × {NUMERIC + TEXT} features, "
+        title=f"drift on {args.rows:,} rows × {NUMERIC + TEXT} features and the probability, "
         f"median of {args.repeats} (monitor sample: {args.sample_rows:,} rows per window)"
     )
     for column in ("side", "median s", "peak memory MB", "drifted features"):

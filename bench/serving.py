@@ -114,7 +114,7 @@ def expected_scores(settings: Settings, customers: list[str]) -> dict[str, tuple
     from features.online import open_reader
     from serving.champion import download, registry_lookup
 
-    champion = download("churn", registry_lookup("churn"))
+    champion = download(registry_lookup("churn"))
     reader = open_reader(settings.home, champion.feature_service)
     now = settings.clock_start
     expected = {}

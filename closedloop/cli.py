@@ -17,6 +17,7 @@ from rich.table import Table
 from actions import commands as action_commands
 from closedloop import __version__
 from closedloop.backends import Backend
+from closedloop.models import SPECS, ModelName
 from closedloop.params import load_params
 from closedloop.settings import Profile, Settings
 from closedloop.terminal import (
@@ -101,7 +102,7 @@ ParamsFile = Annotated[
 @app.command("train")
 def train(
     ctx: typer.Context,
-    target: Annotated[training_commands.Target, typer.Argument(help="Which model to train")],
+    target: Annotated[ModelName, typer.Argument(help="Which model to train")],
     params: ParamsFile = None,
     trials: Annotated[
         int | None,
@@ -120,7 +121,7 @@ def train(
 @app.command("monitor")
 def monitor(
     ctx: typer.Context,
-    target: Annotated[training_commands.Target, typer.Argument(help="Which model to monitor")],
+    target: Annotated[ModelName, typer.Argument(help="Which model to monitor")],
     end: Annotated[
         datetime | None,
         typer.Option(help="End of the current window (UTC) [default: the world's end]"),
@@ -338,7 +339,7 @@ def demo(
     feature_commands.run_lookup(settings, "churn_v1", customers[0], end)
 
     console.rule("4. training: LightGBM, MLflow registry, champion gate", style="dim")
-    for target in training_commands.Target:
+    for target in SPECS:
         training_commands.run_train(settings, target, load_params(None).train(target))
 
     console.rule("5. serving: BentoML service, online features, scores with reasons", style="dim")

@@ -114,6 +114,11 @@ class Home:
         """Last known good champions on disk, served when the registry is down."""
         return self.root / "serving" / "models"
 
+    @property
+    def compiled_models(self) -> Path:
+        """Forests compiled to native code for batch rescoring, one folder per model and CPU."""
+        return self.root / "compiled"
+
     def service_log(self, port: int) -> Path:
         return self.root / "serving" / f"service-{port}.log"
 

@@ -13,21 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from closedloop.models import SPECS
 from closedloop.terminal import UserError, describe_validation
 from closedloop.world.config import WorldConfig
 from monitoring.config import MonitorConfig
-from training.config import DEFAULTS, TrainConfig
-
-TARGETS = tuple(DEFAULTS)
-
-
-def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
-        out[key] = _merged(base[key], value) if nested else value
-    return out
+from training.config import TrainConfig, churn_defaults, fault_defaults, merged, train_config
 
 
 class Params(BaseModel):
@@ -36,8 +26,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     world: WorldConfig = Field(default_factory=WorldConfig)
-    train_churn: TrainConfig = Field(default_factory=DEFAULTS["churn"])
-    train_fault: TrainConfig = Field(default_factory=DEFAULTS["fault"])
+    train_churn: TrainConfig = Field(default_factory=churn_defaults)
+    train_fault: TrainConfig = Field(default_factory=fault_defaults)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="before")
@@ -47,10 +37,10 @@ class Params(BaseModel):
         if not isinstance(raw, dict):
             return raw
         out = dict(raw)
-        for target in TARGETS:
+        for target in SPECS:
             section = out.get(f"train_{target}")
             if isinstance(section, dict):
-                out[f"train_{target}"] = _merged(DEFAULTS[target]().model_dump(), section)
+                out[f"train_{target}"] = merged(train_config(target).model_dump(), section)
         return out
 
     def train(self, target: str) -> TrainConfig:

@@ -7,11 +7,16 @@ the service (strings stay strings, numbers are float64, missing values are null)
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 
 from closedloop.arrow import UTC_MS, described
+from closedloop.scores import FeatureValue
 
 LOG_COLUMNS = pa.schema(
     [
@@ -35,3 +40,57 @@ LOG_COLUMNS = pa.schema(
 def log_folder(home: Path, model: str) -> Path:
     """Where the prediction log of one model lives."""
     return home / "predictions" / model
+
+
+def log_schema(features: Sequence[str], categorical: Collection[str]) -> pa.Schema:
+    """The log's columns, then the model's features (text for categoricals, else float64)."""
+    fields = [pa.field(f, pa.string() if f in categorical else pa.float64()) for f in features]
+    return pa.schema([*LOG_COLUMNS, *fields])
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """What one model version scored in one go (a request, or a batch window), column by
+    column: the one shape every writer of the prediction log hands over."""
+
+    model: str
+    model_version: str
+    feature_service: str
+    source: str
+    request_id: str
+    scored_at: datetime | Sequence[datetime]  # one instant for every row, or one per row
+    entity_ids: Sequence[str]
+    probabilities: Sequence[float]
+    stale_features: Sequence[int]  # per row: how many inputs were stale or missing
+    features: Mapping[str, Sequence[FeatureValue]]  # the inputs as scored, by feature
+
+    def __len__(self) -> int:
+        return len(self.entity_ids)
+
+    def columns(self) -> dict[str, Sequence]:
+        """The log's columns of this batch, the per-batch values repeated on every row."""
+        rows = len(self)
+        stamps = self.scored_at
+        return {
+            "scored_at": [stamps] * rows if isinstance(stamps, datetime) else stamps,
+            "request_id": [self.request_id] * rows,
+            "model": [self.model] * rows,
+            "model_version": [self.model_version] * rows,
+            "feature_service": [self.feature_service] * rows,
+            "entity_id": self.entity_ids,
+            "source": [self.source] * rows,
+            "probability": self.probabilities,
+            "stale_features": self.stale_features,
+            **self.features,
+        }
+
+
+def log_table(batches: Sequence[PredictionBatch], schema: pa.Schema) -> pa.Table:
+    """The prediction log rows of ``batches``, in order, as one table of ``schema``."""
+    parts = [batch.columns() for batch in batches]
+    arrays = []
+    for field in schema:
+        columns = [part[field.name] for part in parts]
+        values = columns[0] if len(columns) == 1 else list(itertools.chain.from_iterable(columns))
+        arrays.append(pa.array(values, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)

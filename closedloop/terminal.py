@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -29,3 +31,9 @@ def describe_validation(error: ValidationError) -> str:
         where = ".".join(str(p) for p in e["loc"])
         problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
+
+
+def quiet_logging() -> None:
+    """Keep MLflow's and its migrations' info messages off the console."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from closedloop.models import ModelName
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, settings_of
+from closedloop.terminal import UserError, console, quiet_logging, settings_of
 from features.commands import world_end
 from monitoring.config import MonitorConfig
-from training.commands import Target
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -33,16 +33,15 @@ def window_end(value: datetime | None, settings: Settings) -> datetime:
 def run_score(settings: Settings, target: str, start: datetime, end: datetime) -> None:
     """Batch-score a window with the champion into the prediction log."""
     from monitoring.pipeline import score_window
-    from training.commands import _quiet_mlflow
 
-    _quiet_mlflow()
+    quiet_logging()
     try:
-        champion, path, rows = score_window(settings, target, start, end)
+        scored = score_window(settings, target, start, end)
     except (LookupError, ValueError) as error:
         raise UserError(str(error)) from None
     console.print(
-        f"{target} v{champion.version}: scored {rows:,} rows from {start:%Y-%m-%d %H:%M} to "
-        f"{end:%Y-%m-%d %H:%M} into {path}"
+        f"{target} v{scored.champion.version}: scored {scored.rows:,} rows from "
+        f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} with {scored.engine} into {scored.path}"
     )
 
 
@@ -55,9 +54,8 @@ def run_monitor(
 ) -> MonitorSummary:
     """One monitoring run, printed; ``training``: how to retrain on a breach (None: never)."""
     from monitoring.pipeline import monitor
-    from training.commands import _quiet_mlflow
 
-    _quiet_mlflow()
+    quiet_logging()
     try:
         summary = monitor(settings, target, config, end, training)
     except (LookupError, ValueError) as error:
@@ -111,9 +109,8 @@ def print_summary(summary: MonitorSummary) -> None:
 def run_episode(settings: Settings) -> None:
     """The demo's drift episode in its own home under ``settings.home``, printed run by run."""
     from monitoring import episode
-    from training.commands import _quiet_mlflow
 
-    _quiet_mlflow()
+    quiet_logging()
     home = settings.home / "drift-episode"
     firmware = episode.WORLD.drift.firmware
     console.print(
@@ -138,7 +135,7 @@ def run_episode(settings: Settings) -> None:
 
 def monitor_score(
     ctx: typer.Context,
-    target: Annotated[Target, typer.Argument(help="Which model scores")],
+    target: Annotated[ModelName, typer.Argument(help="Which model scores")],
     end: Annotated[
         datetime | None, typer.Option(help="End of the window (UTC) [default: the world's end]")
     ] = None,
@@ -152,7 +149,7 @@ def monitor_score(
 
 def monitor_history(
     ctx: typer.Context,
-    target: Annotated[Target | None, typer.Argument(help="Only this model")] = None,
+    target: Annotated[ModelName | None, typer.Argument(help="Only this model")] = None,
 ) -> None:
     """Past monitoring runs: window, drift, performance, trigger and retraining outcome."""
     from monitoring.pipeline import history
@@ -162,7 +159,7 @@ def monitor_history(
     for column in ("model", "run", "version", "window end", "drift", "perf", "trigger", "outcome"):
         table.add_column(column)
     count = 0
-    for name in [target] if target else list(Target):
+    for name in [target] if target else list(ModelName):
         for summary in history(settings, name.value):
             count += 1
             table.add_row(*history_row(summary))

@@ -8,7 +8,7 @@ share of its time and memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
@@ -124,11 +124,29 @@ def read_quality(
     stale: pd.Series | None = None,
 ) -> QualityResult:
     """Missing shares per feature of both windows, and the share of rows with stale inputs."""
+    return quality_of(
+        len(current),
+        {f: float(current[f].isna().mean()) for f in features},
+        len(reference),
+        {f: float(reference[f].isna().mean()) for f in features},
+        stale,
+    )
+
+
+def quality_of(
+    rows: int,
+    missing_share: Mapping[str, float],
+    reference_rows: int,
+    reference_missing_share: Mapping[str, float],
+    stale: pd.Series | None = None,
+) -> QualityResult:
+    """The quality result of a current window beside the reference, from their row counts and
+    missing shares per feature (counted wherever the windows are stored)."""
     return QualityResult(
-        rows=len(current),
-        reference_rows=len(reference),
-        missing_share={f: float(current[f].isna().mean()) for f in features},
-        reference_missing_share={f: float(reference[f].isna().mean()) for f in features},
+        rows=rows,
+        reference_rows=reference_rows,
+        missing_share=dict(missing_share),
+        reference_missing_share=dict(reference_missing_share),
         stale_share=None if stale is None or stale.empty else float((stale > 0).mean()),
     )
 

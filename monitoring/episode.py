@@ -15,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import mlflow
-import numpy as np
-
 from closedloop.settings import Settings
 from closedloop.world.config import Band, Drift, FirmwareUpdate, WorldConfig
 from monitoring.config import MonitorConfig, PerformancePolicy
 from monitoring.pipeline import load_champion, monitor, score_window
 from monitoring.summary import MonitorSummary
+from training import registry
 from training.config import GateConfig, LightGBMParams, fault_defaults
 from training.evaluate import evaluate
 from training.pipeline import train, training_set
@@ -99,9 +97,7 @@ def run(
     held = data[data.event_timestamp >= holdout_start]
     labels = held["label"].to_numpy()
     scores = {
-        version: np.asarray(
-            mlflow.pyfunc.load_model(f"models:/fault/{version}").predict(held[final.model.features])
-        )
+        version: registry.load_version(registry.model_version("fault", version)).model.score(held)
         for version in {first.version, final.version}
     }
     budget = TRAINING.action_budget

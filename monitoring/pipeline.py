@@ -13,92 +13,73 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from evidently.core.report import Snapshot
 
-from closedloop.predictions import LOG_COLUMNS, log_folder
+from closedloop.models import spec
+from closedloop.predictions import LOG_COLUMNS, PredictionBatch, log_folder, log_schema, log_table
 from closedloop.settings import Settings
 from features.offline import OfflineStore
-from features.repo import FeaturePaths
 from features.store import open_store
 from monitoring import drift as core
 from monitoring.config import MonitorConfig
-from monitoring.labels import churn_labels, fault_labels
 from monitoring.policy import decide, performance_verdict
-from monitoring.summary import MonitorSummary, RetrainOutcome
+from monitoring.sampling import PartsWindow
+from monitoring.summary import DriftResult, MonitorSummary, QualityResult, RetrainOutcome
 from training import registry
 from training.config import TrainConfig
 from training.evaluate import evaluate
-from training.labels import snapshot_instants
+from training.labels import MATURED, snapshot_instants
 from training.model import ScoringModel
-from training.pipeline import Target
+from training.native import NATIVE_MIN_ROWS, Engine, batch_scores
+from training.pipeline import feature_source
 from training.pipeline import train as train_and_gate
+from training.registry import RegisteredModel
 
-KEYS = {"churn": "customer_id", "fault": "cell_id"}
 PROJECT_PREFIX = "closedloop"
 
 
-@dataclass(frozen=True)
-class Champion:
-    """The champion of one model, with what its training run recorded about it."""
+def load_champion(settings: Settings, target: str) -> RegisteredModel:
+    """The champion of ``target`` with what its training run recorded; a clear error if none."""
+    registry.connect(settings)
+    champion = registry.load_champion(target)
+    if champion is None:
+        raise LookupError(f"{target} has no champion yet: train it first")
+    return champion
 
-    name: str
-    version: str
-    run_id: str
-    feature_service: str
-    model: ScoringModel
-    horizon: pd.Timedelta
-    snapshot_every: pd.Timedelta
-    training_window: str
-    test_metrics: dict[str, float]
+
+@dataclass(frozen=True)
+class ReportColumns:
+    """The columns every report is run on: the model's features in the feature service's order,
+    and which of them are text."""
+
+    features: list[str]
+    categorical: list[str]
 
     @property
     def numeric(self) -> list[str]:
-        return [f for f in self.model.features if f not in self.model.categories]
-
-    @property
-    def categorical(self) -> list[str]:
-        return [f for f in self.model.features if f in self.model.categories]
+        return [f for f in self.features if f not in self.categorical]
 
 
-def load_champion(settings: Settings, target: Target) -> Champion:
-    """The ``champion`` alias of ``target`` and its training run's params and tags."""
-    client = registry.connect(settings)
-    try:
-        version = client.get_model_version_by_alias(target, registry.CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        raise LookupError(f"{target} has no champion yet: train it first") from None
-    run = client.get_run(version.run_id)
-    model = mlflow.pyfunc.load_model(f"models:/{target}/{version.version}")
-    return Champion(
-        name=target,
-        version=str(version.version),
-        run_id=version.run_id,
-        feature_service=run.data.tags["feature_service"],
-        model=model.unwrap_python_model().model,
-        horizon=pd.Timedelta(hours=int(run.data.params["horizon_hours"])),
-        snapshot_every=pd.Timedelta(hours=int(run.data.params["snapshot_every_hours"])),
-        training_window=run.data.tags.get("window_train", "unknown"),
-        test_metrics={
-            k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
-        },
-    )
+def report_columns(model: ScoringModel) -> ReportColumns:
+    return ReportColumns(model.features, [f for f in model.features if f in model.categories])
 
 
-def reference_frame(champion: Champion) -> pd.DataFrame:
-    """The sample of its training window the champion's run logged for monitoring."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=champion.run_id, artifact_path="evaluation/reference.parquet", dst_path=tmp
+def download_reference(champion: RegisteredModel, folder: Path) -> Path:
+    """The sample of its training window the champion's run logged for monitoring, on disk."""
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id, artifact_path="evaluation/reference.parquet", dst_path=folder
         )
-        return pd.read_parquet(path)
+    )
 
 
 # --- batch scoring into the prediction log -------------------------------------------------
 
 
-def _window_keys(settings: Settings, target: Target, start, end, every) -> pd.DataFrame:
-    paths = FeaturePaths.under(settings.paths)
-    source = paths.customer_daily if target == "churn" else paths.cell_hourly
-    keys = pq.read_table(source, columns=[KEYS[target], "event_timestamp"]).to_pandas()
+def _window_keys(settings: Settings, target: str, start, end, every) -> pd.DataFrame:
+    model = spec(target)
+    source = feature_source(settings, model)
+    keys = pq.read_table(source, columns=[model.entity_key, "event_timestamp"]).to_pandas()
     stamps = pd.to_datetime(keys["event_timestamp"], utc=True)
     keys = keys.assign(event_timestamp=stamps)
     on_grid = snapshot_instants(stamps, every)
@@ -106,34 +87,43 @@ def _window_keys(settings: Settings, target: Target, start, end, every) -> pd.Da
     return keys[on_grid & inside].reset_index(drop=True)
 
 
-def log_table(champion: Champion, frame: pd.DataFrame, scores: np.ndarray, source: str) -> pa.Table:
-    """Prediction log rows for scored feature rows (``event_timestamp`` becomes ``scored_at``)."""
-    from serving.prediction_log import log_schema
+def batch_table(champion: RegisteredModel, frame: pd.DataFrame, scores: np.ndarray) -> pa.Table:
+    """Prediction log rows of scored feature rows (``event_timestamp`` becomes ``scored_at``)."""
+    model = champion.model
+    batch = PredictionBatch(
+        model=champion.name,
+        model_version=champion.version,
+        feature_service=champion.feature_service,
+        source="batch",
+        request_id=f"batch-{champion.name}-{champion.version}",
+        scored_at=frame["event_timestamp"],
+        entity_ids=frame[spec(champion.name).entity_key].astype(str),
+        probabilities=scores,
+        stale_features=frame[model.features].isna().sum(axis=1),
+        features={name: frame[name] for name in model.features},
+    )
+    return log_table([batch], log_schema(model.features, model.categories))
 
-    schema = log_schema(champion.model)
-    stale = frame[champion.model.features].isna().sum(axis=1).astype("int32")
-    columns: dict[str, object] = {
-        "scored_at": frame["event_timestamp"],
-        "request_id": [f"{source}-{champion.name}-{champion.version}"] * len(frame),
-        "model": [champion.name] * len(frame),
-        "model_version": [champion.version] * len(frame),
-        "feature_service": [champion.feature_service] * len(frame),
-        "entity_id": frame[KEYS[champion.name]].astype(str),
-        "source": [source] * len(frame),
-        "probability": scores,
-        "stale_features": stale,
-    }
-    for name in champion.model.features:
-        values = frame[name]
-        columns[name] = values.astype("string") if name in champion.model.categories else values
-    table = pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
-    return table.select(schema.names).cast(schema)
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    """What ``monitor-score`` wrote: by which champion, where, how many rows, with what engine."""
+
+    champion: RegisteredModel
+    path: Path
+    rows: int
+    engine: Engine
 
 
 def score_window(
-    settings: Settings, target: Target, start: datetime, end: datetime
-) -> tuple[Champion, Path, int]:
-    """Score every entity on the champion's snapshot grid in ``[start, end)`` into the log."""
+    settings: Settings,
+    target: str,
+    start: datetime,
+    end: datetime,
+    native_from: int = NATIVE_MIN_ROWS,
+) -> ScoredWindow:
+    """Score every entity on the champion's snapshot grid in ``[start, end)`` into the log: the
+    compiled forest from ``native_from`` rows, LightGBM below."""
     champion = load_champion(settings, target)
     keys = _window_keys(settings, target, start, end, champion.snapshot_every)
     if keys.empty:
@@ -141,28 +131,41 @@ def score_window(
     store = open_store(settings)
     service = store.get_feature_service(champion.feature_service)
     frame = store.get_historical_features(entity_df=keys, features=service).to_df()
-    frame = frame.sort_values(["event_timestamp", KEYS[target]], kind="stable")
-    table = log_table(champion, frame, champion.model.score(frame), "batch")
+    frame = frame.sort_values(["event_timestamp", spec(target).entity_key], kind="stable")
+    scores, engine = batch_scores(
+        champion.model, frame, settings.paths.compiled_models, native_from=native_from
+    )
+    table = batch_table(champion, frame, scores)
     folder = log_folder(settings.home, target)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-batch-{pd.Timestamp(start):%Y%m%dT%H%M}-v{champion.version}.parquet"
     partial = path.with_suffix(".partial")
     pq.write_table(table, partial)
     partial.replace(path)
-    return champion, path, table.num_rows
+    return ScoredWindow(champion, path, table.num_rows, engine)
 
 
-def read_log(settings: Settings, target: Target, version: str, start, end) -> pd.DataFrame:
-    """The prediction log of one model version with ``scored_at`` in ``[start, end)``."""
-    parts = sorted(log_folder(settings.home, target).glob("*.parquet"))
-    frames = []
-    for part in parts:
-        frame = pq.read_table(part, filters=[("model_version", "=", version)]).to_pandas()
-        stamps = pd.to_datetime(frame["scored_at"], utc=True)
-        frames.append(frame[(stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))])
-    if not frames:
+def log_window(settings: Settings, target: str, version: str, start, end) -> PartsWindow:
+    """The prediction log's rows of one model version with ``scored_at`` in ``[start, end)``,
+    found by reading those two columns only."""
+    parts, kept = [], []
+    for part in sorted(log_folder(settings.home, target).glob("*.parquet")):
+        found = pq.read_table(part, columns=["model_version", "scored_at"]).to_pandas()
+        stamps = pd.to_datetime(found["scored_at"], utc=True)
+        inside = (stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))
+        keep = ((found["model_version"] == version) & inside).to_numpy()
+        if keep.any():
+            parts.append(part)
+            kept.append(keep)
+    return PartsWindow(parts, kept)
+
+
+def read_log(settings: Settings, target: str, version: str, start, end) -> pd.DataFrame:
+    """The prediction log of one model version with ``scored_at`` in ``[start, end)``, whole."""
+    window = log_window(settings, target, version, start, end)
+    if not window.rows:
         return pd.DataFrame(columns=[f.name for f in LOG_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    return window.read()
 
 
 # --- monitoring runs -----------------------------------------------------------------------
@@ -179,11 +182,13 @@ def history(settings: Settings, target: str) -> list[MonitorSummary]:
     return [MonitorSummary.model_validate_json(p.read_text()) for p in paths]
 
 
-def _matured(settings: Settings, champion: Champion, rows: pd.DataFrame, as_of) -> pd.DataFrame:
-    offline = OfflineStore(settings.home)
-    if champion.name == "churn":
-        return churn_labels(rows, offline.read("churn_labels"), champion.horizon, as_of)
-    return fault_labels(rows, offline.read("cell_fault_labels"), champion.horizon, as_of)
+def _matured(
+    settings: Settings, champion: RegisteredModel, rows: pd.DataFrame, as_of
+) -> pd.DataFrame:
+    """The rows whose labels are known at ``as_of``, labelled by the model's rule."""
+    label = spec(champion.name).label
+    events = OfflineStore(settings.home).read(label.events)
+    return MATURED[label.kind](rows, events, champion.horizon, as_of)
 
 
 def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) -> None:
@@ -197,9 +202,47 @@ def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) ->
         workspace.add_run(project.id, snapshot, name=f"{run} {kind}")
 
 
+@dataclass(frozen=True)
+class WindowReports:
+    drift: DriftResult
+    quality: QualityResult
+    snapshots: dict[str, Snapshot]  # Evidently's drift and quality reports
+
+
+def window_reports(
+    reference: PartsWindow,
+    current: PartsWindow,
+    columns: ReportColumns,
+    config: MonitorConfig,
+    stale: pd.Series | None = None,
+) -> WindowReports:
+    """Drift and data quality of a current window against the reference: Evidently on a seeded
+    sample of each, read column by column; missing shares counted over every row."""
+    wanted = [*columns.features, core.PROBABILITY]
+    sample_ref = reference.sample(config.sample_rows, config.seed, wanted)
+    sample_cur = current.sample(config.sample_rows, config.seed, wanted)
+    numeric, categorical = columns.numeric, columns.categorical
+    drift_snapshot = core.drift_report(sample_ref, sample_cur, numeric, categorical, config.drift)
+    quality = core.quality_of(
+        current.rows,
+        current.missing_share(columns.features),
+        reference.rows,
+        reference.missing_share(columns.features),
+        stale,
+    )
+    return WindowReports(
+        drift=core.read_drift(drift_snapshot, columns.features, config.drift.drift_share),
+        quality=quality,
+        snapshots={
+            "drift": drift_snapshot,
+            "quality": core.quality_report(sample_ref, sample_cur, numeric, categorical),
+        },
+    )
+
+
 def monitor(
     settings: Settings,
-    target: Target,
+    target: str,
     config: MonitorConfig,
     end: datetime,
     retrain: TrainConfig | None,
@@ -210,28 +253,24 @@ def monitor(
     """
     champion = load_champion(settings, target)
     start = end - timedelta(days=config.window_days)
-    current = read_log(settings, target, champion.version, start, end)
-    if current.empty:
+    window = log_window(settings, target, champion.version, start, end)
+    if not window.rows:
         raise ValueError(
             f"no predictions of {target} version {champion.version} between {start:%Y-%m-%d} "
             f"and {end:%Y-%m-%d}: score the window first (closedloop monitor-score)"
         )
-    reference = reference_frame(champion)
-    features = champion.model.features
-    sample_ref = core.sample(reference, config.sample_rows, config.seed)
-    sample_cur = core.sample(current, config.sample_rows, config.seed)
-    drift_snapshot = core.drift_report(
-        sample_ref, sample_cur, champion.numeric, champion.categorical, config.drift
-    )
-    drift = core.read_drift(drift_snapshot, features, config.drift.drift_share)
-    quality_snapshot = core.quality_report(
-        sample_ref, sample_cur, champion.numeric, champion.categorical
-    )
-    quality = core.read_quality(reference, current, features, current["stale_features"])
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = PartsWindow.whole(download_reference(champion, Path(tmp)))
+        current = window.read(["scored_at", "entity_id", core.PROBABILITY, "stale_features"])
+        reports = window_reports(
+            reference, window, report_columns(champion.model), config, current["stale_features"]
+        )
+        scored_reference = reference.read([core.LABEL, core.PROBABILITY])
+    drift, quality = reports.drift, reports.quality
 
     as_of = pd.Timestamp(end)
     labelled = _matured(settings, champion, current, as_of)
-    snapshots = {"drift": drift_snapshot, "quality": quality_snapshot}
+    snapshots = dict(reports.snapshots)
     performance = None
     if not labelled.empty:
         labels = labelled["label"].to_numpy()
@@ -240,7 +279,7 @@ def monitor(
             metrics, champion.test_metrics, len(labelled), int(labels.sum()), config
         )
         if labels.sum() and labels.sum() < len(labels):
-            snapshots["performance"] = core.performance_report(reference, labelled)
+            snapshots["performance"] = core.performance_report(scored_reference, labelled)
 
     past = history(settings, target)
     trigger = decide(drift, performance, past, champion.version, end, config)
@@ -279,7 +318,7 @@ def monitor(
 
 
 def _retrain(
-    settings: Settings, target: Target, config: TrainConfig, until: datetime
+    settings: Settings, target: str, config: TrainConfig, until: datetime
 ) -> RetrainOutcome:
     """Train on what is known by ``until`` and let the gate decide."""
     try:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from actions.scoring import ScoresProvider
 from closedloop.clock import running_clock
+from closedloop.models import SPECS
 from closedloop.scores import Score
 from closedloop.settings import Settings
 from serving.api import RequestError
 from serving.scoring import Scorer
 
-MODELS = ["churn", "fault"]
+MODELS = list(SPECS)
 REASONS = 3
 
 

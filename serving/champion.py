@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.model import ScoringModel
+
+if TYPE_CHECKING:
+    from training.registry import ModelVersion
 
 log = logging.getLogger("closedloop.serving")
 
@@ -30,15 +33,6 @@ class Champion:
     feature_service: str
     model: ScoringModel
     source: str  # "registry" or "disk cache"
-
-
-@dataclass(frozen=True)
-class RegistryVersion:
-    """What the registry says the alias points at."""
-
-    version: str
-    feature_service: str
-    source_uri: str  # where the logged model's files are
 
 
 class ModelCache:
@@ -77,39 +71,20 @@ class ModelCache:
         return self.load(name, saved["version"], saved["feature_service"], "disk cache")
 
 
-def registry_lookup(name: str) -> RegistryVersion | None:
-    """The version the ``champion`` alias points at, None if there is none (MLflow must be
-    connected); raises when the registry cannot be read."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+def registry_lookup(name: str) -> ModelVersion | None:
+    """The version the ``champion`` alias points at (MLflow must be connected)."""
+    from training import registry
 
-    from training.registry import CHAMPION
+    return registry.champion_version(name)
 
-    client = MlflowClient()
-    try:
-        aliases = client.get_registered_model(name).aliases
-    except MlflowException as error:
-        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-            return None
-        raise
-    if CHAMPION not in aliases:
-        return None
-    version = client.get_model_version(name, str(aliases[CHAMPION]))
-    run = client.get_run(version.run_id)
-    return RegistryVersion(
-        str(version.version), run.data.tags["feature_service"], f"models:/{name}/{version.version}"
+
+def download(found: ModelVersion) -> Champion:
+    """Fetch a registered version's scoring model from the registry."""
+    from training import registry
+
+    return Champion(
+        found.name, found.version, found.feature_service, registry.load_model(found), "registry"
     )
-
-
-def download(name: str, found: RegistryVersion) -> Champion:
-    """Fetch a registered version's scoring files from the registry."""
-    import mlflow.artifacts
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(found.source_uri, dst_path=tmp))
-        model = ScoringModel.load(local / "artifacts" / "scoring")
-    return Champion(name, found.version, found.feature_service, model, "registry")
 
 
 @dataclass
@@ -131,8 +106,8 @@ class Champions:
         self,
         names: list[str],
         cache: ModelCache,
-        lookup: Callable[[str], RegistryVersion | None] = registry_lookup,
-        fetch: Callable[[str, RegistryVersion], Champion] = download,
+        lookup: Callable[[str], ModelVersion | None] = registry_lookup,
+        fetch: Callable[[ModelVersion], Champion] = download,
     ) -> None:
         self.names = names
         self._cache = cache
@@ -179,10 +154,10 @@ class Champions:
                 status.source = "registry"  # a version started from disk, now confirmed
         return changed
 
-    def _load(self, name: str, found: RegistryVersion) -> Champion:
+    def _load(self, name: str, found: ModelVersion) -> Champion:
         if self._cache.has(name, found.version):
             return self._cache.load(name, found.version, found.feature_service, "registry")
-        champion = self._fetch(name, found)
+        champion = self._fetch(found)
         self._cache.save(champion)
         return champion
 

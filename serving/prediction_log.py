@@ -1,4 +1,4 @@
-"""The prediction log's writer: rows queue in memory and a background thread writes Parquet.
+"""The prediction log's writer: scored batches queue in memory, a background thread writes Parquet.
 
 Requests only put rows on a queue. The writer thread turns what has queued into one Parquet
 part per model every ``flush_seconds`` (or sooner when ``flush_rows`` are waiting), written
@@ -21,23 +21,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from closedloop.predictions import LOG_COLUMNS, log_folder
-from training.model import ScoringModel
+from closedloop.predictions import PredictionBatch, log_folder, log_schema, log_table
 
 if TYPE_CHECKING:
     from serving.champion import Champion
 
 log = logging.getLogger("closedloop.serving")
 _TICK = object()  # the queue stayed empty until the next flush was due
-
-
-def log_schema(model: ScoringModel) -> pa.Schema:
-    """The log's columns, then the model's features (text for categoricals, else float64)."""
-    features = [
-        pa.field(name, pa.string() if name in model.categories else pa.float64())
-        for name in model.features
-    ]
-    return pa.schema([*LOG_COLUMNS, *features])
 
 
 class PredictionLog:
@@ -52,13 +42,14 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, champion: Champion, rows: list[dict]) -> None:
-        """Queue rows a champion scored for writing; returns at once."""
-        if rows:
+    def append(self, champion: Champion, batch: PredictionBatch) -> None:
+        """Queue what a champion scored for writing; returns at once."""
+        if len(batch):
             key = (champion.name, champion.version)
             if key not in self._schemas:
-                self._schemas[key] = log_schema(champion.model)
-            self._queue.put((champion.name, self._schemas[key], rows))
+                model = champion.model
+                self._schemas[key] = log_schema(model.features, model.categories)
+            self._queue.put((champion.name, self._schemas[key], batch))
 
     def close(self) -> None:
         """Write everything queued, then stop the writer."""
@@ -66,7 +57,7 @@ class PredictionLog:
         self._thread.join()
 
     def _run(self) -> None:
-        pending: dict[tuple[str, pa.Schema], list[dict]] = {}
+        pending: dict[tuple[str, pa.Schema], list[PredictionBatch]] = {}
         waiting = 0
         due = time.monotonic() + self.flush_seconds
         while True:
@@ -78,27 +69,28 @@ class PredictionLog:
                 self._flush(pending)
                 return
             if item is not _TICK:
-                model, schema, rows = item
-                pending.setdefault((model, schema), []).extend(rows)
-                waiting += len(rows)
+                model, schema, batch = item
+                pending.setdefault((model, schema), []).append(batch)
+                waiting += len(batch)
             if waiting >= self.flush_rows or time.monotonic() >= due:
                 self._flush(pending)
                 pending, waiting = {}, 0
                 due = time.monotonic() + self.flush_seconds
 
-    def _flush(self, pending: dict[tuple[str, pa.Schema], list[dict]]) -> None:
-        for (model, schema), rows in pending.items():
+    def _flush(self, pending: dict[tuple[str, pa.Schema], list[PredictionBatch]]) -> None:
+        for (model, schema), batches in pending.items():
             try:
-                self._write(model, schema, rows)
+                self._write(model, log_table(batches, schema))
             except Exception:  # keep serving; the error and the row count go to the log
-                log.exception("could not write %d prediction rows of %s", len(rows), model)
+                rows = sum(len(batch) for batch in batches)
+                log.exception("could not write %d prediction rows of %s", rows, model)
 
-    def _write(self, model: str, schema: pa.Schema, rows: list[dict]) -> None:
+    def _write(self, model: str, table: pa.Table) -> None:
         folder = log_folder(self.home, model)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = folder / f"part-{stamp}-{os.getpid()}-{next(self._parts):06d}.parquet"
         partial = path.with_suffix(".partial")
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
+        pq.write_table(table, partial)
         partial.replace(path)
-        self.written += len(rows)
+        self.written += table.num_rows

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from closedloop.predictions import PredictionBatch
 from closedloop.scores import Direction, FeatureValue, Reason, Score
 from features.online import OnlineReader, ServiceLayout
 from serving.api import RequestError
@@ -22,13 +23,13 @@ from serving.champion import Champion, Champions
 
 @dataclass(frozen=True)
 class Scored:
-    """The outcome of one request: scores, the ids nobody knows, and rows for the log."""
+    """The outcome of one request: scores, the ids nobody knows, and the batch for the log."""
 
     champion: Champion
     request_id: str
     scores: list[Score]
+    log: PredictionBatch
     unknown_ids: list[str] = field(default_factory=list)
-    log_rows: list[dict[str, object]] = field(default_factory=list)
 
 
 def reason_text(description: str, value: FeatureValue, direction: Direction) -> str:
@@ -183,7 +184,7 @@ class Scorer:
         descriptions = layout.descriptions
         request_id = uuid.uuid4().hex
         scored_at = self.clock()
-        scores, log_rows = [], []
+        scores = []
         for i, entity_id in enumerate(ids):
             reasons = (
                 []
@@ -203,18 +204,16 @@ class Scorer:
                     features=records[i],
                 )
             )
-            log_rows.append(
-                {
-                    "scored_at": scored_at,
-                    "request_id": request_id,
-                    "model": champion.name,
-                    "model_version": champion.version,
-                    "feature_service": champion.feature_service,
-                    "entity_id": entity_id,
-                    "source": source,
-                    "probability": probability,
-                    "stale_features": len(stale[i]),
-                    **records[i],
-                }
-            )
-        return Scored(champion, request_id, scores, unknown, log_rows)
+        batch = PredictionBatch(
+            model=champion.name,
+            model_version=champion.version,
+            feature_service=champion.feature_service,
+            source=source,
+            request_id=request_id,
+            scored_at=scored_at,
+            entity_ids=ids,
+            probabilities=probabilities.tolist(),
+            stale_features=[len(names) for names in stale],
+            features={name: [record[name] for record in records] for name in model.features},
+        )
+        return Scored(champion, request_id, scores, batch, unknown)

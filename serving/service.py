@@ -24,6 +24,7 @@ import bentoml
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
+from closedloop.models import SPECS
 from closedloop.settings import Settings
 from serving.api import (
     CellRequest,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from features.online import FeatureReader
     from serving.scoring import Scored
 
-MODELS = ["churn", "fault"]
+MODELS = list(SPECS)
 log = logging.getLogger("closedloop.serving")
 
 health_app = FastAPI()
@@ -250,7 +251,7 @@ class Closedloop:
                 self.metrics.model_version.labels(model=champion.name, version=old).set(0)
             self.metrics.model_version.labels(model=champion.name, version=champion.version).set(1)
             self._versions[champion.name] = champion.version
-        self.log.append(champion, scored.log_rows)
+        self.log.append(champion, scored.log)
         self.metrics.latency.labels(model=champion.name, source=source).observe(seconds)
         for score in scored.scores:
             self.metrics.probability.labels(model=champion.name).observe(score.probability)

@@ -6,34 +6,23 @@ MLflow, LightGBM and Feast are imported inside the commands so ``closedloop --he
 from __future__ import annotations
 
 import json
-import logging
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from closedloop.models import SPECS, ModelName
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, settings_of
+from closedloop.terminal import UserError, console, quiet_logging, settings_of
 from training.config import TrainConfig
 
 models_app = typer.Typer(help="Registered models: versions, aliases, manual promotion (MLflow).")
 
 
-class Target(StrEnum):
-    CHURN = "churn"
-    FAULT = "fault"
-
-
-def _quiet_mlflow() -> None:
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def run_train(settings: Settings, target: str, config: TrainConfig):
     from training.pipeline import train as fit_and_gate
 
-    _quiet_mlflow()
+    quiet_logging()
     try:
         outcome = fit_and_gate(settings, target, config)
     except ValueError as error:
@@ -66,23 +55,21 @@ def list_models(ctx: typer.Context) -> None:
     """Show every registered version with its aliases, test metrics and gate decision."""
     from training import registry
 
-    _quiet_mlflow()
+    quiet_logging()
     registry.connect(settings_of(ctx))
-    rows = registry.list_versions([t.value for t in Target])
+    rows = registry.list_versions(list(SPECS))
     if not rows:
         raise UserError("no registered models yet; run 'closedloop train churn' first")
     table = Table(title="registered models")
-    for column in ("model", "version", "aliases", "roc_auc", "pr_auc", "brier", "gate", "created"):
+    metrics = list(dict.fromkeys(m for model in SPECS.values() for m in model.metrics))
+    for column in ("model", "version", "aliases", *metrics, "gate", "created"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row.name,
             row.version,
             ", ".join(row.aliases) or "-",
-            *(
-                f"{row.metrics.get(f'test_{m}', float('nan')):.4f}"
-                for m in ("roc_auc", "pr_auc", "brier")
-            ),
+            *(f"{row.metrics.get(f'test_{m}', float('nan')):.4f}" for m in metrics),
             row.gate,
             f"{row.created:%m-%d %H:%M}",
         )
@@ -92,7 +79,7 @@ def list_models(ctx: typer.Context) -> None:
 @models_app.command("promote")
 def promote(
     ctx: typer.Context,
-    name: Annotated[Target, typer.Argument(help="Registered model")],
+    name: Annotated[ModelName, typer.Argument(help="Registered model")],
     version: Annotated[int, typer.Argument(help="Version to make champion")],
     why: Annotated[str, typer.Option(help="Reason, recorded on the version")],
     by: Annotated[str | None, typer.Option(help="Who decides (default: your user name)")] = None,
@@ -102,7 +89,7 @@ def promote(
 
     from training import registry
 
-    _quiet_mlflow()
+    quiet_logging()
     registry.connect(settings_of(ctx))
     try:
         registry.promote_by_hand(name.value, str(version), why, by)

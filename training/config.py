@@ -1,10 +1,14 @@
-"""Training parameters: one section per model in ``params.yaml`` (read at the CLI edge)."""
+"""Training parameters: one section per model in ``params.yaml`` (read at the CLI edge) over
+the defaults of the model's spec."""
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from collections.abc import Mapping
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from closedloop.models import GateConfig, ModelName, spec
 
 
 class _Strict(BaseModel):
@@ -33,17 +37,6 @@ class TuneConfig(_Strict):
     )
 
 
-class GateConfig(_Strict):
-    """When a challenger may take the champion alias."""
-
-    metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
-    margin: float = Field(0.0, ge=0, description="challenger must beat the champion by this")
-    min_roc_auc: float = Field(0.6, ge=0, le=1)
-    min_pr_auc_lift: float = Field(
-        1.5, ge=0, description="PR AUC must reach this many times the base rate"
-    )
-
-
 class SplitConfig(_Strict):
     """Shares of the time-ordered snapshot instants for training, validation and test."""
 
@@ -68,43 +61,40 @@ class TrainConfig(_Strict):
     lightgbm: LightGBMParams = LightGBMParams()
     tune: TuneConfig = TuneConfig()
     gate: GateConfig = GateConfig()
-    action_budget: int = Field(100, ge=1, description="top-k for precision at the budget")
+    action_budget: int = Field(ge=1, description="top-k for precision at the budget")
     increasing: tuple[str, ...] = Field(
         (), description="features whose rise must never lower the risk (monotone constraints)"
     )
     seed: int = 7
 
 
-CHURN_INCREASING = (
-    "outage_minutes_1d",
-    "outage_minutes_7d",
-    "outage_minutes_30d",
-    "degraded_minutes_7d",
-    "degraded_minutes_30d",
-    "failed_sessions_7d",
-    "failed_sessions_30d",
-    "complaints_30d",
-    "late_invoices_90d",
-)
-FAULT_INCREASING = ("loss_trend_6h", "prb_trend_6h", "packet_loss_6h", "alarms_24h")
+def train_config(name: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """How model ``name`` trains: its spec's defaults, overridden by ``overrides`` (a
+    ``train_<name>`` section of ``params.yaml``, nested mappings merged key by key)."""
+    model = spec(name)
+    base = TrainConfig(
+        service=model.feature_service,
+        horizon_hours=model.label.horizon_hours,
+        snapshot_every_hours=model.label.snapshot_every_hours,
+        gate=model.gate,
+        action_budget=model.action_budget,
+        increasing=model.increasing,
+    ).model_dump()
+    return TrainConfig.model_validate(merged(base, dict(overrides or {})))
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merged(base[key], value) if nested else value
+    return out
 
 
 def churn_defaults() -> TrainConfig:
-    return TrainConfig(
-        service="churn_v1",
-        horizon_hours=30 * 24,
-        snapshot_every_hours=7 * 24,
-        increasing=CHURN_INCREASING,
-    )
+    return train_config(ModelName.CHURN)
 
 
 def fault_defaults() -> TrainConfig:
-    return TrainConfig(
-        service="fault_v1",
-        horizon_hours=6,
-        snapshot_every_hours=2,
-        increasing=FAULT_INCREASING,
-    )
-
-
-DEFAULTS = {"churn": churn_defaults, "fault": fault_defaults}
+    return train_config(ModelName.FAULT)

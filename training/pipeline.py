@@ -7,7 +7,6 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import mlflow
 import numpy as np
@@ -15,22 +14,21 @@ import pandas as pd
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from closedloop.models import ModelSpec, spec
 from closedloop.settings import Settings
 from features.offline import OfflineStore
 from features.pipeline import repository
-from features.repo import FeaturePaths, service_features
+from features.repo import service_features
 from features.store import open_store
 from training import registry
 from training.config import TrainConfig
 from training.evaluate import Evaluation, evaluate
-from training.labels import churn_snapshots, fault_snapshots
+from training.labels import SNAPSHOTS
 from training.model import ScoringModel
 from training.trainer import fit
 from training.tuning import search
 
-Target = Literal["churn", "fault"]
 REFERENCE_ROWS = 50_000  # rows of the training window kept for monitoring's drift reference
-SEGMENTS = {"churn": ["segment", "sla_tier", "region"], "fault": ["vendor", "technology"]}
 
 
 def time_split(instants: pd.Series, config: TrainConfig) -> pd.Series:
@@ -42,19 +40,25 @@ def time_split(instants: pd.Series, config: TrainConfig) -> pd.Series:
     return pd.Series(part, index=instants.index)
 
 
+def feature_source(settings: Settings, model: ModelSpec) -> Path:
+    """The feature table behind the model's feature service: where its entities are listed."""
+    repo = repository(settings)
+    views = {view.name: view for view in repo.views}
+    projections = repo.services[model.feature_service].feature_view_projections
+    (path,) = {views[projection.name].batch_source.path for projection in projections}
+    return Path(path)
+
+
 def labelled_snapshots(
-    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+    settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
 ) -> pd.DataFrame:
     """Snapshots on the grid whose label is known by ``until`` (default: the end of the data)."""
-    paths = FeaturePaths.under(settings.paths)
+    model = spec(target)
+    keys = _keys(feature_source(settings, model), model.entity_key, until)
+    events = OfflineStore(settings.home).read(model.label.events)
     horizon = pd.Timedelta(hours=config.horizon_hours)
     every = pd.Timedelta(hours=config.snapshot_every_hours)
-    offline = OfflineStore(settings.home)
-    if target == "churn":
-        keys = _keys(paths.customer_daily, "customer_id", until)
-        return churn_snapshots(keys, offline.read("churn_labels"), horizon, every)
-    keys = _keys(paths.cell_hourly, "cell_id", until)
-    return fault_snapshots(keys, offline.read("cell_fault_labels"), horizon, every)
+    return SNAPSHOTS[model.label.kind](keys, events, horizon, every)
 
 
 def _keys(path: Path, key: str, until: datetime | None) -> pd.DataFrame:
@@ -67,7 +71,7 @@ def _keys(path: Path, key: str, until: datetime | None) -> pd.DataFrame:
 
 
 def training_set(
-    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+    settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
 ) -> pd.DataFrame:
     """Labelled snapshots joined point-in-time to the feature service by Feast."""
     snapshots = labelled_snapshots(settings, target, config, until)
@@ -76,7 +80,7 @@ def training_set(
     store = open_store(settings)
     service = store.get_feature_service(config.service)
     joined = store.get_historical_features(entity_df=snapshots, features=service).to_df()
-    key = "customer_id" if target == "churn" else "cell_id"
+    key = spec(target).entity_key
     return joined.sort_values(["event_timestamp", key], kind="stable").reset_index(drop=True)
 
 
@@ -138,12 +142,13 @@ def reference_sample(
 
 
 def train(
-    settings: Settings, target: Target, config: TrainConfig, until: datetime | None = None
+    settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
 ) -> TrainOutcome:
     """Train, evaluate on the latest window, log everything, register and gate the model.
 
     ``until`` trains on what was known before that instant (the default: all the data).
     """
+    model_spec = spec(target)
     data = training_set(settings, target, config, until)
     data["split"] = time_split(data["event_timestamp"], config)
     parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
@@ -167,7 +172,7 @@ def train(
     test = parts["test"]
     scores = model.score(test)
     evaluation = evaluate(
-        test["label"].to_numpy(), scores, config.action_budget, test[SEGMENTS[target]]
+        test["label"].to_numpy(), scores, config.action_budget, test[list(model_spec.segments)]
     )
     valid_metrics = evaluate(
         parts["valid"]["label"].to_numpy(), model.score(parts["valid"]), config.action_budget
@@ -175,12 +180,11 @@ def train(
 
     registry.connect(settings)
     experiment_id = registry.experiment(settings, f"closedloop-{target}")
-    champion = registry.champion_model(target)
+    champion = registry.load_champion(target)
     champion_metrics = None
     if champion is not None:
-        champion_scores = np.asarray(champion[1].predict(test[features]), dtype=float)
         champion_metrics = evaluate(
-            test["label"].to_numpy(), champion_scores, config.action_budget
+            test["label"].to_numpy(), champion.model.score(test), config.action_budget
         ).metrics
     decision = registry.decide(config.gate, evaluation.metrics, champion_metrics)
 
@@ -217,8 +221,9 @@ def train(
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             _plots(evaluation, model, test, folder)
-            key = "customer_id" if target == "churn" else "cell_id"
-            reference = reference_sample(parts["train"], key, model, REFERENCE_ROWS, config.seed)
+            reference = reference_sample(
+                parts["train"], model_spec.entity_key, model, REFERENCE_ROWS, config.seed
+            )
             reference.to_parquet(folder / "reference.parquet", index=False)
             evaluation.lift.to_csv(folder / "lift.csv", index=False)
             evaluation.calibration.to_csv(folder / "calibration.csv", index=False)
@@ -226,7 +231,7 @@ def train(
             gate = {
                 "promote": decision.promote,
                 "reasons": decision.reasons,
-                "champion_version": champion[0] if champion else None,
+                "champion_version": champion.version if champion else None,
                 "champion_metrics": champion_metrics,
             }
             (folder / "gate.json").write_text(json.dumps(gate, indent=1))

@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import mlflow
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
@@ -115,14 +115,89 @@ def decide(
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 
-def champion_model(name: str) -> tuple[str, Any] | None:
-    """The champion's version and its pyfunc model, if the alias is set."""
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered version: which training run made it and the feature service it reads."""
+
+    name: str
+    version: str
+    run_id: str
+    feature_service: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered version loaded for scoring, with what its training run recorded."""
+
+    name: str
+    version: str
+    run_id: str
+    feature_service: str
+    model: ScoringModel
+    horizon: pd.Timedelta
+    snapshot_every: pd.Timedelta
+    training_window: str
+    test_metrics: dict[str, float]
+
+
+def champion_version(name: str) -> ModelVersion | None:
+    """The version the ``champion`` alias points at, None if there is none (MLflow must be
+    connected); raises when the registry cannot be read."""
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
     client = MlflowClient()
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    if CHAMPION not in aliases:
         return None
-    return version.version, mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    return model_version(name, str(aliases[CHAMPION]))
+
+
+def model_version(name: str, version: str) -> ModelVersion:
+    """One registered version of ``name`` (raises when there is none)."""
+    client = MlflowClient()
+    found = client.get_model_version(name, version)
+    run = client.get_run(found.run_id)
+    return ModelVersion(name, str(found.version), found.run_id, run.data.tags["feature_service"])
+
+
+def load_model(version: ModelVersion) -> ScoringModel:
+    """A registered version's scoring model, fetched from the registry's artifacts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(version.uri, dst_path=tmp))
+        return ScoringModel.load(local / "artifacts" / "scoring")
+
+
+def load_version(version: ModelVersion) -> RegisteredModel:
+    """A registered version loaded, with its training run's horizon, window and test metrics."""
+    run = MlflowClient().get_run(version.run_id)
+    return RegisteredModel(
+        name=version.name,
+        version=version.version,
+        run_id=version.run_id,
+        feature_service=version.feature_service,
+        model=load_model(version),
+        horizon=pd.Timedelta(hours=int(run.data.params["horizon_hours"])),
+        snapshot_every=pd.Timedelta(hours=int(run.data.params["snapshot_every_hours"])),
+        training_window=run.data.tags.get("window_train", "unknown"),
+        test_metrics={
+            k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
+        },
+    )
+
+
+def load_champion(name: str) -> RegisteredModel | None:
+    """The champion of ``name`` loaded, None if the alias is not set (MLflow must be connected)."""
+    found = champion_version(name)
+    return None if found is None else load_version(found)
 
 
 def log_model(model: ScoringModel, example: pd.DataFrame, name: str) -> str:

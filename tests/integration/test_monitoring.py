@@ -8,7 +8,10 @@ from evidently.ui.workspace import Workspace
 from typer.testing import CliRunner
 
 from closedloop.cli import app
+from closedloop.models import spec
 from closedloop.settings import Settings
+from features.pipeline import repository
+from features.repo import service_features
 from monitoring import episode
 from monitoring.pipeline import history, read_log
 
@@ -47,6 +50,15 @@ def test_drift_triggers_a_gated_retrain_that_recovers_performance(result):
     assert any(o.promoted for o in outcomes)
     assert result.final_version != result.first_version
     assert result.pr_auc_final > result.pr_auc_first
+
+
+def test_the_reports_cover_the_specs_feature_service_in_its_order(settings, result):
+    model = spec("fault")
+    expected = service_features(repository(settings).services[model.feature_service])
+    for run in result.runs:
+        assert run.feature_service == model.feature_service
+        assert [c.column for c in run.drift.columns] == expected
+        assert list(run.quality.missing_share) == expected
 
 
 def test_runs_leave_reports_a_summary_history_and_workspace(settings, result):

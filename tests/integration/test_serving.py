@@ -16,9 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from closedloop.models import spec
 from closedloop.predictions import log_folder
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
+from features.pipeline import repository
+from features.repo import service_features
 from serving.process import PROJECT, RunningService, start_service
 from training import registry
 from training.config import LightGBMParams, churn_defaults
@@ -226,6 +229,14 @@ def test_wrong_types_and_unknown_features_are_422_with_each_problem(service, cus
     assert "row 0: outage_minutes_30d expects a number" in problems
     assert "row 1: sla_tier expects text" in problems
     assert "row 2: unknown feature 'favourite_colour'" in problems
+
+
+def test_the_served_feature_order_is_the_specs_feature_service(service, home, customers):
+    expected = service_features(repository(home).services[spec("churn").feature_service])
+    answer = post(service, "/churn/what-if", {"rows": [{"favourite_colour": "red"}]})
+    assert answer.json()["error"]["detail"]["features"] == expected
+    row = post(service, "/churn/score", {"customer_ids": customers[:1]}).json()["scores"][0]
+    assert list(row["features"]) == expected
 
 
 def test_nan_and_non_json_never_crash_the_service(service):

@@ -27,10 +27,7 @@ FORBIDDEN = {
 # Known violations being removed, each named by (importer module, what it imports: a module or a
 # name in one): tolerated here, and an entry that no longer occurs fails the test, so that the
 # list only shrinks.
-KNOWN: set[tuple[str, str]] = {
-    # monitoring quiets MLflow with training's private helper
-    ("monitoring.commands", "training.commands._quiet_mlflow"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def imported(edge: Import) -> str:

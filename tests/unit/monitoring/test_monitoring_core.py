@@ -8,7 +8,6 @@ import pytest
 
 from monitoring import drift as core
 from monitoring.config import DriftPolicy, MonitorConfig
-from monitoring.labels import churn_labels, fault_labels
 from monitoring.policy import decide, drift_streak, performance_verdict
 from monitoring.summary import (
     ColumnDrift,
@@ -18,6 +17,7 @@ from monitoring.summary import (
     RetrainOutcome,
     Trigger,
 )
+from training.labels import churn_labels, fault_labels
 
 T0 = pd.Timestamp("2026-02-01", tz="UTC")
 H = pd.Timedelta(hours=1)
@@ -189,3 +189,28 @@ def test_a_parquet_sample_is_the_frame_sample_read_column_by_column(tmp_path):
     got = read_sample(tmp_path / "w.parquet", 3_000, seed=9)
     expected = core.sample(frame, 3_000, 9).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_window_over_parts_samples_the_rows_its_filter_keeps_as_the_frame_sample(tmp_path):
+    from monitoring.sampling import PartsWindow
+
+    rng = np.random.default_rng(4)
+    parts, kept, frames = [], [], []
+    for i, rows in enumerate((30_000, 5, 22_000)):
+        frame = pd.DataFrame({"a": rng.normal(size=rows), "b": rng.choice(["x", "y", None], rows)})
+        frame.loc[frame.index % 9 == 0, "a"] = np.nan
+        path = tmp_path / f"part-{i}.parquet"
+        frame.to_parquet(path, row_group_size=7_000)
+        keep = (rng.random(rows) < 0.6) if i != 1 else np.zeros(rows, dtype=bool)
+        parts.append(path)
+        kept.append(keep)
+        frames.append(frame[keep])
+    window = PartsWindow(parts, kept)
+    whole = pd.concat(frames, ignore_index=True)
+    assert window.rows == len(whole)
+    pd.testing.assert_frame_equal(window.read(), whole)
+    expected = core.sample(whole, 4_000, 9).reset_index(drop=True)
+    pd.testing.assert_frame_equal(window.sample(4_000, 9), expected)
+    pd.testing.assert_frame_equal(window.sample(4_000, 9, ["b"]), expected[["b"]])
+    shares = window.missing_share(["a", "b"])
+    assert shares == pytest.approx({"a": whole.a.isna().mean(), "b": whole.b.isna().mean()})

@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from closedloop.clock import running_clock
-from closedloop.predictions import log_folder
+from closedloop.predictions import PredictionBatch, log_folder
 from closedloop.scores import Direction
-from serving.champion import Champion, Champions, ModelCache, RegistryVersion
+from serving.champion import Champion, Champions, ModelCache
 from serving.prediction_log import PredictionLog
 from serving.scoring import RequestError, Scorer, check_supplied, top_reasons
 from training.model import ScoringModel
+from training.registry import ModelVersion
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +88,13 @@ class Registry:
         self.down = False
         self.fetched: list[str] = []
 
-    def lookup(self, name: str) -> RegistryVersion | None:
+    def lookup(self, name: str) -> ModelVersion | None:
         if self.down:
             raise ConnectionError("registry is down")
-        return None if self.version is None else RegistryVersion(self.version, "churn_v1", "")
+        return None if self.version is None else ModelVersion("churn", self.version, "", "churn_v1")
 
     def fetch_with(self, model: ScoringModel):
-        def fetch(name: str, found: RegistryVersion) -> Champion:
+        def fetch(found: ModelVersion) -> Champion:
             self.fetched.append(found.version)
             return champion(model, found.version)
 
@@ -146,7 +147,7 @@ def test_a_registry_that_hangs_does_not_hold_up_the_start(model, tmp_path):
     Champions(["churn"], cache, registry.lookup, registry.fetch_with(model)).refresh()
     release = threading.Event()
 
-    def hanging(name: str) -> RegistryVersion | None:
+    def hanging(name: str) -> ModelVersion | None:
         release.wait(10)
         return registry.lookup(name)
 
@@ -174,25 +175,25 @@ def test_scoring_before_any_model_loaded_is_a_503(model, tmp_path):
 def test_the_log_writes_every_queued_row_on_close_and_no_partial_files(model, tmp_path):
     log = PredictionLog(tmp_path, flush_rows=7, flush_seconds=60)
     stamp = datetime(2026, 3, 5, tzinfo=UTC)
-    rows = [
-        {
-            "scored_at": stamp,
-            "request_id": f"r{i // 3}",
-            "model": "churn",
-            "model_version": "1",
-            "feature_service": "churn_v1",
-            "entity_id": f"cus_{i}",
-            "source": "online",
-            "probability": i / 100,
-            "stale_features": 0,
-            "outage_minutes": float(i),
-            "tenure_months": None,
-            "plan": "basic",
-        }
-        for i in range(20)
-    ]
     for start in range(0, 20, 3):
-        log.append(champion(model, "1"), rows[start : start + 3])
+        rows = range(start, min(start + 3, 20))
+        batch = PredictionBatch(
+            model="churn",
+            model_version="1",
+            feature_service="churn_v1",
+            source="online",
+            request_id=f"r{start // 3}",
+            scored_at=stamp,
+            entity_ids=[f"cus_{i}" for i in rows],
+            probabilities=[i / 100 for i in rows],
+            stale_features=[0 for _ in rows],
+            features={
+                "outage_minutes": [float(i) for i in rows],
+                "tenure_months": [None for _ in rows],
+                "plan": ["basic" for _ in rows],
+            },
+        )
+        log.append(champion(model, "1"), batch)
     log.close()
     folder = log_folder(tmp_path, "churn")
     assert not list(folder.glob("*.partial"))

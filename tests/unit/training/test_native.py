@@ -2,7 +2,14 @@ import numpy as np
 import pandas as pd
 
 from training.config import LightGBMParams
-from training.native import NativeScorer, compiled_folder
+from training.native import (
+    NATIVE_MIN_ROWS,
+    Engine,
+    NativeScorer,
+    batch_scores,
+    compiled_folder,
+    engine_for,
+)
 from training.trainer import fit
 
 
@@ -39,3 +46,22 @@ def test_compiled_trees_score_as_lightgbm_does_and_are_cached(tmp_path):
     again = NativeScorer(model, tmp_path)
     assert library.stat().st_mtime_ns == built, "a second scorer reuses the compiled forest"
     np.testing.assert_array_equal(again.score(batch, threads=1), native.score(batch))
+
+
+def test_batch_scores_take_the_compiled_forest_by_row_count_with_the_same_answers(tmp_path):
+    features = ["outage", "tenure", "plan"]
+    model, _ = fit(
+        _frame(4000, 1), _frame(2000, 2), features, LightGBMParams(num_boost_round=40), seed=1
+    )
+    batch = _frame(1000, 4)[features]
+    assert engine_for(NATIVE_MIN_ROWS) is Engine.COMPILED
+    assert engine_for(NATIVE_MIN_ROWS - 1) is Engine.LIGHTGBM
+
+    small, engine = batch_scores(model, batch, tmp_path, native_from=1001)
+    assert engine is Engine.LIGHTGBM
+    assert not compiled_folder(tmp_path, model).exists(), "a small batch compiles nothing"
+    large, engine = batch_scores(model, batch, tmp_path, native_from=1000)
+    assert engine is Engine.COMPILED
+    assert (compiled_folder(tmp_path, model) / "forest.so").exists()
+    np.testing.assert_allclose(large, small, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(small, model.score(batch, threads=2))

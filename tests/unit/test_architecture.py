@@ -24,21 +24,6 @@ FORBIDDEN = {
     "actions": {"serving", "training", "monitoring"},
 }
 
-# Known violations being removed, each named by (importer module, what it imports: a module or a
-# name in one): tolerated here, and an entry that no longer occurs fails the test, so that the
-# list only shrinks.
-KNOWN: set[tuple[str, str]] = set()
-
-
-def imported(edge: Import) -> str:
-    return edge.target if edge.name is None else f"{edge.target}.{edge.name}"
-
-
-def matches(edge: Import, entry: tuple[str, str]) -> bool:
-    importer, what = entry
-    name = imported(edge)
-    return edge.importer == importer and (name == what or name.startswith(f"{what}."))
-
 
 def unit(module: str) -> str:
     """The node of the package graph a module belongs to: its package, or itself for the
@@ -53,14 +38,12 @@ def is_private(edge: Import) -> bool:
     return any(part.startswith("_") and not part.startswith("__") for part in parts)
 
 
-def violations(
-    edges: Iterable[Import], packages: tuple[str, ...] = PACKAGES, known: set = frozenset()
-) -> list[str]:
+def violations(edges: Iterable[Import], packages: tuple[str, ...] = PACKAGES) -> list[str]:
     """Every breach of the rule, one line each (cycles: one line per import on the cycle)."""
     found: list[str] = []
     graph: dict[str, dict[str, list[Import]]] = {}
     for edge in edges:
-        if edge.target.split(".")[0] not in packages or any(matches(edge, e) for e in known):
+        if edge.target.split(".")[0] not in packages:
             continue
         source, target = unit(edge.importer), unit(edge.target)
         if edge.importer.split(".")[0] != edge.target.split(".")[0] and is_private(edge):
@@ -116,14 +99,8 @@ def cycles(graph: dict[str, dict[str, list]]) -> list[set[str]]:
 
 def test_the_packages_follow_the_dependency_rule():
     edges = project_imports()
-    breaches = violations(edges, known=KNOWN)
+    breaches = violations(edges)
     assert not breaches, "\n".join(["the dependency rule is broken:", *breaches])
-
-
-def test_every_known_violation_still_occurs():
-    edges = project_imports()
-    fixed = sorted(entry for entry in KNOWN if not any(matches(edge, entry) for edge in edges))
-    assert not fixed, f"fixed, remove from KNOWN: {fixed}"
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -163,9 +140,6 @@ def test_the_checker_finds_a_hidden_cycle_a_forbidden_import_and_a_private_name(
         "forbidden (training must not import serving): training.fit:2 imports serving._cache",
         "private name from another package: training.fit:2 imports serving._cache",
     ]
-    # the same cycle, allowed edge by edge, is no longer reported
-    known = {("features.views", "training.fit"), ("training.fit", "serving._cache")}
-    assert violations(project_imports(tmp_path), known=known) == []
 
 
 def test_a_stage_importing_the_cli_or_the_core_importing_a_stage_is_reported(tmp_path):

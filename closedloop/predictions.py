@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from closedloop.arrow import UTC_MS, described
+from closedloop.home import Home
 from closedloop.scores import FeatureValue
 
 LOG_COLUMNS = pa.schema(
@@ -39,7 +40,7 @@ LOG_COLUMNS = pa.schema(
 
 def log_folder(home: Path, model: str) -> Path:
     """Where the prediction log of one model lives."""
-    return home / "predictions" / model
+    return Home.at(home).predictions(model)
 
 
 def log_schema(features: Sequence[str], categorical: Collection[str]) -> pa.Schema:

@@ -122,9 +122,14 @@ class Home:
     def service_log(self, port: int) -> Path:
         return self.root / "serving" / f"service-{port}.log"
 
+    @property
+    def prediction_logs(self) -> Path:
+        """The prediction log of every model."""
+        return self.root / "predictions"
+
     def predictions(self, model: str) -> Path:
         """The prediction log of a model, one Parquet file per flush."""
-        return self.root / "predictions" / model
+        return self.prediction_logs / model
 
     # monitoring
 
@@ -147,6 +152,11 @@ class Home:
     def ledger_db(self) -> Path:
         """The embedded profile's action ledger and audit trail."""
         return self.root / "ledger.db"
+
+    @property
+    def demo_events(self) -> Path:
+        """The network events the demo replays."""
+        return self.root / "actions" / "demo-events.jsonl"
 
     @property
     def outbox(self) -> Path:

@@ -43,7 +43,7 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
     console.print(f"snapshots: {rows}; gate: {verdict}")
     for reason in outcome.decision.reasons:
         console.print(f"  - {reason}")
-    metrics = settings.home / "metrics" / f"train_{target}.json"
+    metrics = settings.paths.metrics(target)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     gate = {"promoted": outcome.decision.promote, "version": int(outcome.version)}
     metrics.write_text(json.dumps({**outcome.metrics, **gate}, indent=1) + "\n")

@@ -44,7 +44,7 @@ def in_process_scores(settings: Settings) -> tuple[ScoresProvider, list[str]]:
     from training import registry
 
     registry.point_at(settings)
-    champions = Champions(MODELS, ModelCache(settings.home / "serving" / "models"))
+    champions = Champions(MODELS, ModelCache(settings.paths.model_cache))
     champions.refresh()
     problems = [f"{name}: no champion model" for name in MODELS if champions.get(name) is None]
     try:

@@ -73,7 +73,7 @@ def run_demo_scoring(settings: Settings, customers: list[str], cells: list[str])
         console.print(_score_table(answer.json()))
     console.print(
         f"health: {health['status']}; service stopped (exit code {code}); "
-        f"predictions logged under {settings.home / 'predictions'}"
+        f"predictions logged under {settings.paths.prediction_logs}"
     )
 
 

@@ -58,7 +58,7 @@ class RunningService:
 
 def start_service(settings: Settings, ready_within: float = 90) -> RunningService:
     """Launch the service in the background and wait until it reports ready."""
-    log_path = settings.home / "serving" / f"service-{settings.serve_port}.log"
+    log_path = settings.paths.service_log(settings.serve_port)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         process = subprocess.Popen(

@@ -116,7 +116,7 @@ class Closedloop:
         settings = Settings()  # the worker is the service's entry point
         self.metrics = service_metrics()
         registry.point_at(settings)  # opened later by the watcher, never blocking
-        cache = ModelCache(settings.home / "serving" / "models")
+        cache = ModelCache(settings.paths.model_cache)
         self.champions = Champions(MODELS, cache)
         self.champions.start(settings.model_poll_seconds, settings.registry_timeout_seconds)
         readers, self.problems = _readers(settings)

@@ -111,7 +111,7 @@ def run_episode(settings: Settings) -> None:
     from monitoring import episode
 
     quiet_logging()
-    home = settings.home / "drift-episode"
+    home = settings.paths.drift_episode.root
     firmware = episode.WORLD.drift.firmware
     console.print(
         f"a world of {episode.WORLD.cells} cells over {episode.WORLD.days} days in {home}: on day "
@@ -129,7 +129,7 @@ def run_episode(settings: Settings) -> None:
     )
     console.print(
         f"history: closedloop --home {home} monitor-history; browse the reports: "
-        f"evidently ui --workspace {home / 'monitoring' / 'workspace'}"
+        f"evidently ui --workspace {settings.paths.drift_episode.evidently_workspace}"
     )
 
 
@@ -166,7 +166,7 @@ def monitor_history(
     if not count:
         raise UserError("no monitoring runs yet; run 'closedloop monitor churn' first")
     console.print(table)
-    console.print(f"browse them: evidently ui --workspace {settings.home / 'monitoring/workspace'}")
+    console.print(f"browse them: evidently ui --workspace {settings.paths.evidently_workspace}")
 
 
 def history_row(summary: MonitorSummary) -> list[str]:

@@ -69,8 +69,8 @@ def prepare(settings: Settings, world: WorldConfig = WORLD) -> None:
 
     home = settings.home
     end = datetime.combine(world.start, datetime.min.time(), UTC) + timedelta(days=world.days)
-    write_world(simulate(world), home / "world")
-    ingest_world(home / "world", home, end)
+    write_world(simulate(world), settings.paths.world)
+    ingest_world(settings.paths.world, home, end)
     build_features(home, end)
     apply_repository(settings)
 

@@ -172,7 +172,7 @@ def read_log(settings: Settings, target: str, version: str, start, end) -> pd.Da
 
 
 def monitoring_home(settings: Settings, target: str) -> Path:
-    return settings.home / "monitoring" / target
+    return settings.paths.monitoring(target)
 
 
 def history(settings: Settings, target: str) -> list[MonitorSummary]:
@@ -194,7 +194,7 @@ def _matured(
 def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) -> None:
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace(str(settings.home / "monitoring" / "workspace"))
+    workspace = Workspace(str(settings.paths.evidently_workspace))
     name = f"{PROJECT_PREFIX}-{target}"
     found = workspace.search_project(name)
     project = found[0] if found else workspace.create_project(name, f"monitoring of {target}")

@@ -435,7 +435,7 @@ def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
         alarm(5, EventType.ALARM_CLEAR, "demo-backhaul", 55),
     ]
     events = sorted([*recent, *outage], key=lambda e: e.occurred_at)
-    path = settings.home / "actions" / "demo-events.jsonl"
+    path = settings.paths.demo_events
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(e.model_dump_json() + "\n" for e in [*events, *events[:50]]))
     return path
@@ -461,7 +461,7 @@ def run_demo_actions(
         verdict = audit.verify(runtime.ledger)
         console.print(
             f"audit trail: {verdict.rows:,} rows, {'intact' if verdict.intact else 'BROKEN'}; "
-            f"outbox under {settings.home / 'actions' / 'outbox'}"
+            f"outbox under {settings.paths.outbox}"
         )
     finally:
         runtime.close()

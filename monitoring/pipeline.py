@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from evidently.core.report import Snapshot
 
@@ -150,10 +151,12 @@ def log_window(settings: Settings, target: str, version: str, start, end) -> Par
     found by reading those two columns only."""
     parts, kept = [], []
     for part in sorted(log_folder(settings.home, target).glob("*.parquet")):
-        found = pq.read_table(part, columns=["model_version", "scored_at"]).to_pandas()
-        stamps = pd.to_datetime(found["scored_at"], utc=True)
-        inside = (stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))
-        keep = ((found["model_version"] == version) & inside).to_numpy()
+        found = pq.read_table(part, columns=["model_version", "scored_at"])
+        stamps = found.column("scored_at")
+        since, until = (pa.scalar(pd.Timestamp(t), stamps.type) for t in (start, end))
+        inside = pc.and_(pc.greater_equal(stamps, since), pc.less(stamps, until))
+        ours = pc.equal(found.column("model_version"), version)
+        keep = pc.fill_null(pc.and_(ours, inside), False).to_numpy()
         if keep.any():
             parts.append(part)
             kept.append(keep)

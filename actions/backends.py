@@ -1,5 +1,7 @@
 """The action layer's backends, chosen by the profile: each factory builds one and describes it.
 
+- event intake (:func:`intake_backend`): the service's ``POST /events`` and ``closedloop
+  replay FILE`` on both profiles, each event decided and committed in the request;
 - the ledger and audit trail (:func:`open_ledger`, :func:`ledger_backend`): SQLite in WAL mode
   under the home (embedded) or a schema of PostgreSQL (cluster), one DDL for both;
 - dispatch (:func:`dispatch_backend`): any number of dispatchers, of which the one holding the
@@ -13,6 +15,14 @@ from __future__ import annotations
 from actions.ledger import Ledger
 from closedloop.backends import Backend, Concern
 from closedloop.settings import Profile, Settings, redacted
+
+
+def intake_backend(settings: Settings) -> Backend:
+    """Where network events come in: the same two doors on every profile."""
+    where = (
+        "(POST /events, closedloop replay FILE): each event decided and committed in the request"
+    )
+    return Backend(Concern.EVENT_INTAKE, "http and file replay", where)
 
 
 def ledger_backend(settings: Settings) -> Backend:
@@ -42,4 +52,4 @@ def dispatch_backend(settings: Settings) -> Backend:
 
 def describe(settings: Settings) -> list[Backend]:
     """Every backend the action layer builds for this profile."""
-    return [ledger_backend(settings), dispatch_backend(settings)]
+    return [intake_backend(settings), ledger_backend(settings), dispatch_backend(settings)]

@@ -42,7 +42,7 @@ def test_embedded_profile_needs_no_server(tmp_path):
     assert "redis" not in described
     assert "postgresql" not in described
     for backend in backends:
-        if backend.concern is not Concern.TRAINING:
+        if backend.concern not in (Concern.TRAINING, Concern.EVENT_INTAKE):  # they hold no state
             assert str(tmp_path.resolve()) in backend.where, backend
 
 
@@ -161,3 +161,11 @@ def test_readme_profile_table_says_what_the_factories_build(tmp_path):
             where = backend.where.replace(str(tmp_path.resolve()), "HOME")
             for path in re.findall(r"HOME[\w/.-]*", where):
                 assert f"`{path}`" in cell, (profile, path, cell)
+
+
+@pytest.mark.parametrize("profile", ["embedded", "cluster"])
+def test_events_come_in_over_http_and_file_replay_on_every_profile(tmp_path, profile):
+    backends = {b.concern: b for b in profile_backends(Settings(home=tmp_path, profile=profile))}
+    intake = backends[Concern.EVENT_INTAKE]
+    assert intake.wired and intake.kind == "http and file replay"
+    assert "POST /events" in intake.where and "closedloop replay" in intake.where

@@ -33,13 +33,23 @@ def database():
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def test_features_apply_materialise_and_serve_on_postgres_and_redis(tmp_path, prepare, database):
+@pytest.fixture
+def redis_db(worker_id):
+    """A Redis database of this test process's own (Feast's keys carry no prefix of ours),
+    emptied before and after the test."""
+    number = 10 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
+    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{number}"
+    client.flushdb()
+
+
+def test_features_apply_materialise_and_serve_on_postgres_and_redis(
+    tmp_path, prepare, database, redis_db
+):
     prepare(tmp_path, CONFIG)
     cluster = Settings(
-        home=tmp_path,
-        profile="cluster",
-        postgres_dsn=SecretStr(database),
-        redis_url="redis://127.0.0.1:6379/0",
+        home=tmp_path, profile="cluster", postgres_dsn=SecretStr(database), redis_url=redis_db
     )
     repo = apply_repository(cluster)
     end = datetime(2026, 1, 11, tzinfo=UTC)
@@ -49,7 +59,7 @@ def test_features_apply_materialise_and_serve_on_postgres_and_redis(tmp_path, pr
     with psycopg.connect(database) as connection:
         tables = {r[0] for r in connection.execute("SELECT tablename FROM pg_tables")}
     assert "feature_views" in tables, "the registry lives in PostgreSQL"
-    assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
+    assert redis.Redis.from_url(redis_db).dbsize() > 0
     online = store.get_online_features(
         features=store.get_feature_service("churn_v1"), entity_rows=[{"customer_id": "cus_0000001"}]
     ).to_dict()
@@ -81,16 +91,6 @@ def test_training_tracks_and_registers_in_postgres(tmp_path, prepare, database):
     assert versions == [(int(outcome.version),)], "the registry lives in PostgreSQL"
     assert runs == 1
     assert aliases == ([("champion", int(outcome.version))] if outcome.decision.promote else [])
-
-
-@pytest.fixture
-def redis_db():
-    """A Redis database of its own, emptied after the test."""
-    number = 11
-    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-    client.flushdb()
-    yield f"redis://127.0.0.1:6379/{number}"
-    client.flushdb()
 
 
 def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, redis_db):

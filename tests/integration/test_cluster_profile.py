@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pandas as pd
 import psycopg
 import pytest
@@ -138,3 +139,49 @@ def test_an_unreachable_registry_is_one_clear_problem_not_a_crash(tmp_path, prep
     )
     with pytest.raises(OnlineStoreError, match="the Feast registry cannot be read"):
         online_store(cluster).readers()
+
+
+SERVED = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
+SERVED_END = datetime(2026, 3, 5, tzinfo=UTC)
+
+
+def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
+    tmp_path, prepare, database, redis_db, free_port
+):
+    """Registry and tracking on PostgreSQL, online features in Redis only (the home's SQLite
+    store is applied but never loaded): the service becomes ready and scores with them."""
+    from serving.process import start_service
+    from training.config import LightGBMParams, churn_defaults, fault_defaults
+    from training.pipeline import train
+
+    prepare(tmp_path, SERVED)
+    cluster = Settings(
+        home=tmp_path,
+        profile="cluster",
+        postgres_dsn=SecretStr(database),
+        redis_url=redis_db,
+        serve_port=free_port(),
+        clock_start=SERVED_END,
+    )
+    apply_repository(cluster)
+    materialize(cluster, SERVED_END - timedelta(days=SERVED.days + 1), SERVED_END, stock=False)
+    fast = LightGBMParams(num_boost_round=120, early_stopping_rounds=20)
+    for target, defaults in (("churn", churn_defaults), ("fault", fault_defaults)):
+        outcome = train(cluster, target, defaults().model_copy(update={"lightgbm": fast}))
+        assert outcome.decision.promote, outcome.decision.reasons
+    customers = pd.read_parquet(tmp_path / "offline/customers").set_index("customer_id")
+    chosen = customers.index[:3].tolist()
+    running = start_service(cluster)
+    try:
+        health = httpx.get(f"{running.url}/status/health").json()
+        answer = httpx.post(f"{running.url}/churn/score", json={"customer_ids": chosen})
+    finally:
+        running.stop()
+    assert health["status"] == "ok", health
+    assert health["problems"] == [] and health["feature_services"] == ["churn_v1", "fault_v1"]
+    assert answer.status_code == 200, answer.text
+    scores = answer.json()["scores"]
+    assert [s["entity_id"] for s in scores] == chosen
+    for score in scores:
+        assert score["features"]["mrr"] == pytest.approx(customers.loc[score["entity_id"], "mrr"])
+        assert 0 <= score["probability"] <= 1

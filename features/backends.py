@@ -78,7 +78,7 @@ def feature_store_backend(settings: Settings) -> Backend:
 
 
 class OnlineStoreError(RuntimeError):
-    """The online store cannot be read (a server down, a store never applied)."""
+    """The online store's server, or the Feast registry it needs, cannot be reached or read."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,8 @@ class RedisOnlineStore:
 
         layouts = load_layouts(self.settings.paths.online_layout)
         try:
-            redis.Redis.from_url(self.settings.redis_url, socket_timeout=5).ping()
+            with redis.Redis.from_url(self.settings.redis_url, socket_timeout=5) as client:
+                client.ping()
         except redis.RedisError as error:
             raise OnlineStoreError(f"redis {self.address} is unreachable: {error}") from None
         try:

@@ -178,13 +178,14 @@ def _unreachable() -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/cluster/ need the cluster profile's servers: skipped with the reason
-    when one is down, except in CI (``CI`` set), where the servers run and a skip would hide a
-    failure."""
+    """Tests under tests/cluster/ (marked ``cluster`` here) and any other test marked
+    ``cluster`` need the cluster profile's servers: skipped with the reason when one is down,
+    except in CI (``CI`` set), where the servers run and a skip would hide a failure."""
     cluster = Path(__file__).parent / "cluster"
-    chosen = [item for item in items if cluster in Path(item.fspath).parents]
-    for item in chosen:
-        item.add_marker(pytest.mark.cluster)
+    for item in items:
+        if cluster in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.cluster)
+    chosen = [item for item in items if item.get_closest_marker("cluster")]
     if not chosen or os.environ.get("CI"):
         return
     missing = _unreachable()

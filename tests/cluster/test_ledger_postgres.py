@@ -19,7 +19,6 @@ from actions.processor import Directory, Processor
 from closedloop.events import EventType
 from closedloop.settings import Settings
 
-pytestmark = pytest.mark.cluster
 DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -18,7 +18,6 @@ from features.backends import OnlineStoreError, online_store
 from features.pipeline import apply_repository, materialize
 from features.store import open_store
 
-pytestmark = pytest.mark.cluster
 CONFIG = WorldConfig(customers=300, days=10, seed=3, customers_per_cell=60)
 TRAINING = WorldConfig(customers=1_000, days=21, seed=5, customers_per_cell=25)
 SERVER = "postgresql://postgres@127.0.0.1:5432"

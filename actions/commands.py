@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.markdown import Markdown
 from rich.table import Table
 
+from actions.intake import Record
 from actions.ledger import Status
 from actions.policy import PolicyError, load_policy, runbook_text
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
@@ -30,6 +31,7 @@ actions_app = typer.Typer(
     help="List, show, approve, reject and retry actions.", no_args_is_help=True
 )
 audit_app = typer.Typer(help="Query and verify the audit trail.")
+events_app = typer.Typer(help="Event records the intake rejected.", no_args_is_help=True)
 
 
 @policy_app.command("check")
@@ -48,8 +50,8 @@ def policy_check(file: Annotated[Path, typer.Argument(help="Policy YAML to lint"
 
 
 def read_events(path: Path) -> list[NetworkEvent]:
-    """Every line of a JSON-lines file as an event; any bad line stops the replay before it
-    starts, with its line number and reason."""
+    """Every line of a JSON-lines file the project wrote itself (the world's, the demo's) as an
+    event; any bad line is an error naming its line and reason."""
     if not path.is_file():
         raise UserError(f"events file not found: {path}")
     events, problems = [], []
@@ -68,6 +70,15 @@ def read_events(path: Path) -> list[NetworkEvent]:
         )
         raise UserError(f"{path}: {len(problems)} bad event line(s), nothing replayed: {shown}")
     return events
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every non-blank line of a JSON-lines file, as received (validated by the intake)."""
+    if not path.is_file():
+        raise UserError(f"events file not found: {path}")
+    source = str(path.resolve())
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        return [Record(line, source, n) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def clock_of(settings: Settings) -> Callable[[], datetime]:
@@ -126,16 +137,33 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
         ] = True,
     ) -> None:
         """Replay network events from a file through the action layer; repeats change nothing.
-        The decisions are committed, then delivered here unless another dispatcher holds the
-        ledger's lease."""
+        A line that is not a valid event is recorded as rejected with its reason (see
+        'closedloop events rejected') and the others go on; exit 0 when they committed, 2 when
+        no line of the file was a valid event. The decisions are committed, then delivered
+        here unless another dispatcher holds the ledger's lease."""
         settings = settings_of(ctx)
-        events = read_events(file)
+        records = read_records(file)
         scores = _scores(settings, open_scores) if models else NoScores()
         runtime = _runtime(settings, scores)
         try:
-            print_outcomes(runtime.handle(events))
+            outcomes = runtime.take(records)
         finally:
             runtime.close()
+        rejected = [(r, o) for r, o in zip(records, outcomes, strict=True) if o.reason]
+        if rejected and len(rejected) == len(records):
+            shown = "; ".join(f"line {r.line}: {o.reason}" for r, o in rejected[:5]) + (
+                f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+            )
+            raise UserError(
+                f"{file}: {len(rejected)} bad event line(s), nothing replayed: {shown}"
+                " (recorded: closedloop events rejected)"
+            )
+        print_outcomes([o for o in outcomes if not o.reason])
+        if rejected:
+            console.print(
+                f"[yellow]{len(rejected):,} line(s) rejected, the others committed; "
+                "see 'closedloop events rejected'[/yellow]"
+            )
         deliver(settings)
         ledger = _open(ctx)
         try:
@@ -144,6 +172,33 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
             ledger.close()
 
     return replay
+
+
+@events_app.command("rejected")
+def events_rejected(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the rows")] = False,
+    limit: Annotated[int, typer.Option(help="rows at most")] = 200,
+) -> None:
+    """Event records the intake refused (a replayed line, an item of POST /events), each with
+    its reason, where it came from and when."""
+    ledger = _open(ctx)
+    try:
+        rows = ledger.rejected_events(limit)
+    finally:
+        ledger.close()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"rejected events: {len(rows):,} (first {limit:,})")
+    for column in ("received at", "source", "line", "event id", "reason", "record"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["received_at"][:19], row["source"], str(row["line"] or ""),
+            row["event_id"] or "", row["reason"], row["raw"][:120],
+        )  # fmt: skip
+    console.print(table)
 
 
 @actions_app.command("dispatch")

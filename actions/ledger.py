@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id);
 CREATE INDEX IF NOT EXISTS audit_cell ON audit (cell_id);
 CREATE INDEX IF NOT EXISTS audit_key ON audit (key);
+CREATE TABLE IF NOT EXISTS rejected_events (
+    key TEXT PRIMARY KEY, event_id TEXT, raw TEXT NOT NULL, reason TEXT NOT NULL,
+    source TEXT NOT NULL, line INTEGER, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
 """
@@ -217,6 +220,12 @@ class Ledger:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self.read().rows(
             f"SELECT * FROM decisions {where} ORDER BY created_at, key LIMIT {int(limit)}", params
+        )
+
+    def rejected_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Event records the intake refused, with why, oldest first."""
+        return self.read().rows(
+            f"SELECT * FROM rejected_events ORDER BY received_at, source, line LIMIT {int(limit)}"
         )
 
     def counts(self) -> dict[tuple[str, str], int]:

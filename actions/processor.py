@@ -23,9 +23,10 @@ from actions.adapters import ticket_resolution
 from actions.audit import Entry
 from actions.decide import Customer, Decision, Situation, decide
 from actions.guards import CREDIT_WINDOW, GuardBook, GuardResult, Taken, first_failed
+from actions.intake import Record, admit
 from actions.ledger import Ledger, Status, Tx, dumps
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
-from actions.queries import DecisionRow, EventRow, UpdateRow
+from actions.queries import DecisionRow, EventRow, RejectedRow, UpdateRow
 from actions.scoring import ScoresProvider
 from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
@@ -82,11 +83,12 @@ class Directory:
 class Outcome:
     """What one event led to: how it was classified and each decision's status."""
 
-    event_id: str
-    outcome: str  # new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear
+    event_id: str | None
+    outcome: str  # new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear, rejected
     incident: str | None = None
     affected_customers: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None  # why a rejected record was refused
 
     def statuses(self) -> Counter[str]:
         return Counter(d["status"] for d in self.decisions)
@@ -146,8 +148,11 @@ class Processor:
         """Classify, decide and commit one event; a repeat of a known event changes nothing."""
         return self.process_many([event])[0]
 
-    def process_many(self, events: list[NetworkEvent]) -> list[Outcome]:
-        """Events in order, committed together in one transaction (all or none)."""
+    def process_many(
+        self, events: list[NetworkEvent], rejected: list[RejectedRow] = ()
+    ) -> list[Outcome]:
+        """Events in order, committed together in one transaction (all or none) with the
+        records the intake ``rejected`` (a rejected record seen before is kept as it was)."""
         outcomes, entries = [], []
         self._open_incidents = None  # counted once per transaction, then kept up to date
         self._readings = []
@@ -158,7 +163,23 @@ class Processor:
                 entries += more
             self._write_readings()
             audit.append(tx, entries)
+            queries.insert(tx, "rejected_events", list(rejected), keep_existing=True)
         return outcomes
+
+    def take(self, records: list[Record]) -> list[Outcome]:
+        """Each record validated on its own against the clock; the valid ones processed, the
+        others recorded as rejected with their reason; one outcome per record, in order."""
+        now = self.clock()
+        admitted = [admit(record, now) for record in records]
+        events = [a for a in admitted if isinstance(a, NetworkEvent)]
+        rejected = [a for a in admitted if isinstance(a, RejectedRow)]
+        processed = iter(self.process_many(events, rejected))
+        return [
+            next(processed)
+            if isinstance(a, NetworkEvent)
+            else Outcome(a.event_id, "rejected", reason=a.reason)
+            for a in admitted
+        ]
 
     def _write_readings(self) -> None:
         if self.telemetry is not None and self._readings:

@@ -25,6 +25,19 @@ class EventRow(NamedTuple):
     body: str
 
 
+class RejectedRow(NamedTuple):
+    """An event record the intake refused; ``key`` hashes source, line and record, so a
+    re-read of the same input adds nothing."""
+
+    key: str
+    event_id: str | None
+    raw: str
+    reason: str
+    source: str
+    line: int | None
+    received_at: str
+
+
 class DecisionRow(NamedTuple):
     key: str
     incident: str

@@ -18,6 +18,7 @@ import httpx
 from actions.adapters import Adapter, HttpAdapter, OutboxAdapter
 from actions.backends import open_ledger
 from actions.dispatch import Dispatcher
+from actions.intake import Record
 from actions.ledger import Ledger
 from actions.policy import ActionType, load_policy
 from actions.processor import Directory, Outcome, Processor
@@ -69,6 +70,11 @@ class Runtime:
     def handle(self, events: list[NetworkEvent]) -> list[Outcome]:
         """Decide and commit each event; delivery is the dispatcher's business."""
         return self.processor.process_many(events)
+
+    def take(self, records: list[Record]) -> list[Outcome]:
+        """Validate each record on its own, then decide and commit the valid ones; the others
+        are recorded as rejected (see :meth:`Processor.take`)."""
+        return self.processor.take(records)
 
     def close(self) -> None:
         self.ledger.close()

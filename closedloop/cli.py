@@ -64,6 +64,7 @@ app.add_typer(action_commands.policy_app, name="policy")
 app.command("replay")(action_commands.replay_command(in_process_scores))
 app.add_typer(action_commands.actions_app, name="actions")
 app.add_typer(action_commands.audit_app, name="audit")
+app.add_typer(action_commands.events_app, name="events")
 app.command("monitor-score")(monitoring_commands.monitor_score)
 app.command("monitor-history")(monitoring_commands.monitor_history)
 

@@ -221,3 +221,74 @@ def test_replay_commits_and_leaves_delivery_to_the_lease_holder(home, tmp_path):
     lines = (tmp_path / "actions" / "outbox" / "trouble_ticket.jsonl").read_text().splitlines()
     assert len(lines) == 1
     assert "nothing to deliver" in cli("actions", "dispatch").output
+
+
+def test_replay_quarantines_bad_lines_and_commits_the_others_once(home, tmp_path):
+    shutil.copytree(home / "offline", tmp_path / "offline")  # a ledger of its own
+    cells = customers_of(home).cell_id.unique()[3:6]
+    now = datetime.now(UTC)
+    good = [
+        NetworkEvent(
+            event_id=f"good-{n}", event_type=EventType.ALARM_ONSET, cell_id=cell,
+            occurred_at=now - timedelta(minutes=10 - n), severity=Severity.MAJOR,
+            alarm_id=f"good-alarm-{n}",
+        ).model_dump_json()
+        for n, cell in enumerate(cells)
+    ]  # fmt: skip
+    onset = json.loads(good[0]) | {"alarm_id": "bad"}
+    bad = {
+        "year-1": json.dumps(onset | {"event_id": "bad-1", "occurred_at": "0001-01-01T00:00:00Z"}),
+        "overflow": json.dumps(
+            onset | {"event_id": "bad-2", "occurred_at": "9999-12-31T23:00:00-12:00"}
+        ),
+        "nan": json.dumps(onset | {"event_id": "bad-3", "metric": "rsrp", "value": float("nan")}),
+        "type": json.dumps(onset | {"event_id": "bad-4", "event_type": "meteor_strike"}),
+        "future": json.dumps(
+            onset | {"event_id": "bad-5", "occurred_at": (now + timedelta(days=1)).isoformat()}
+        ),
+        "json": "not json {",
+    }
+    lines = [good[0], *bad.values(), *good[1:]]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    env = {"CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"), "COLUMNS": "250"}
+
+    def cli(*args: str):
+        return runner.invoke(app, ["--home", str(tmp_path), *args], env=env)
+
+    def ledger() -> tuple[list, list, int]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            events = db.execute("SELECT event_id FROM events ORDER BY event_id").fetchall()
+            rejected = db.execute(
+                "SELECT line, event_id, reason, source FROM rejected_events ORDER BY line"
+            ).fetchall()
+            (decisions,) = db.execute("SELECT COUNT(*) FROM decisions").fetchone()
+        return events, rejected, decisions
+
+    first = cli("replay", "--no-models", str(path))
+    assert first.exit_code == 0, first.output
+    assert "3 events:" in first.output and "6 line(s) rejected" in first.output
+    events, rejected, decisions = ledger()
+    assert [e for (e,) in events] == ["good-0", "good-1", "good-2"] and decisions > 0
+    assert [line for line, *_ in rejected] == [2, 3, 4, 5, 6, 7]
+    assert {source for *_, source in rejected} == {str(path.resolve())}
+    reasons = {line: (event_id, reason) for line, event_id, reason, _ in rejected}
+    assert reasons[2] == ("bad-1", reasons[2][1]) and "1970-01-01" in reasons[2][1]
+    assert "occurred_at" in reasons[3][1] and "UTC" in reasons[3][1]
+    assert "value: Input should be a finite number" in reasons[4][1]
+    assert "event_type" in reasons[5][1]
+    assert "after the processing clock" in reasons[6][1]
+    assert reasons[7][0] is None and "Invalid JSON" in reasons[7][1]
+
+    again = cli("replay", "--no-models", str(path))
+    assert again.exit_code == 0, again.output
+    assert "3 duplicate; 0 new decisions" in again.output
+    assert ledger() == (events, rejected, decisions)
+
+    shown = cli("events", "rejected", "--json")
+    assert shown.exit_code == 0, shown.output
+    listed = json.loads(shown.output)
+    assert [(r["line"], r["reason"]) for r in listed] == [(line, r) for line, _, r, _ in rejected]
+    assert json.loads(listed[0]["raw"])["occurred_at"] == "0001-01-01T00:00:00Z"
+    table = cli("events", "rejected")
+    assert "rejected events: 6" in table.output and "meteor_strike" in table.output

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from closedloop.events import NetworkEvent
 from closedloop.scores import Score
 
 MAX_BATCH = 1_000  # ids or rows in one request
@@ -82,8 +81,11 @@ class Health(BaseModel):
 class EventsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: list[NetworkEvent] = Field(
-        min_length=1, max_length=MAX_BATCH, description="network events, in the order they happened"
+    events: list[JsonValue] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="network events (NetworkEvent), in the order they happened; each is "
+        "validated on its own, a bad one rejected with its reason while the others go on",
     )
 
 
@@ -101,9 +103,11 @@ class ActionDecision(BaseModel):
 
 
 class EventOutcome(BaseModel):
-    event_id: str
+    event_id: str | None = Field(description="the event's id (a rejected record may have none)")
+    status: str = Field(description="accepted, duplicate or rejected")
+    reason: str | None = Field(None, description="why a rejected record was refused")
     outcome: str = Field(
-        description="new, duplicate, repeated_alarm, grouped, resolved or unmatched_clear"
+        description="new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear or rejected"
     )
     incident: str | None = Field(description="outage or event the actions answer")
     affected_customers: int

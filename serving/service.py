@@ -101,6 +101,11 @@ class DeliveryThread:
         self.thread.join(timeout=30)
 
 
+def _status(outcome: str) -> str:
+    """accepted, duplicate or rejected: what a client needs to know of an event's outcome."""
+    return outcome if outcome in ("duplicate", "rejected") else "accepted"
+
+
 @bentoml.asgi_app(health_app, path="/status")
 @bentoml.service(name="closedloop", traffic={"timeout": 30})
 class Closedloop:
@@ -181,7 +186,9 @@ class Closedloop:
     async def events(self, request: EventsRequest, /) -> EventsResponse:
         """Network events in; what the action layer decided, suppressed or queued for approval
         out, committed to the ledger (delivery follows, by the dispatcher holding the ledger's
-        lease). A re-sent event changes nothing."""
+        lease). A re-sent event changes nothing. Each event is answered on its own: 200 when
+        every one was accepted (or a duplicate), 207 when some were rejected (each with its
+        reason, recorded in the ledger), 422 when all were."""
         if self.actions is None:
             error = RequestError(
                 503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
@@ -189,20 +196,33 @@ class Closedloop:
             return JSONResponse(error.body(), status_code=error.status)
         return await asyncio.to_thread(self._act, request)
 
-    def _act(self, request: EventsRequest) -> EventsResponse:
+    def _act(self, request: EventsRequest) -> EventsResponse | JSONResponse:
+        from actions.intake import Record
         from actions.ledger import Status
 
+        records = [Record(item, "POST /events", n) for n, item in enumerate(request.events, 1)]
         with self._acting:
-            outcomes = self.actions.handle(request.events)
+            outcomes = self.actions.take(records)
         if self.delivery is not None:
             self.delivery.wake.set()
         queued = Counter(
             d["action"] for o in outcomes for d in o.decisions if d["status"] == Status.PENDING
         )
-        return EventsResponse(
-            outcomes=[EventOutcome.model_validate(asdict(o)) for o in outcomes],
-            queued=dict(queued),
-        )
+        answers = [
+            EventOutcome.model_validate(asdict(o) | {"status": _status(o.outcome)})
+            for o in outcomes
+        ]
+        response = EventsResponse(outcomes=answers, queued=dict(queued))
+        rejected = [a for a in answers if a.status == "rejected"]
+        if not rejected:
+            return response
+        if len(rejected) == len(answers):
+            error = RequestError(
+                422, "events_rejected", f"all {len(answers)} event(s) rejected",
+                [a.model_dump(mode="json") for a in rejected],
+            )  # fmt: skip
+            return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(response.model_dump(mode="json"), status_code=207)
 
     @health_app.get("/health")
     def health(self) -> Health:

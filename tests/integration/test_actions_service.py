@@ -144,3 +144,52 @@ def test_two_workers_each_with_a_dispatcher_deliver_each_action_once(home, free_
     assert pending and len(holders) == 1  # one worker holds the lease
     delivered = Counter(receiver.keys())
     assert set(delivered) == pending and set(delivered.values()) == {1}
+
+
+def test_a_mixed_batch_is_answered_per_event_and_bad_ones_never_fail_it(home, free_port):
+    cell = OfflineStore(home.home).read("customers").cell_id.value_counts().index[8]
+    good, flap = outage(cell)
+    bad = [
+        good | {"event_id": "bad-year", "occurred_at": "0001-01-01T00:00:00Z"},
+        good | {"event_id": "bad-offset", "occurred_at": "9999-12-31T23:00:00-12:00"},
+        good | {"event_id": "bad-nan", "metric": "rsrp", "value": float("nan")},
+        good | {"event_id": "bad-type", "event_type": "meteor_strike"},
+        "not an event",
+    ]
+    batch = json.dumps({"events": [good, *bad, flap]})  # NaN as JSON's NaN literal
+    service = start_service(service_settings(home, free_port()))
+    try:
+        post = {"content": batch, "headers": {"content-type": "application/json"}, "timeout": 60}
+        answer = httpx.post(f"{service.url}/events", **post)
+        again = httpx.post(f"{service.url}/events", **post)
+        broken = httpx.post(f"{service.url}/events", content="{not json", timeout=30)
+        all_bad = httpx.post(f"{service.url}/events", json={"events": bad[:1]}, timeout=30)
+    finally:
+        service.stop()
+    assert answer.status_code == 207, answer.text
+    outcomes = answer.json()["outcomes"]
+    assert [o["status"] for o in outcomes] == ["accepted", *["rejected"] * 5, "accepted"]
+    assert [o["event_id"] for o in outcomes[1:6]] == [e.get("event_id") for e in bad[:4]] + [None]
+    reasons = [o["reason"] for o in outcomes[1:6]]
+    assert "must lie between" in reasons[0] and "UTC" in reasons[1]
+    assert "finite" in reasons[2] and "event_type" in reasons[3]
+    assert outcomes[0]["outcome"] == "new" and outcomes[6]["outcome"] == "repeated_alarm"
+    assert again.status_code == 207
+    assert [o["status"] for o in again.json()["outcomes"]][::6] == ["duplicate", "duplicate"]
+    assert 400 <= broken.status_code < 500
+    assert all_bad.status_code == 422 and "must lie between" in all_bad.text
+    with sqlite3.connect(home.home / "ledger.db") as db:
+        events = db.execute("SELECT COUNT(*) FROM events WHERE event_id LIKE 'bad-%'").fetchone()
+        rejected = db.execute(
+            "SELECT line, event_id FROM rejected_events WHERE source = 'POST /events'"
+            " AND (event_id LIKE 'bad-%' OR event_id IS NULL) ORDER BY line, event_id"
+        ).fetchall()
+    assert events == (0,)
+    assert rejected == [
+        (1, "bad-year"),
+        (2, "bad-year"),
+        (3, "bad-offset"),
+        (4, "bad-nan"),
+        (5, "bad-type"),
+        (6, None),
+    ]  # once each, the repost added none; fmt: skip

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from actions.policy import ActionType, Policy, Rule, ScoreName, Target
+from actions.policy import ActionType, Policy, Rule, Target
 from closedloop.events import NetworkEvent
+from closedloop.models import ModelName
 from closedloop.scores import Score
 
 TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
@@ -153,7 +154,7 @@ def decide(situation: Situation, policy: Policy) -> list[Decision]:
         if not _applies(rule, event):
             continue
         if rule.target is Target.CELL:
-            score = situation.fault if rule.score is ScoreName.FAULT else None
+            score = situation.fault if rule.score is ModelName.FAULT else None
             candidates = [(event.cell_id, situation.customers, score)]
         else:
             candidates = [
@@ -161,7 +162,7 @@ def decide(situation: Situation, policy: Policy) -> list[Decision]:
                     c.customer_id,
                     [c],
                     situation.churn.get(c.customer_id)
-                    if rule.score is ScoreName.CHURN
+                    if rule.score is ModelName.CHURN
                     else situation.fault,
                 )
                 for c in situation.customers

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from closedloop.events import EventType, Severity
+from closedloop.models import ModelName
 
 RUNBOOKS = "runbooks"
 DEFAULT_POLICY = "default.yaml"
@@ -42,11 +43,6 @@ CONTACT_ACTIONS = frozenset(
 class Target(StrEnum):
     CELL = "cell"
     CUSTOMER = "customer"
-
-
-class ScoreName(StrEnum):
-    CHURN = "churn"
-    FAULT = "fault"
 
 
 class PolicyError(Exception):
@@ -100,7 +96,7 @@ class Rule(_Strict):
     events: list[EventType] = Field(min_length=1, description="event types that trigger it")
     severities: list[Severity] | None = Field(None, description="event severities; all if absent")
     target: Target = Field(description="one action per cell, or one per affected customer")
-    score: ScoreName = Field(description="model whose probability the threshold applies to")
+    score: ModelName = Field(description="model whose probability the threshold applies to")
     threshold: dict[str, float] = Field(
         description="minimum probability by SLA tier; 'default' for tiers not listed"
     )

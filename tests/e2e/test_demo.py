@@ -1,26 +1,13 @@
 """The whole loop in one command, run as a user runs it: ``closedloop demo``."""
 
-import os
-import subprocess
-import sys
+from cli_run import run_cli
 
 from closedloop.world.store import read_summary
 
 
-def _run(*args: str, home, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "CLOSEDLOOP_HOME": str(home), "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "closedloop", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
-
-
 def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
     port = {"CLOSEDLOOP_SERVE_PORT": str(free_port())}
-    result = _run("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
+    result = run_cli("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "world").customers == 1500
     stages = (
@@ -47,5 +34,5 @@ def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
 
 
 def test_demo_refuses_a_world_too_short_to_train_on(tmp_path):
-    result = _run("demo", "--days", "20", home=tmp_path)
+    result = run_cli("demo", "--days", "20", home=tmp_path)
     assert result.returncode == 2 and "too short" in result.stderr

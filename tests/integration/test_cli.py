@@ -1,10 +1,7 @@
 """The closedloop command, run as a user runs it."""
 
-import os
-import subprocess
-import sys
-
 import pytest
+from cli_run import run_cli
 from typer.testing import CliRunner
 
 from closedloop.cli import app
@@ -13,19 +10,8 @@ from closedloop.world.store import read_summary
 runner = CliRunner()
 
 
-def _run(*args: str, home, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "CLOSEDLOOP_HOME": str(home), "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "closedloop", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
-
-
 def test_world_generate_writes_the_world_and_prints_its_summary(tmp_path):
-    result = _run(
+    result = run_cli(
         "world", "generate", "--customers", "400", "--days", "10", "--seed", "3", home=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -60,7 +46,7 @@ def test_params_file_sets_defaults_and_options_override_it(tmp_path):
     ],
 )
 def test_bad_arguments_give_one_clear_line_and_exit_2(tmp_path, args, message):
-    result = _run(*args, home=tmp_path)
+    result = run_cli(*args, home=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -68,13 +54,13 @@ def test_bad_arguments_give_one_clear_line_and_exit_2(tmp_path, args, message):
 
 
 def test_bad_profile_in_the_environment_is_named(tmp_path):
-    result = _run("settings", home=tmp_path, env={"CLOSEDLOOP_PROFILE": "k8s"})
+    result = run_cli("settings", home=tmp_path, env={"CLOSEDLOOP_PROFILE": "k8s"})
     assert result.returncode == 2
     assert "CLOSEDLOOP_" in result.stderr and "profile" in result.stderr
 
 
 def test_wrongly_typed_option_is_refused_by_the_parser(tmp_path):
-    result = _run("world", "generate", "--customers", "many", home=tmp_path)
+    result = run_cli("world", "generate", "--customers", "many", home=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "--customers" in result.stderr

@@ -70,16 +70,22 @@ def start_service(settings: Settings, ready_within: float = 90) -> RunningServic
             start_new_session=True,
         )
     url = f"http://{settings.serve_host}:{settings.serve_port}"
-    running = RunningService(process, url, log_path)
-    deadline = time.monotonic() + ready_within
+    return wait_ready(RunningService(process, url, log_path), ready_within)
+
+
+def wait_ready(running: RunningService, within: float) -> RunningService:
+    """``running`` once it answers ready; stopped, with its log in the error, if it exits or is
+    not ready ``within`` seconds."""
+    process = running.process
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited ({process.returncode}):\n{running.log_text()}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200:
                 return running
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     running.stop()
-    raise RuntimeError(f"the service was not ready within {ready_within} s:\n{running.log_text()}")
+    raise RuntimeError(f"the service was not ready within {within} s:\n{running.log_text()}")

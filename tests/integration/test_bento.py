@@ -7,7 +7,6 @@ import importlib.metadata
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
-from serving.process import PROJECT, RunningService, service_environment
+from serving.process import PROJECT, RunningService, service_environment, wait_ready
 from training.config import LightGBMParams
 
 BENTOFILE = PROJECT / "serving" / "bentofile.yaml"
@@ -129,19 +128,8 @@ def serve(tag: str, environment: dict, settings: Settings, folder: Path) -> Runn
             cwd=folder, env=environment, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    running = RunningService(
-        process, f"http://{settings.serve_host}:{settings.serve_port}", log_path
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200:
-                return running
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    running.stop()
-    raise AssertionError(f"the Bento did not become ready:\n{running.log_text()[-3000:]}")
+    url = f"http://{settings.serve_host}:{settings.serve_port}"
+    return wait_ready(RunningService(process, url, log_path), 120)
 
 
 def test_the_built_bento_scores_and_takes_events(bento, home, free_port, tmp_path):

@@ -122,6 +122,11 @@ class Home:
     def service_log(self, port: int) -> Path:
         return self.root / "serving" / f"service-{port}.log"
 
+    def service_bentoml_home(self, port: int) -> Path:
+        """BentoML's own home for the service on ``port``: BentoML empties its Prometheus folder
+        there whenever a service starts, so two services never share one."""
+        return self.root / "serving" / f"bentoml-{port}"
+
     @property
     def prediction_logs(self) -> Path:
         """The prediction log of every model."""

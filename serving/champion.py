@@ -108,8 +108,10 @@ class Champions:
         cache: ModelCache,
         lookup: Callable[[str], ModelVersion | None] = registry_lookup,
         fetch: Callable[[ModelVersion], Champion] = download,
+        on_swap: Callable[[Champion, Champion | None], None] = lambda new, old: None,
     ) -> None:
         self.names = names
+        self._on_swap = on_swap
         self._cache = cache
         self._lookup = lookup
         self._fetch = fetch
@@ -163,8 +165,10 @@ class Champions:
 
     def _swap(self, champion: Champion) -> None:
         with self._swapping:
+            old = self._models.get(champion.name)
             self._models[champion.name] = champion  # one reference swap: old or new, never half
             self._cache.remember(champion)
+        self._on_swap(champion, old)
         status = self.status[champion.name]
         status.version, status.feature_service = champion.version, champion.feature_service
         status.source, status.loaded_at = champion.source, datetime.now(UTC)

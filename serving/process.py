@@ -31,7 +31,10 @@ def service_environment(settings: Settings) -> dict[str, str]:
     """The service's environment: the settings, and BentoML's own options taken from them."""
     quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     workers = {"services": {SERVICE_NAME: {"workers": settings.serve_workers}}}
-    bentoml = {"BENTOML_CONFIG_OVERRIDES": json.dumps(workers)}
+    bentoml = {
+        "BENTOML_CONFIG_OVERRIDES": json.dumps(workers),
+        "BENTOML_HOME": str(settings.paths.service_bentoml_home(settings.serve_port)),
+    }
     return {**os.environ, **settings.environment(), **quiet, **bentoml}
 
 

@@ -43,6 +43,7 @@ from serving.metrics import service_metrics
 if TYPE_CHECKING:
     from actions.runtime import Runtime
     from features.online import FeatureReader
+    from serving.champion import Champion
     from serving.scoring import Scored
 
 MODELS = list(SPECS)
@@ -122,12 +123,11 @@ class Closedloop:
         self.metrics = service_metrics()
         registry.point_at(settings)  # opened later by the watcher, never blocking
         cache = ModelCache(settings.paths.model_cache)
-        self.champions = Champions(MODELS, cache)
+        self.champions = Champions(MODELS, cache, on_swap=self._served)
         self.champions.start(settings.model_poll_seconds, settings.registry_timeout_seconds)
         readers, self.problems = _readers(settings)
         self.scorer = Scorer(self.champions, readers, running_clock(settings.clock_start))
         self.log = PredictionLog(settings.home)
-        self._versions: dict[str, str] = {}  # last version seen scoring, by model
         self.actions, self.action_problems = _action_runtime(settings, self.scorer)
         self.delivery = DeliveryThread(settings) if self.actions is not None else None
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
@@ -263,14 +263,14 @@ class Closedloop:
             unknown_ids=scored.unknown_ids,
         )
 
+    def _served(self, new: Champion, old: Champion | None) -> None:
+        """Point the version gauge at the version now served."""
+        if old is not None:
+            self.metrics.model_version.labels(model=old.name, version=old.version).set(0)
+        self.metrics.model_version.labels(model=new.name, version=new.version).set(1)
+
     def _record(self, scored: Scored, source: str, seconds: float) -> None:
         champion = scored.champion
-        old = self._versions.get(champion.name)
-        if old != champion.version:
-            if old is not None:
-                self.metrics.model_version.labels(model=champion.name, version=old).set(0)
-            self.metrics.model_version.labels(model=champion.name, version=champion.version).set(1)
-            self._versions[champion.name] = champion.version
         self.log.append(champion, scored.log)
         self.metrics.latency.labels(model=champion.name, source=source).observe(seconds)
         for score in scored.scores:

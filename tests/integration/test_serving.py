@@ -271,6 +271,15 @@ def test_health_and_metrics_name_the_models_served(service, openapi, customers):
     assert metric(service, "closedloop_rejected_requests_total", model="churn", code="unknown_ids")
 
 
+def test_a_second_service_starting_leaves_the_first_ones_metrics(
+    service, home, customers, free_port
+):
+    post(service, "/churn/score", {"customer_ids": customers[:2]})
+    before = metric(service, "closedloop_score_probability_count", model="churn")
+    start_service(serving_settings(home, free_port())).stop()
+    assert metric(service, "closedloop_score_probability_count", model="churn") >= before > 0
+
+
 def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost(
     home, customers, free_port
 ):

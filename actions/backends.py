@@ -37,8 +37,12 @@ def ledger_backend(settings: Settings) -> Backend:
 def open_ledger(settings: Settings) -> Ledger:
     """The profile's ledger, its schema created if missing."""
     if settings.profile is Profile.CLUSTER:
-        return Ledger.postgresql(settings.postgres_dsn.get_secret_value(), settings.ledger_schema)
-    return Ledger.sqlite(settings.paths.ledger_db)
+        return Ledger.postgresql(
+            settings.postgres_dsn.get_secret_value(),
+            settings.ledger_schema,
+            settings.ledger_busy_seconds,
+        )
+    return Ledger.sqlite(settings.paths.ledger_db, settings.ledger_busy_seconds)
 
 
 def dispatch_backend(settings: Settings) -> Backend:

@@ -15,7 +15,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from actions.intake import Record
-from actions.ledger import Status
+from actions.ledger import LedgerBusyError, Status
 from actions.policy import PolicyError, load_policy, runbook_text
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
 from closedloop.clock import running_clock
@@ -105,22 +105,44 @@ def _scores(settings: Settings, open_scores: ScoresFactory) -> ScoresProvider:
     return scores
 
 
+REPLAY_HOLD = 0.5  # seconds a replay holds the ledger per transaction: others write between
+REPLAY_PATIENCE = 120.0  # seconds a replay keeps trying while another process writes
+
+
 def deliver(settings: Settings) -> bool:
-    """Drain the outbox once if the lease is free; else say who holds it. True if drained."""
+    """Drain the outbox if the lease is free. While another dispatcher holds it, wait until
+    what is queued is delivered or the lease is freed (then drain here), for at most two
+    leases; then say who holds it. True if drained here."""
+    import time
+
     from actions.dispatch import LeaseHeldError, queued
+    from actions.ledger import LedgerBusyError
     from actions.runtime import open_dispatcher
 
+    deadline = time.monotonic() + 2 * settings.action_lease_seconds
+    told = False
     try:
         with open_dispatcher(settings, clock_of(settings)) as dispatcher:
-            try:
-                results = dispatcher.drain()
-            except LeaseHeldError as held:
-                console.print(
-                    f"{held}; it delivers the {queued(dispatcher.ledger):,} action(s) waiting"
-                )
-                return False
+            while True:
+                try:
+                    results = dispatcher.drain()
+                    break
+                except LeaseHeldError as held:
+                    waiting = queued(dispatcher.ledger)
+                    if not told:
+                        console.print(f"{held}; it delivers the {waiting:,} action(s) waiting")
+                        told = True
+                    if not waiting or time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.5)
     except ValueError as error:
         raise UserError(str(error)) from None
+    except LedgerBusyError as error:
+        console.print(
+            f"[yellow]{error}; delivery is left to the next dispatcher "
+            "('closedloop actions dispatch')[/yellow]"
+        )
+        return False
     shown = ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
     console.print(f"delivered: {shown}" if results else "nothing to deliver")
     return True
@@ -146,7 +168,12 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
         scores = _scores(settings, open_scores) if models else NoScores()
         runtime = _runtime(settings, scores)
         try:
-            outcomes = runtime.take(records)
+            outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE)
+        except LedgerBusyError as error:
+            raise UserError(
+                f"{error} for {REPLAY_PATIENCE:g} s; what committed stays committed: "
+                "run the replay again (repeats change nothing)"
+            ) from None
         finally:
             runtime.close()
         rejected = [(r, o) for r, o in zip(records, outcomes, strict=True) if o.reason]

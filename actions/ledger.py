@@ -3,7 +3,10 @@ updates sent after it (a ticket resolved), the audit trail and the dispatcher's 
 (WAL, embedded profile) or PostgreSQL (cluster profile) with one schema.
 
 Writes happen in serialised transactions (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
-PostgreSQL), so the audit hash chain has one writer at a time even across processes.
+PostgreSQL), so the audit hash chain has one writer at a time even across processes. A writer
+waits for the lock at most ``busy_seconds`` (SQLite's busy handler retries until then; on
+PostgreSQL the ``lock_timeout``), then gets :class:`LedgerBusyError` with nothing written: the
+caller retries or answers "try again" (503), it never drops what it was writing.
 """
 
 from __future__ import annotations
@@ -102,6 +105,22 @@ ADDED_COLUMNS = {"decisions": ("claimed_by", "TEXT"), "updates": ("claimed_by", 
 """Columns newer than a ledger created by an earlier release, added when it is opened."""
 
 WRITE_LOCK = 7_346_201  # PostgreSQL advisory lock id of the ledger's writers
+BUSY_SECONDS = 10.0  # how long a writer waits for another one by default
+
+
+class LedgerBusyError(Exception):
+    """Another writer held the ledger longer than this one would wait; nothing was written."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the ledger is busy: another writer held it for more than {seconds:g} s")
+        self.seconds = seconds
+
+
+def _busy(error: Exception) -> bool:
+    """A lock wait that ran out (SQLite's 'database is locked', PostgreSQL's lock_timeout)."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    return getattr(error, "sqlstate", None) == "55P03"  # lock_not_available
 
 
 @dataclass
@@ -138,9 +157,10 @@ class Tx:
 class Ledger:
     """One connection to the ledger database; not shared between threads."""
 
-    def __init__(self, connection: Any, postgres: bool) -> None:
+    def __init__(self, connection: Any, postgres: bool, busy_seconds: float) -> None:
         self.connection = connection
         self.postgres = postgres
+        self.busy_seconds = busy_seconds
         with self.write() as tx:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -150,24 +170,32 @@ class Ledger:
                     tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
-    def sqlite(cls, path: Path) -> Ledger:
+    def sqlite(cls, path: Path, busy_seconds: float = BUSY_SECONDS) -> Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
-        connection.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: big outages fit
-        connection.execute("PRAGMA busy_timeout=30000")
-        return cls(connection, postgres=False)
+        connection = sqlite3.connect(  # the timeout is the busy handler of every statement
+            path, isolation_level=None, check_same_thread=False, timeout=busy_seconds
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
+            connection.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: big outages fit
+            return cls(connection, postgres=False, busy_seconds=busy_seconds)
+        except sqlite3.OperationalError as error:
+            connection.close()
+            if _busy(error):
+                raise LedgerBusyError(busy_seconds) from None
+            raise
 
     @classmethod
-    def postgresql(cls, dsn: str, schema: str) -> Ledger:
+    def postgresql(cls, dsn: str, schema: str, busy_seconds: float = BUSY_SECONDS) -> Ledger:
         import psycopg
 
         connection = psycopg.connect(dsn, autocommit=True)
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         connection.execute(f'SET search_path TO "{schema}"')
-        return cls(connection, postgres=True)
+        connection.execute(f"SET lock_timeout = '{int(busy_seconds * 1000)}ms'")
+        return cls(connection, postgres=True, busy_seconds=busy_seconds)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -176,10 +204,20 @@ class Ledger:
         tx = Tx(cursor, self.postgres)
         if self.postgres:
             with self.connection.transaction():
-                tx.run("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                try:
+                    tx.run("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                except Exception as error:
+                    if _busy(error):
+                        raise LedgerBusyError(self.busy_seconds) from None
+                    raise
                 yield tx
             return
-        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # waits up to busy_seconds for another writer
+        except sqlite3.OperationalError as error:
+            if _busy(error):
+                raise LedgerBusyError(self.busy_seconds) from None
+            raise
         try:
             yield tx
         except BaseException:

@@ -11,6 +11,7 @@ delivered later by the dispatcher holding the ledger's lease, in this process or
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from actions.audit import Entry
 from actions.decide import Customer, Decision, Situation, decide
 from actions.guards import CREDIT_WINDOW, GuardBook, GuardResult, Taken, first_failed
 from actions.intake import Record, admit
-from actions.ledger import Ledger, Status, Tx, dumps
+from actions.ledger import Ledger, LedgerBusyError, Status, Tx, dumps
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
 from actions.queries import DecisionRow, EventRow, RejectedRow, UpdateRow
 from actions.scoring import ScoresProvider
@@ -149,31 +150,57 @@ class Processor:
         return self.process_many([event])[0]
 
     def process_many(
-        self, events: list[NetworkEvent], rejected: list[RejectedRow] = ()
+        self,
+        events: list[NetworkEvent],
+        rejected: list[RejectedRow] = (),
+        hold: float | None = None,
     ) -> list[Outcome]:
         """Events in order, committed together in one transaction (all or none) with the
-        records the intake ``rejected`` (a rejected record seen before is kept as it was)."""
+        records the intake ``rejected`` (a rejected record seen before is kept as it was).
+        With ``hold``, the transaction commits once it has been open ``hold`` seconds, and the
+        outcomes of the events it holds (a prefix of ``events``) are returned."""
         outcomes, entries = [], []
         self._open_incidents = None  # counted once per transaction, then kept up to date
         self._readings = []
         with self.ledger.write() as tx:
+            began = time.monotonic()
             for event in events:
                 outcome, more = self._process(tx, event)
                 outcomes.append(outcome)
                 entries += more
+                if hold is not None and time.monotonic() - began > hold:
+                    break
             self._write_readings()
             audit.append(tx, entries)
             queries.insert(tx, "rejected_events", list(rejected), keep_existing=True)
         return outcomes
 
-    def take(self, records: list[Record]) -> list[Outcome]:
+    def take(
+        self, records: list[Record], hold: float | None = None, patience: float = 0.0
+    ) -> list[Outcome]:
         """Each record validated on its own against the clock; the valid ones processed, the
-        others recorded as rejected with their reason; one outcome per record, in order."""
+        others recorded as rejected with their reason; one outcome per record, in order.
+
+        Without ``hold`` everything commits in one transaction; with it, in transactions of
+        about ``hold`` seconds each, so other writers get the ledger in between. A transaction
+        that finds the ledger busy is tried again until ``patience`` seconds have passed, then
+        :class:`LedgerBusyError` is raised (what committed before it stays committed)."""
         now = self.clock()
         admitted = [admit(record, now) for record in records]
         events = [a for a in admitted if isinstance(a, NetworkEvent)]
         rejected = [a for a in admitted if isinstance(a, RejectedRow)]
-        processed = iter(self.process_many(events, rejected))
+        done: list[Outcome] = []
+        deadline = time.monotonic() + patience
+        while not done or len(done) < len(events):
+            try:
+                done += self.process_many(events[len(done) :], [] if done else rejected, hold)
+            except LedgerBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            if not events:
+                break
+        processed = iter(done)
         return [
             next(processed)
             if isinstance(a, NetworkEvent)

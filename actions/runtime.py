@@ -71,10 +71,12 @@ class Runtime:
         """Decide and commit each event; delivery is the dispatcher's business."""
         return self.processor.process_many(events)
 
-    def take(self, records: list[Record]) -> list[Outcome]:
+    def take(
+        self, records: list[Record], hold: float | None = None, patience: float = 0.0
+    ) -> list[Outcome]:
         """Validate each record on its own, then decide and commit the valid ones; the others
         are recorded as rejected (see :meth:`Processor.take`)."""
-        return self.processor.take(records)
+        return self.processor.take(records, hold, patience)
 
     def close(self) -> None:
         self.ledger.close()

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     ledger_schema: str = Field(
         "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"
     )
+    ledger_busy_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=25,
+        description="how long a writer waits for another one holding the ledger; then the "
+        "service answers 503 with Retry-After and replay tries again (below the service's 30 s "
+        "request timeout)",
+    )
 
     @property
     def paths(self) -> Home:

@@ -39,6 +39,7 @@ from serving.api import (
     WhatIfRequest,
 )
 from serving.metrics import service_metrics
+from serving.shedding import retry_later
 
 if TYPE_CHECKING:
     from actions.runtime import Runtime
@@ -131,6 +132,7 @@ class Closedloop:
         self.actions, self.action_problems = _action_runtime(settings, self.scorer)
         self.delivery = DeliveryThread(settings) if self.actions is not None else None
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
+        self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -198,11 +200,17 @@ class Closedloop:
 
     def _act(self, request: EventsRequest) -> EventsResponse | JSONResponse:
         from actions.intake import Record
-        from actions.ledger import Status
+        from actions.ledger import LedgerBusyError, Status
 
         records = [Record(item, "POST /events", n) for n, item in enumerate(request.events, 1)]
-        with self._acting:
+        if not self._acting.acquire(timeout=self._patience):
+            return retry_later("ledger_busy", "this worker is still committing other events")
+        try:
             outcomes = self.actions.take(records)
+        except LedgerBusyError as error:
+            return retry_later("ledger_busy", str(error))
+        finally:
+            self._acting.release()
         if self.delivery is not None:
             self.delivery.wake.set()
         queued = Counter(

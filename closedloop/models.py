@@ -32,11 +32,23 @@ class LabelKind(StrEnum):
     FAULT_STARTS = "a new fault starts on the cell within the horizon (ongoing faults left out)"
 
 
+class DataShape(StrEnum):
+    """How a data set records its entities: over time, or once each with the label known."""
+
+    TIME_SERIES = "time_series"  # dated rows: labels by horizon, split by time
+    SNAPSHOT = "snapshot"  # one row per entity, label known, no time axis: split by entity
+
+
 class LabelRule(_Frozen):
     """The label of a snapshot and the defaults of its horizon and snapshot grid."""
 
     kind: LabelKind
     events: str = Field(description="the canonical table holding the events that label")
+    outright: str | None = Field(
+        None,
+        description="the events table's column that labels an entity outright in snapshot "
+        "data (no time axis); None when the model needs time series",
+    )
     horizon_hours: int = Field(gt=0, description="the event happens within this horizon")
     snapshot_every_hours: int = Field(gt=0, description="spacing of training snapshots")
 
@@ -49,6 +61,20 @@ class GateConfig(_Frozen):
     min_roc_auc: float = Field(0.6, ge=0, le=1)
     min_pr_auc_lift: float = Field(
         1.5, ge=0, description="PR AUC must reach this many times the base rate"
+    )
+    max_single_feature_auc: float = Field(
+        0.99,
+        gt=0.5,
+        le=1,
+        description="leak guard: a feature that alone reaches this test ROC AUC holds the "
+        "challenger for a person to promote",
+    )
+    max_roc_auc: float = Field(
+        0.995,
+        gt=0.5,
+        le=1,
+        description="leak guard: a test ROC AUC at or above this is implausibly perfect and "
+        "holds the challenger for a person to promote",
     )
 
 
@@ -84,6 +110,7 @@ SPECS: dict[ModelName, ModelSpec] = {
         label=LabelRule(
             kind=LabelKind.LEAVES,
             events="churn_labels",
+            outright="churned",
             horizon_hours=30 * 24,
             snapshot_every_hours=7 * 24,
         ),

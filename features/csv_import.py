@@ -6,6 +6,7 @@ canonical column comes from::
     name: telco-customer-churn-ibm        # offline-store source name (file names under home)
     description: IBM's Telco customer churn sample
     file: {encoding: utf-8, delimiter: ",", error_values: ["#¡VALOR!"]}
+    shape: snapshot                       # one row per entity, label known (default time_series)
     clock_time: {anchor: 2020-01-06, key: [CellName]}   # only if a rule has type clock_time
     tables:
       customers:                          # a key of features.canonical.TABLES
@@ -50,6 +51,7 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from closedloop.models import DataShape
 from features.admission import Admitted, admit
 from features.canonical import TABLES, CanonicalTable
 from features.offline import IngestReport, OfflineStore
@@ -151,6 +153,7 @@ class Mapping(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     description: str = ""
     file: FileOptions = Field(default_factory=FileOptions)
+    shape: DataShape = DataShape.TIME_SERIES
     clock_time: ClockTime | None = None
     tables: dict[str, TableMapping] = Field(min_length=1)
 
@@ -562,6 +565,7 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
     notes = [note for part in mapped.values() for note in part.notes]
     report = IngestReport(
         source=mapping.name,
+        shape=mapping.shape,
         tables={name: result.report for name, result in admitted.items()},
         warnings=unread_notes(mapping, raw) + clock_notes(mapping, raw) + notes,
     )

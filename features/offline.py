@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from closedloop.home import Home
+from closedloop.models import DataShape
 from features.canonical import TABLES, CanonicalTable
 
 
@@ -34,6 +35,7 @@ class TableReport(BaseModel):
 
 class IngestReport(BaseModel):
     source: str
+    shape: DataShape = DataShape.TIME_SERIES  # snapshot: one row per entity, no time axis
     tables: dict[str, TableReport]
     warnings: list[str] = Field(default_factory=list)
 

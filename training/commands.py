@@ -38,6 +38,19 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
             f"Optuna: {outcome.search['tune_trials']:.0f} trials, best validation PR AUC "
             f"{outcome.search['tune_valid_pr_auc']:.4f}"
         )
+    split = config.split
+    shares = f"{split.train:g}/{split.valid:g}/{split.test:g}"
+    if outcome.split.by == "entity":
+        how = f"entity-disjoint, stratified by label, {shares} of the entities"
+    else:
+        how = f"by time, {shares} of the snapshot instants (later never trains)"
+    console.print(f"split: {how} ({outcome.split.why})")
+    if outcome.folds:
+        console.print(
+            f"{outcome.folds['cv_folds']:.0f}-fold test figures: ROC AUC "
+            f"{outcome.folds['cv_roc_auc_mean']:.4f} ± {outcome.folds['cv_roc_auc_sd']:.4f}, "
+            f"PR AUC {outcome.folds['cv_pr_auc_mean']:.4f} ± {outcome.folds['cv_pr_auc_sd']:.4f}"
+        )
     rows = ", ".join(f"{k} {v:,}" for k, v in outcome.rows.items())
     verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
     console.print(f"snapshots: {rows}; gate: {verdict}")

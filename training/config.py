@@ -4,7 +4,7 @@ the defaults of the model's spec."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,16 +38,27 @@ class TuneConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """Shares of the time-ordered snapshot instants for training, validation and test."""
+    """How rows are split for training, validation and test, and the shares of each.
 
+    ``by: time`` splits the time-ordered snapshot instants (later never trains); ``by: entity``
+    splits the entities, stratified by label, so no entity is in two parts (snapshot data);
+    ``auto`` takes ``entity`` when the data set's mapping says ``shape: snapshot``, else ``time``.
+    """
+
+    by: Literal["auto", "time", "entity"] = "auto"
     train: float = Field(0.6, gt=0)
     valid: float = Field(0.2, gt=0)
     test: float = Field(0.2, gt=0)
+    folds: int = Field(
+        5, ge=0, description="entity split: k-fold test figures over this many folds (0: none)"
+    )
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Self:
         if abs(self.train + self.valid + self.test - 1) > 1e-9:
             raise ValueError("train + valid + test must be 1")
+        if self.folds in (1, 2):
+            raise ValueError("folds must be 0 (no k-fold figures) or at least 3")
         return self
 
 

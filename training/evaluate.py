@@ -85,3 +85,29 @@ def evaluate(
         calibration=calibration_table(labels, scores),
         segments=pd.DataFrame(per_segment),
     )
+
+
+def single_feature_auc(
+    train: pd.DataFrame, test: pd.DataFrame, features: list[str]
+) -> dict[str, float]:
+    """How well each feature alone separates the test label: ROC AUC of its value (of the
+    training label rate of its level for a categorical), either direction, so 0.5 to 1.
+    Blanks rank lowest. NaN when the test set has one class."""
+    labels = test["label"].to_numpy(dtype=int)
+    if len(np.unique(labels)) < 2:
+        return dict.fromkeys(features, float("nan"))
+    base = float(train["label"].mean())
+    out = {}
+    for name in features:
+        column = test[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            values = column.astype(float).to_numpy()
+        else:
+            rates = train.groupby(train[name].astype(str))["label"].mean()
+            values = column.astype(str).map(rates).fillna(base).to_numpy(dtype=float)
+            values[column.isna().to_numpy()] = np.nan
+        finite = values[~np.isnan(values)]
+        floor = finite.min() - 1 if len(finite) else 0.0
+        auc = float(roc_auc_score(labels, np.where(np.isnan(values), floor, values)))
+        out[name] = max(auc, 1 - auc)
+    return out

@@ -22,22 +22,22 @@ from features.repo import service_features
 from features.store import open_store
 from training import registry
 from training.config import TrainConfig
-from training.evaluate import Evaluation, evaluate
+from training.evaluate import Evaluation, evaluate, single_feature_auc
 from training.labels import SNAPSHOTS
 from training.model import ScoringModel
+from training.splits import (
+    PARTS,
+    SplitChoice,
+    check_entity_split,
+    choose_split,
+    entity_folds,
+    entity_split,
+    time_split,
+)
 from training.trainer import fit
 from training.tuning import search
 
 REFERENCE_ROWS = 50_000  # rows of the training window kept for monitoring's drift reference
-
-
-def time_split(instants: pd.Series, config: TrainConfig) -> pd.Series:
-    """``train`` / ``valid`` / ``test`` by the order of distinct instants: later never trains."""
-    distinct = np.sort(instants.unique())
-    cut_valid = distinct[int(len(distinct) * config.split.train)]
-    cut_test = distinct[int(len(distinct) * (config.split.train + config.split.valid))]
-    part = np.where(instants < cut_valid, "train", np.where(instants < cut_test, "valid", "test"))
-    return pd.Series(part, index=instants.index)
 
 
 def feature_source(settings: Settings, model: ModelSpec) -> Path:
@@ -49,13 +49,44 @@ def feature_source(settings: Settings, model: ModelSpec) -> Path:
     return Path(path)
 
 
+def split_choice(settings: Settings, target: str, config: TrainConfig) -> SplitChoice:
+    """Time or entity split: from params, or from the shape of the sources of the labels."""
+    reports = OfflineStore(settings.home).reports()
+    shapes = [(r.source, r.shape, set(r.tables)) for r in reports]
+    return choose_split(config.split, spec(target).label.events, shapes)
+
+
+def outright_snapshots(keys: pd.DataFrame, events: pd.DataFrame, model: ModelSpec):
+    """Snapshot data: each entity's latest feature row, labelled by the events table's outright
+    column (``churned``); entities with no label row are left out."""
+    if model.label.outright is None:
+        raise ValueError(
+            f"{model.name} needs time-series data: its label ({model.label.kind}) cannot be "
+            "read from a snapshot"
+        )
+    key = model.entity_key
+    latest = keys.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
+    known = events.drop_duplicates(key).set_index(key)[model.label.outright]
+    label = latest[key].map(known)
+    out = latest.assign(label=label)[label.notna()]
+    out["label"] = out["label"].astype(int)
+    return out.sort_values(key).reset_index(drop=True)
+
+
 def labelled_snapshots(
-    settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
+    settings: Settings,
+    target: str,
+    config: TrainConfig,
+    until: datetime | None = None,
+    by: str = "time",
 ) -> pd.DataFrame:
-    """Snapshots on the grid whose label is known by ``until`` (default: the end of the data)."""
+    """Snapshots on the grid whose label is known by ``until`` (default: the end of the data);
+    for an entity split (snapshot data) one row per entity with its outright label."""
     model = spec(target)
     keys = _keys(feature_source(settings, model), model.entity_key, until)
     events = OfflineStore(settings.home).read(model.label.events)
+    if by == "entity":
+        return outright_snapshots(keys, events, model)
     horizon = pd.Timedelta(hours=config.horizon_hours)
     every = pd.Timedelta(hours=config.snapshot_every_hours)
     return SNAPSHOTS[model.label.kind](keys, events, horizon, every)
@@ -71,12 +102,21 @@ def _keys(path: Path, key: str, until: datetime | None) -> pd.DataFrame:
 
 
 def training_set(
-    settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
+    settings: Settings,
+    target: str,
+    config: TrainConfig,
+    until: datetime | None = None,
+    by: str = "time",
 ) -> pd.DataFrame:
     """Labelled snapshots joined point-in-time to the feature service by Feast."""
-    snapshots = labelled_snapshots(settings, target, config, until)
+    snapshots = labelled_snapshots(settings, target, config, until, by)
+    if snapshots.empty and by == "entity":
+        raise ValueError(f"no labelled entities: no {spec(target).label.events} row matches")
     if snapshots.empty:
-        raise ValueError("no labelled snapshots: the data is shorter than the label horizon")
+        raise ValueError(
+            "no labelled snapshots: the data is shorter than the label horizon (for one row "
+            "per entity with the label known, declare shape: snapshot in the mapping)"
+        )
     store = open_store(settings)
     service = store.get_feature_service(config.service)
     joined = store.get_historical_features(entity_df=snapshots, features=service).to_df()
@@ -125,6 +165,8 @@ class TrainOutcome:
     decision: registry.GateDecision
     rows: dict[str, int]
     search: dict[str, float]  # the Optuna search's trials and best validation PR AUC, if any
+    split: SplitChoice
+    folds: dict[str, float]  # k-fold test figures of an entity split (cv_<metric>_mean, _sd)
 
 
 def _window(frame: pd.DataFrame) -> str:
@@ -141,6 +183,28 @@ def reference_sample(
     return sample.assign(probability=model.score(sample)).sort_values("event_timestamp")
 
 
+def kfold_figures(
+    data: pd.DataFrame, key: str, features: list[str], params, config: TrainConfig
+) -> dict[str, float]:
+    """Test ROC AUC and PR AUC over k entity folds (each fold tests once, the next one
+    validates, the rest train): how much the single split's figure could have varied."""
+    k = config.split.folds
+    fold = entity_folds(data[key], data["label"], k, config.seed)
+    found: dict[str, list[float]] = {"roc_auc": [], "pr_auc": []}
+    for held in range(k):
+        test, valid = data[fold == held], data[fold == (held + 1) % k]
+        train = data[(fold != held) & (fold != (held + 1) % k)]
+        model, _ = fit(train, valid, features, params, config.seed, config.increasing)
+        metrics = evaluate(test["label"].to_numpy(), model.score(test), config.action_budget)
+        for name, values in found.items():
+            values.append(metrics.metrics[name])
+    figures = {"cv_folds": float(k)}
+    for name, values in found.items():
+        figures[f"cv_{name}_mean"] = float(np.mean(values))
+        figures[f"cv_{name}_sd"] = float(np.std(values, ddof=1))
+    return figures
+
+
 def train(
     settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
 ) -> TrainOutcome:
@@ -149,9 +213,15 @@ def train(
     ``until`` trains on what was known before that instant (the default: all the data).
     """
     model_spec = spec(target)
-    data = training_set(settings, target, config, until)
-    data["split"] = time_split(data["event_timestamp"], config)
-    parts = {name: data[data.split == name] for name in ("train", "valid", "test")}
+    key = model_spec.entity_key
+    choice = split_choice(settings, target, config)
+    data = training_set(settings, target, config, until, choice.by)
+    if choice.by == "entity":
+        data["split"] = entity_split(data[key], data["label"], config.split, config.seed)
+        check_entity_split(data[key], data["split"])
+    else:
+        data["split"] = time_split(data["event_timestamp"], config.split)
+    parts = {name: data[data.split == name] for name in PARTS}
     features = service_features(repository(settings).services[config.service])
     params, search_info = config.lightgbm, {}
     if config.tune.trials:
@@ -169,6 +239,9 @@ def train(
     model, fit_info = fit(
         parts["train"], parts["valid"], features, params, config.seed, config.increasing
     )
+    folds = {}
+    if choice.by == "entity" and config.split.folds:
+        folds = kfold_figures(data, key, features, params, config)
     test = parts["test"]
     scores = model.score(test)
     evaluation = evaluate(
@@ -186,7 +259,8 @@ def train(
         champion_metrics = evaluate(
             test["label"].to_numpy(), champion.model.score(test), config.action_budget
         ).metrics
-    decision = registry.decide(config.gate, evaluation.metrics, champion_metrics)
+    separation = single_feature_auc(parts["train"], test, features)
+    decision = registry.decide(config.gate, evaluation.metrics, champion_metrics, separation)
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(
@@ -195,6 +269,7 @@ def train(
                 "horizon_hours": config.horizon_hours,
                 "snapshot_every_hours": config.snapshot_every_hours,
                 "split": json.dumps(config.split.model_dump()),
+                "split_by": choice.by,
                 "seed": config.seed,
                 "feature_service": config.service,
                 "features": len(features),
@@ -208,6 +283,7 @@ def train(
                 "data_fingerprint": registry.fingerprint(data.drop(columns=["split"])),
                 "git_commit": registry.git_commit(),
                 "data_until": until.isoformat() if until else "end of data",
+                "split_why": choice.why,
                 "window_train": _window(parts["train"]),
                 "window_valid": _window(parts["valid"]),
                 "window_test": _window(test),
@@ -215,7 +291,7 @@ def train(
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
         mlflow.log_metrics({f"valid_{k}": v for k, v in valid_metrics.items()})
-        mlflow.log_metrics({**fit_info, **search_info})
+        mlflow.log_metrics({**fit_info, **search_info, **folds})
         if champion_metrics is not None:
             mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_metrics.items()})
         with tempfile.TemporaryDirectory() as tmp:
@@ -233,6 +309,7 @@ def train(
                 "reasons": decision.reasons,
                 "champion_version": champion.version if champion else None,
                 "champion_metrics": champion_metrics,
+                "single_feature_auc": dict(sorted(separation.items(), key=lambda i: -i[1])),
             }
             (folder / "gate.json").write_text(json.dumps(gate, indent=1))
             mlflow.log_artifacts(str(folder), artifact_path="evaluation")
@@ -246,4 +323,6 @@ def train(
         decision=decision,
         rows={name: len(part) for name, part in parts.items()},
         search=search_info,
+        split=choice,
+        folds=folds,
     )

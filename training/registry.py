@@ -89,11 +89,35 @@ class GateDecision:
     champion: float | None
 
 
+def leak_reasons(
+    gate: GateConfig, challenger: dict[str, float], separation: dict[str, float]
+) -> list[str]:
+    """Why a challenger looks too good to be true: a feature that alone separates the label,
+    or an implausibly perfect test score. Empty when neither."""
+    review = "held for review: promote by hand (closedloop models promote --why) if it is not"
+    found = [
+        f"{name} alone separates the label (test ROC AUC {auc:.4f} >= "
+        f"{gate.max_single_feature_auc}): a column that gives the answer away? {review}"
+        for name, auc in sorted(separation.items(), key=lambda item: -item[1])
+        if auc >= gate.max_single_feature_auc
+    ]
+    if challenger["roc_auc"] >= gate.max_roc_auc:
+        found.append(
+            f"test roc_auc {challenger['roc_auc']:.4f} >= {gate.max_roc_auc} is implausibly "
+            f"perfect: the same entities in train and test, or a leaking feature? {review}"
+        )
+    return found
+
+
 def decide(
-    gate: GateConfig, challenger: dict[str, float], champion: dict[str, float] | None
+    gate: GateConfig,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    separation: dict[str, float] | None = None,
 ) -> GateDecision:
-    """Pure gate rule: the quality bars, then the champion beaten by more than the margin."""
-    reasons = []
+    """Pure gate rule: the leak guard, the quality bars, then the champion beaten by more than
+    the margin. ``separation`` is each feature's own test ROC AUC."""
+    reasons = leak_reasons(gate, challenger, separation or {})
     if not challenger["roc_auc"] >= gate.min_roc_auc:
         reasons.append(f"roc_auc {challenger['roc_auc']:.4f} is below the bar {gate.min_roc_auc}")
     if not challenger["pr_auc_lift"] >= gate.min_pr_auc_lift:

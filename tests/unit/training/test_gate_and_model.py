@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from training.config import GateConfig, LightGBMParams, TuneConfig
-from training.evaluate import evaluate
+from training.evaluate import evaluate, single_feature_auc
 from training.registry import decide
 from training.trainer import fit
 from training.tuning import search
@@ -92,3 +92,32 @@ def test_optuna_search_returns_its_best_trial_within_the_search_space():
     model, _ = fit(train, valid, ["outage", "tenure", "plan"], found.params, seed=3)
     refit = average_precision_score(valid.label, model.raw_scores(valid))
     assert refit == pytest.approx(found.valid_pr_auc), "the reported score is the chosen fit's"
+
+
+def test_the_leak_guard_holds_a_feature_that_gives_the_answer_away():
+    rng = np.random.default_rng(0)
+    n = 2000
+    label = (rng.random(n) < 0.3).astype(int)
+    frame = pd.DataFrame(
+        {
+            "label": label,
+            "honest": rng.normal(size=n) + label * 0.8,
+            "score_from_the_future": label * 50 + rng.uniform(0, 10, n),
+            "status": np.where(label == 1, "Churned", rng.choice(["Stayed", "Joined"], n)),
+        }
+    )
+    train, test = frame.iloc[:1000], frame.iloc[1000:]
+    separation = single_feature_auc(train, test, ["honest", "score_from_the_future", "status"])
+    assert 0.6 < separation["honest"] < 0.8
+    assert separation["score_from_the_future"] == 1.0 and separation["status"] == 1.0
+    decision = decide(GateConfig(), GOOD, None, separation)
+    assert not decision.promote
+    held = [r for r in decision.reasons if "alone separates the label" in r]
+    assert len(held) == 2 and all("closedloop models promote --why" in r for r in held)
+    assert decide(GateConfig(), GOOD, None, {"honest": separation["honest"]}).promote
+
+
+def test_the_leak_guard_holds_an_implausibly_perfect_score():
+    decision = decide(GateConfig(), {**GOOD, "roc_auc": 0.999}, None)
+    assert not decision.promote
+    assert decision.reasons[0].startswith("test roc_auc 0.9990 >= 0.995 is implausibly perfect")

@@ -3,7 +3,7 @@ import pytest
 
 from training.config import churn_defaults
 from training.labels import churn_snapshots, fault_snapshots, snapshot_instants
-from training.pipeline import time_split
+from training.splits import time_split
 
 DAY = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2026-01-02", tz="UTC")
@@ -60,7 +60,7 @@ def test_fault_label_ignores_ongoing_faults_and_sees_the_next_one():
 
 def test_time_split_never_trains_on_later_instants():
     instants = pd.Series(pd.date_range(T0, periods=10, freq="7D").repeat(3))
-    parts = time_split(instants, churn_defaults())
+    parts = time_split(instants, churn_defaults().split)
     latest = {p: instants[parts == p].max() for p in ("train", "valid")}
     earliest = {p: instants[parts == p].min() for p in ("valid", "test")}
     assert latest["train"] < earliest["valid"] and latest["valid"] < earliest["test"]

@@ -24,9 +24,11 @@ from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, settings_of
 
 if TYPE_CHECKING:
+    from actions.backtest import Estimates
     from actions.runtime import Runtime
+    from closedloop.world.simulate import Truth
 
-policy_app = typer.Typer(help="Check action policies.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check and backtest action policies.", no_args_is_help=True)
 actions_app = typer.Typer(
     help="List, show, approve, reject and retry actions.", no_args_is_help=True
 )
@@ -547,3 +549,87 @@ def run_demo_actions(
         )
     finally:
         runtime.close()
+
+
+EstimatesFactory = Callable[[Settings, "Truth", int], "tuple[Estimates, str]"]
+"""Opens the models a backtest ranks by: (estimates at the window's start, where they came from)."""
+
+
+def backtest_command(estimates_of: EstimatesFactory) -> Callable[..., None]:
+    """``policy backtest``, with the CLI's way of getting churn scores and uplift estimates."""
+
+    def backtest(
+        ctx: typer.Context,
+        file: Annotated[Path, typer.Argument(help="Policy YAML to replay")],
+        window: Annotated[
+            str, typer.Option(help="Days replayed, START..END (YYYY-MM-DD..YYYY-MM-DD)")
+        ],
+        budget: Annotated[
+            float | None,
+            typer.Option(help="USD every row may spend [default: what the policy spends]"),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    ) -> None:
+        """Replay a window of this home's world under the policy and its baselines, each at the
+        same budget, counted against the world's ground truth (exact counterfactuals)."""
+        from actions.backtest import BacktestError, Window
+        from actions.backtest import backtest as run
+        from closedloop.world.simulate import simulate_truth
+        from closedloop.world.store import read_config
+
+        settings = settings_of(ctx)
+        try:
+            policy = load_policy(file)
+        except PolicyError as error:
+            raise UserError(f"{error.source}: {'; '.join(error.problems)}") from None
+        try:
+            config = read_config(settings.world_dir)
+            days = Window.parse(window, config.start, config.days)
+        except (FileNotFoundError, BacktestError) as error:
+            raise UserError(str(error)) from None
+        truth = simulate_truth(config)
+        try:
+            estimates, source = estimates_of(settings, truth, days.start)
+            result = run(truth, policy, days, estimates, budget)
+        except (BacktestError, ValueError) as error:
+            raise UserError(str(error)) from None
+        if as_json:
+            print(json.dumps({**result.model_dump(), "models": source}, indent=1))
+            return
+        print_backtest(result, source)
+
+    return backtest
+
+
+def print_backtest(result, source: str) -> None:
+    table = Table(
+        title=f"backtest {result.window}: {result.customers} customers, "
+        f"{result.untreated_churn} leave untreated, budget {result.budget:,.2f} USD",
+        caption=f"models: {source}",
+    )
+    columns = (
+        ("policy", "policy"),
+        ("churn prevented", "churn_prevented"),
+        ("revenue retained", "revenue_retained"),
+        ("cost", "cost"),
+        ("net value", "net_value"),
+        ("budget used", "budget_used"),
+        ("contacted", "contacted"),
+        ("treated", "treated"),
+        ("harmed", "harmed"),
+    )
+    for title, _ in columns:
+        table.add_column(title, justify="left" if title == "policy" else "right")
+    for row in result.rows:
+        values = row.model_dump()
+        table.add_row(
+            *(
+                f"{values[key]:,.2f}"
+                if isinstance(values[key], float) and key != "budget_used"
+                else f"{values[key]:.0%}"
+                if key == "budget_used"
+                else str(values[key])
+                for _, key in columns
+            )
+        )
+    console.print(table)

@@ -161,6 +161,17 @@ class PriorityBand(_Strict):
     priority: int = Field(ge=1, le=4, description="1 highest")
 
 
+class Costs(_Strict):
+    """What actions cost, USD: the backtest's and the expected net gain's accounting."""
+
+    contact: float = Field(0.5, ge=0, description="each message, offer or credit to a customer")
+    dispatch: float = Field(400, ge=0, description="each field dispatch")
+    ticket: float = Field(0, ge=0, description="each trouble ticket or escalation")
+    offer_months: float = Field(
+        3, gt=0, description="months a retention offer's discount (discount_pct of MRR) runs"
+    )
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, description="part of every idempotency key")
     approval_ttl_minutes: float = Field(gt=0, description="how long an approval may wait")
@@ -169,6 +180,7 @@ class Policy(_Strict):
         min_length=1, description="priority by value at risk, highest band first"
     )
     guards: Guards = Field(default_factory=Guards)
+    costs: Costs = Field(default_factory=Costs)
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")

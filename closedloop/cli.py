@@ -45,6 +45,17 @@ def in_process_scores(settings: Settings):
     return open_scores(settings)
 
 
+def backtest_estimates(settings: Settings, truth, start: int):
+    """Churn scores and uplift at a backtest window's start, from the uplift T-learner (its
+    control model is the churn score of an untreated customer)."""
+    from actions.backtest import Estimates
+    from closedloop.world.treatment import observed
+
+    model, source = training_commands.uplift_models(settings, truth, start)
+    features = observed(truth, start)
+    return Estimates(churn=model.churn(features), uplift=model.uplift(features)), source
+
+
 app = typer.Typer(
     help="closedloop: telemetry and revenue signals in, scored and governed actions out.",
     no_args_is_help=True,
@@ -60,6 +71,7 @@ app.command("ingest")(feature_commands.ingest)
 app.command("import-csv")(feature_commands.import_csv)
 app.add_typer(training_commands.models_app, name="models", no_args_is_help=True)
 app.command("serve")(serving_commands.serve)
+action_commands.policy_app.command("backtest")(action_commands.backtest_command(backtest_estimates))
 app.add_typer(action_commands.policy_app, name="policy")
 app.command("replay")(action_commands.replay_command(in_process_scores))
 app.add_typer(action_commands.actions_app, name="actions")
@@ -117,6 +129,26 @@ def train(
             update={"tune": config.tune.model_copy(update={"trials": trials})}
         )
     training_commands.run_train(settings_of(ctx), target.value, config)
+
+
+@app.command("train-uplift")
+def train_uplift(
+    ctx: typer.Context,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            help="Learn from outcomes before this day, YYYY-MM-DD [default: the "
+            "world's last 30 days are left out]"
+        ),
+    ] = None,
+) -> None:
+    """Learn uplift models (credit, message, offer) from randomised trials on the world, log
+    Qini and AUUC on a held-out trial to MLflow, register as 'uplift', gate the champion."""
+    try:
+        day = None if before is None else date.fromisoformat(before)
+    except ValueError:
+        raise UserError(f"--before {before!r} is not a date (YYYY-MM-DD)") from None
+    training_commands.run_train_uplift(settings_of(ctx), day)
 
 
 @app.command("monitor")

@@ -6,6 +6,7 @@ MLflow, LightGBM and Feast are imported inside the commands so ``closedloop --he
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Annotated
 
 import typer
@@ -70,7 +71,7 @@ def list_models(ctx: typer.Context) -> None:
 
     quiet_logging()
     registry.connect(settings_of(ctx))
-    rows = registry.list_versions(list(SPECS))
+    rows = registry.list_versions([*SPECS, "uplift"])
     if not rows:
         raise UserError("no registered models yet; run 'closedloop train churn' first")
     table = Table(title="registered models")
@@ -109,3 +110,63 @@ def promote(
     except MlflowException:
         raise UserError(f"{name.value} has no version {version}") from None
     console.print(f"{name.value} version {version} is now the champion ({why})")
+
+
+def run_train_uplift(settings: Settings, before: date | None):
+    """Learn the uplift models from randomised trials on this home's world before ``before``
+    (default: the world's last 30 days), register and gate them."""
+    from closedloop.world.simulate import simulate_truth
+    from closedloop.world.store import read_config
+    from training.uplift import UpliftConfig, train_uplift
+
+    quiet_logging()
+    config = UpliftConfig()
+    try:
+        world = read_config(settings.world_dir)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    day = world.days - 30 if before is None else (before - world.start).days
+    if not 0 < day <= world.days:
+        raise UserError(f"--before {before} lies outside the world ({world.start}, {world.days} d)")
+    try:
+        outcome = train_uplift(settings, simulate_truth(world), day, config)
+    except ValueError as error:
+        raise UserError(f"cannot train uplift: {error}") from None
+    table = Table(title=f"uplift model version {outcome.version} (held-out trial)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in outcome.metrics.items():
+        table.add_row(name, f"{value:.5f}")
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
+    console.print(f"trial rows: {outcome.rows:,}; gate: {verdict}")
+    for reason in outcome.decision.reasons:
+        console.print(f"  - {reason}")
+    return outcome
+
+
+def uplift_models(settings: Settings, truth, start: int):
+    """(T-learner, where it came from) for a backtest from day ``start``: the registered
+    champion when it learned from this world before that day, else one fitted here on the
+    trials before it."""
+    from mlflow import MlflowClient
+
+    from training import registry
+    from training.uplift import NAME, UpliftConfig, fit_t_learner, load_champion, trial_logs
+
+    quiet_logging()
+    registry.connect(settings)
+    found = registry.champion_version(NAME)
+    if found is not None:
+        params = MlflowClient().get_run(found.run_id).data.params
+        same_world = params.get("world_seed") == str(truth.config.seed)
+        if same_world and int(params["before_day"]) <= start:
+            champion = load_champion()
+            if champion is not None:
+                return champion[1], f"uplift champion version {champion[0]} (T-learner)"
+    config = UpliftConfig()
+    learn, _ = trial_logs(truth, start, config)
+    return (
+        fit_t_learner(learn, config),
+        "uplift T-learner fitted on the trials before the window (no usable champion)",
+    )

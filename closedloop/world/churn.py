@@ -124,10 +124,9 @@ def hazard(
     return relative * (config.monthly_churn_rate / 30 / relative.mean())
 
 
-def draw_churn(hazard_daily: np.ndarray, rng: np.random.Generator) -> Churn:
-    """Leave on the first day the cumulative hazard passes an exponential threshold."""
+def churn_at(hazard_daily: np.ndarray, threshold: np.ndarray) -> Churn:
+    """Leave on the first day the cumulative hazard passes each customer's ``threshold``."""
     cumulative = np.cumsum(hazard_daily, axis=1)
-    threshold = rng.exponential(1.0, len(hazard_daily))
     crossed = cumulative > threshold[:, None]
     churned = crossed[:, -1]
     return Churn(

@@ -12,9 +12,21 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from closedloop.world import catalog
-from closedloop.world.churn import action_effects, competitor_pressure, draw_churn, hazard
+from closedloop.world.churn import (
+    ActionEffects,
+    Churn,
+    action_effects,
+    churn_at,
+    competitor_pressure,
+    hazard,
+)
 from closedloop.world.config import WorldConfig
 from closedloop.world.experience import (
+    Credits,
+    Experience,
+    Invoices,
+    Tickets,
+    Usage,
     cell_days,
     simulate_credits,
     simulate_experience,
@@ -22,13 +34,13 @@ from closedloop.world.experience import (
     simulate_tickets,
     simulate_usage,
 )
-from closedloop.world.inventory import make_cells, make_customers
-from closedloop.world.network import Incidents, simulate_network
+from closedloop.world.inventory import Cells, Customers, make_cells, make_customers
+from closedloop.world.network import Incidents, Network, simulate_network
 from closedloop.world.raw import RawTelemetry, render_telemetry
 from closedloop.world.stream import simulate_events
 from closedloop.world.tables import Tabulator
 
-STEPS: tuple[str, ...] = ("inventory", "network", "telemetry", "customers", "churn", "events")
+STEPS: tuple[str, ...] = ("inventory", "network", "customers", "churn", "events", "telemetry")
 
 
 class WorldSummary(BaseModel):
@@ -55,8 +67,30 @@ class World:
     summary: WorldSummary
 
 
-def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: None) -> World:
-    """Generate a world; ``on_step`` is called with each name of :data:`STEPS` as it completes."""
+@dataclass(frozen=True)
+class Truth:
+    """The simulated operator before any table is written: what a re-simulation needs."""
+
+    config: WorldConfig
+    cells: Cells
+    customers: Customers
+    network: Network
+    experience: Experience
+    usage: Usage
+    tickets: Tickets
+    credits: Credits
+    invoices: Invoices
+    pressure: np.ndarray
+    effects: ActionEffects
+    hazard: np.ndarray  # (customers, days) daily churn hazard, untreated
+    threshold: np.ndarray  # cumulative hazard at which each customer leaves
+    churn: Churn
+    events: pd.DataFrame
+    raw_rng: np.random.Generator  # the stream telemetry is rendered from
+
+
+def simulate_truth(config: WorldConfig, on_step: Callable[[str], None] = lambda _: None) -> Truth:
+    """Everything but the raw telemetry and the tables; the same config gives the same truth."""
     streams = dict(
         zip(
             ("cells", "customers", "network", "raw", "experience", "churn", "events"),
@@ -71,9 +105,6 @@ def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: Non
     network = simulate_network(config, cells, streams["network"])
     on_step("network")
 
-    telemetry = render_telemetry(network, cells, config.dirt, streams["raw"], config.drift.firmware)
-    on_step("telemetry")
-
     rng = streams["experience"]
     daily = cell_days(network, cells, config.intervals_per_day)
     experience = simulate_experience(customers, daily, rng)
@@ -85,10 +116,9 @@ def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: Non
 
     pressure = competitor_pressure(config, streams["churn"])
     effects = action_effects(customers)
-    churn = draw_churn(
-        hazard(config, customers, experience, daily, tickets, credits, pressure, effects),
-        streams["churn"],
-    )
+    daily_hazard = hazard(config, customers, experience, daily, tickets, credits, pressure, effects)
+    threshold = streams["churn"].exponential(1.0, len(customers))
+    churn = churn_at(daily_hazard, threshold)
     active = churn.active(config.days)
     on_step("churn")
 
@@ -97,6 +127,27 @@ def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: Non
         streams["events"],
     )  # fmt: skip
     on_step("events")
+    return Truth(
+        config, cells, customers, network, experience, usage, tickets, credits, invoices,
+        pressure, effects, daily_hazard, threshold, churn, events, streams["raw"],
+    )  # fmt: skip
+
+
+def simulate(config: WorldConfig, on_step: Callable[[str], None] = lambda _: None) -> World:
+    """Generate a world; ``on_step`` is called with each name of :data:`STEPS` as it completes."""
+    truth = simulate_truth(config, on_step)
+    cells, customers, network = truth.cells, truth.customers, truth.network
+    experience, usage, tickets = truth.experience, truth.usage, truth.tickets
+    credits, invoices, pressure, effects = (
+        truth.credits,
+        truth.invoices,
+        truth.pressure,
+        truth.effects,
+    )
+    churn, events = truth.churn, truth.events
+    telemetry = render_telemetry(network, cells, config.dirt, truth.raw_rng, config.drift.firmware)
+    on_step("telemetry")
+    active = churn.active(config.days)
 
     tabulate = Tabulator(config, cells, customers, active)
     tables = {

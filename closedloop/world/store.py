@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from closedloop.world import schemas
+from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import World, WorldSummary
 from closedloop.world.tables import MS_PER_DAY
 
@@ -60,3 +61,11 @@ def read_summary(folder: Path) -> WorldSummary:
     """The summary of a world already on disk."""
     manifest = json.loads((folder / schemas.MANIFEST_PATH).read_text())
     return WorldSummary.model_validate(manifest["summary"])
+
+
+def read_config(folder: Path) -> WorldConfig:
+    """The config a world on disk was generated from (re-simulating it gives the same world)."""
+    path = folder / schemas.MANIFEST_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"no world at {folder} (run: closedloop world generate)")
+    return WorldConfig.model_validate(json.loads(path.read_text())["config"])

@@ -1,6 +1,6 @@
 import numpy as np
 
-from closedloop.world.churn import action_effects, draw_churn, rolling_sum
+from closedloop.world.churn import action_effects, churn_at, rolling_sum
 from closedloop.world.config import WorldConfig
 from closedloop.world.inventory import make_cells, make_customers
 
@@ -11,11 +11,11 @@ def test_rolling_sum_counts_the_trailing_window_including_today():
     assert rolling_sum(values, 10).tolist() == [[1, 3, 6, 10, 15]]
 
 
-def test_draw_churn_leaves_on_the_day_cumulative_hazard_crosses():
+def test_churn_leaves_on_the_day_cumulative_hazard_crosses():
     hazard = np.zeros((3, 5))
     hazard[0, 2] = 50.0  # certain to leave on day 2
     hazard[2, :] = 1e-9  # all but certain to stay
-    churn = draw_churn(hazard, np.random.default_rng(0))
+    churn = churn_at(hazard, np.random.default_rng(0).exponential(1.0, 3))
     assert churn.churned.tolist() == [True, False, False]
     assert churn.day.tolist() == [2, -1, -1]
     assert churn.active(5)[0].tolist() == [True, True, False, False, False]

@@ -1,0 +1,394 @@
+"""Backtest a policy against the world's ground truth (pure: a simulated world in, a table out).
+
+Each row of the table is one way of choosing actions over a window: nothing; the shipped policy
+replayed on the window's events; the top of a churn score; the best expected net gain of uplift
+estimates; the oracle, which knows each action's realised effect. Every row's plan is applied to
+the world re-simulated from its seed (:mod:`closedloop.world.treatment`), so churn prevented and
+customers harmed are counted exactly, and every row spends at most the same budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from actions.decide import Customer, Situation, decide
+from actions.guards import GuardBook, first_failed
+from actions.policy import CONTACT_ACTIONS, ActionType, Policy, Target
+from closedloop.events import EventType, NetworkEvent
+from closedloop.models import ModelName
+from closedloop.scores import Score
+from closedloop.world import catalog
+from closedloop.world.simulate import Truth
+from closedloop.world.treatment import KIND, Treatments, left_within, resimulate
+
+WORLD_KIND = {
+    ActionType.BILL_CREDIT: KIND["credit"],
+    ActionType.CUSTOMER_MESSAGE: KIND["message"],
+    ActionType.RETENTION_OFFER: KIND["offer"],
+    ActionType.FIELD_DISPATCH: KIND["priority_repair"],
+}
+ACTION_OF = {catalog.ACTIONS[kind]: action for action, kind in WORLD_KIND.items()}
+RANKED = (ActionType.BILL_CREDIT, ActionType.CUSTOMER_MESSAGE, ActionType.RETENTION_OFFER)
+SCORE_ONLY_ACTION = ActionType.RETENTION_OFFER
+NO_ACTION, SCORE_ONLY, SHIPPED, UPLIFT, ORACLE = (
+    "no action",
+    "top-k churn score",
+    "shipped policy",
+    "uplift (net gain)",
+    "oracle (true effects)",
+)
+
+
+class BacktestError(ValueError):
+    """A backtest that cannot run: a window outside the world, a policy without actions."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Days ``[start, end]`` of a world (indices from its first day), both included."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str, first: date, days: int) -> Window:
+        """``YYYY-MM-DD..YYYY-MM-DD`` within a world of ``days`` days from ``first``."""
+        try:
+            low, high = (date.fromisoformat(part) for part in text.split(".."))
+        except ValueError:
+            raise BacktestError(
+                f"window {text!r} is not START..END (YYYY-MM-DD..YYYY-MM-DD)"
+            ) from None
+        start, end = (low - first).days, (high - first).days
+        last = first + timedelta(days=days - 1)
+        if start < 1 or end >= days or start > end:
+            raise BacktestError(
+                f"window {text} must lie within {first + timedelta(days=1)}..{last}, start first"
+            )
+        return cls(start, end)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Actions chosen for a window: one entry per action, with its target customers."""
+
+    action: np.ndarray  # ActionType values
+    customer: np.ndarray  # customer index, -1 for a cell action without a customer effect
+    day: np.ndarray
+    cost: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Plan:
+        return cls(np.empty(0, dtype=object), *(np.empty(0, dtype=np.int64),) * 2, np.empty(0))
+
+    def treatments(self) -> Treatments:
+        kinds = np.array([WORLD_KIND.get(ActionType(a), -1) for a in self.action], dtype=np.int64)
+        acts = (kinds >= 0) & (self.customer >= 0)
+        return Treatments.of(self.customer[acts], self.day[acts], kinds[acts])
+
+
+class Row(BaseModel):
+    """One policy's result over the window, against the untreated world."""
+
+    policy: str
+    churn_prevented: int  # leavers kept, less customers driven away
+    revenue_retained: float  # Σ MRR × value_months over kept, less driven away
+    cost: float
+    net_value: float
+    budget_used: float  # cost over the budget
+    contacted: int  # customers sent a message, offer or credit
+    treated: int  # customers any action reached (a dispatch reaches the cell's customers)
+    harmed: int  # treated customers who left only because of the treatment
+
+
+class Backtest(BaseModel):
+    window: str
+    customers: int
+    budget: float
+    untreated_churn: int  # customers leaving within the window with no action
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """What a ranking policy knows about customers at the window's start (from models)."""
+
+    churn: np.ndarray  # churn score per customer
+    uplift: Mapping[str, np.ndarray] | None = None  # by world action (credit, message, offer):
+    # the expected fall in the chance of leaving within the window
+
+
+def unit_costs(policy: Policy, mrr: np.ndarray) -> dict[ActionType, np.ndarray]:
+    """Cost of each ranked action per customer: the policy's own credit amount and offer
+    discount (its first rule of each type), plus the contact; an action no rule takes is
+    absent."""
+    costs, contact = policy.costs, policy.costs.contact
+    found: dict[ActionType, np.ndarray] = {}
+    for rule in policy.rules:
+        kind, params = rule.action.type, rule.action.params
+        if kind not in RANKED or kind in found or rule.target is not Target.CUSTOMER:
+            continue
+        if kind is ActionType.BILL_CREDIT:
+            amount = (
+                np.full_like(mrr, float(params["amount"]))
+                if "amount" in params
+                else np.round(float(params.get("mrr_fraction", 0)) * mrr, 2)
+            )
+            found[kind] = amount + contact
+        elif kind is ActionType.RETENTION_OFFER:
+            share = float(params.get("discount_pct", 0)) / 100
+            found[kind] = share * mrr * costs.offer_months + contact
+        else:
+            found[kind] = np.full_like(mrr, contact)
+    return found
+
+
+def best_within_budget(
+    net: Mapping[ActionType, np.ndarray],
+    cost: Mapping[ActionType, np.ndarray],
+    eligible: np.ndarray,
+    budget: float,
+    day: int,
+) -> Plan:
+    """For each eligible customer the action of highest positive net gain; customers by that
+    gain, each taken while the budget allows."""
+    kinds = list(net)
+    table = np.stack([np.where(eligible, net[k], -np.inf) for k in kinds])
+    best = table.argmax(axis=0)
+    gain = table[best, np.arange(table.shape[1])]
+    spend = np.stack([cost[k] for k in kinds])[best, np.arange(table.shape[1])]
+    order = [i for i in np.argsort(-gain, kind="stable") if gain[i] > 0]
+    return _take(order, [kinds[best[i]] for i in order], spend, budget, day)
+
+
+def top_by_score(
+    score: np.ndarray, cost: np.ndarray, eligible: np.ndarray, budget: float, day: int
+) -> Plan:
+    """The score-only baseline: customers by churn score, each given the retention offer while
+    the budget allows."""
+    order = [i for i in np.argsort(-score, kind="stable") if eligible[i]]
+    return _take(order, [SCORE_ONLY_ACTION] * len(order), cost, budget, day)
+
+
+def _take(order, actions, cost: np.ndarray, budget: float, day: int) -> Plan:
+    chosen, kinds, spent = [], [], 0.0
+    for i, kind in zip(order, actions, strict=True):
+        if spent + cost[i] <= budget:
+            chosen.append(i)
+            kinds.append(kind.value)
+            spent += cost[i]
+    customer = np.array(chosen, dtype=np.int64)
+    return Plan(np.array(kinds, dtype=object), customer, np.full(len(chosen), day), cost[customer])
+
+
+def shipped_plan(
+    truth: Truth, policy: Policy, window: Window, churn: np.ndarray, budget: float | None
+) -> Plan:
+    """The policy replayed on the window's events: each new alarm (first onset of its id) and
+    every other acting event decided with the churn scores of the window's start, guarded as the
+    ledger would (a decision needing approval counts as approved), cut at the budget in event
+    order."""
+    c, config = truth.customers, truth.config
+    present = truth.churn.active(config.days)[:, window.start]
+    first = datetime.combine(config.start, time(), tzinfo=UTC)
+    events = truth.events
+    when = pd.to_datetime(events["occurred_at"], utc=True)
+    day = ((when - pd.Timestamp(first)).dt.total_seconds() // 86_400).astype(int)
+    inside = (day >= window.start) & (day <= window.end)
+    inside &= events["event_type"] != EventType.ALARM_CLEAR.value
+    onsets = events["event_type"] == EventType.ALARM_ONSET.value
+    inside &= ~(onsets & events["alarm_id"].duplicated())
+    by_cell: dict[str, np.ndarray] = {}
+    cell_ids = truth.cells.ids[c.cell]
+    for cell in np.unique(cell_ids):
+        by_cell[cell] = np.flatnonzero((cell_ids == cell) & present)
+    index = {customer_id: i for i, customer_id in enumerate(c.ids)}
+    names = _customer_names(truth)
+    guards = GuardBook(policy.guards, opted_out=frozenset(c.ids[c.do_not_contact]))
+    costs = policy.costs
+    actions, customers, days, spend = [], [], [], []
+    for row, event_day in zip(events[inside].itertuples(index=False), day[inside], strict=True):
+        event = NetworkEvent.model_validate(
+            {k: v for k, v in row._asdict().items() if not pd.isna(v)}
+        )
+        if event.customer_id is not None:
+            affected = [index[event.customer_id]] if event.customer_id in index else []
+            affected = [i for i in affected if present[i]]
+        else:
+            affected = list(by_cell.get(event.cell_id, []))
+        situation = Situation(
+            event=event,
+            incident=event.alarm_id or event.event_id,
+            customers=[names(i) for i in affected],
+            churn={c.ids[i]: _score(c.ids[i], churn[i]) for i in affected},
+        )
+        at = event.occurred_at
+        for decision in decide(situation, policy):
+            if first_failed(guards.check(decision, at)) is not None:
+                continue
+            guards.record(decision, at)
+            kind = decision.action
+            if decision.customer_id is not None:
+                targets = [index[decision.customer_id]]
+            elif kind is ActionType.FIELD_DISPATCH:
+                targets = affected
+            else:
+                targets = [-1]
+            if kind is ActionType.BILL_CREDIT:
+                price = costs.contact + (decision.amount or 0.0)
+            elif kind is ActionType.RETENTION_OFFER:
+                share = float(decision.params.get("discount_pct", 0)) / 100
+                price = costs.contact + share * c.mrr[targets[0]] * costs.offer_months
+            elif kind in CONTACT_ACTIONS:
+                price = costs.contact
+            elif kind is ActionType.FIELD_DISPATCH:
+                price = costs.dispatch
+            else:
+                price = costs.ticket
+            for n, target in enumerate(targets or [-1]):
+                actions.append(kind.value)
+                customers.append(target)
+                days.append(event_day)
+                spend.append(price if n == 0 else 0.0)
+    plan = Plan(
+        np.array(actions, dtype=object),
+        np.array(customers, dtype=np.int64),
+        np.array(days, dtype=np.int64),
+        np.array(spend, dtype=np.float64),
+    )
+    if budget is None:
+        return plan
+    keep = np.cumsum(plan.cost) <= budget + 1e-9
+    return Plan(plan.action[keep], plan.customer[keep], plan.day[keep], plan.cost[keep])
+
+
+def _customer_names(truth: Truth):
+    c = truth.customers
+    cell_ids = truth.cells.ids[c.cell]
+
+    def customer(i: int) -> Customer:
+        return Customer(
+            customer_id=c.ids[i],
+            cell_id=cell_ids[i],
+            segment=catalog.SEGMENTS[c.segment[i]],
+            sla_tier=catalog.SLA_TIERS[c.sla[i]],
+            contract_type=catalog.CONTRACTS[c.contract[i]],
+            mrr=float(c.mrr[i]),
+            do_not_contact=bool(c.do_not_contact[i]),
+        )
+
+    return customer
+
+
+def _score(customer_id: str, probability: float) -> Score:
+    return Score(
+        entity_id=customer_id,
+        model=ModelName.CHURN.value,
+        model_version="backtest",
+        feature_service="backtest",
+        probability=float(np.clip(probability, 0, 1)),
+    )
+
+
+def account(
+    name: str,
+    plan: Plan,
+    truth: Truth,
+    window: Window,
+    value_months: float,
+    budget: float,
+    untreated: np.ndarray,
+) -> Row:
+    """One row: the plan applied to the world, counted against the untreated world."""
+    treated_left = left_within(resimulate(truth, plan.treatments()), window.start, window.end)
+    mrr = truth.customers.mrr
+    kept, driven = untreated & ~treated_left, ~untreated & treated_left
+    reached = np.unique(plan.customer[plan.customer >= 0])
+    contact = np.isin(plan.action, [a.value for a in CONTACT_ACTIONS]) & (plan.customer >= 0)
+    revenue = float((mrr * (kept.astype(float) - driven)).sum() * value_months)
+    cost = float(plan.cost.sum())
+    return Row(
+        policy=name,
+        churn_prevented=int(kept.sum() - driven.sum()),
+        revenue_retained=round(revenue, 2),
+        cost=round(cost, 2),
+        net_value=round(revenue - cost, 2),
+        budget_used=round(cost / budget, 4) if budget > 0 else 0.0,
+        contacted=len(np.unique(plan.customer[contact])),
+        treated=len(reached),
+        harmed=int(driven[reached].sum()),
+    )
+
+
+def oracle_net(
+    truth: Truth,
+    window: Window,
+    costs: Mapping[ActionType, np.ndarray],
+    eligible: np.ndarray,
+    value_months: float,
+    untreated: np.ndarray,
+) -> dict[ActionType, np.ndarray]:
+    """Each customer's realised net gain from each action alone at the window's start."""
+    who = np.flatnonzero(eligible)
+    net = {}
+    for kind, cost in costs.items():
+        churn = resimulate(truth, Treatments.of(who, window.start, WORLD_KIND[kind]))
+        kept = untreated.astype(float) - left_within(churn, window.start, window.end)
+        net[kind] = kept * truth.customers.mrr * value_months - cost
+    return net
+
+
+def backtest(
+    truth: Truth,
+    policy: Policy,
+    window: Window,
+    estimates: Estimates,
+    budget: float | None = None,
+) -> Backtest:
+    """Every baseline over the window at one budget (the shipped policy's spend unless given)."""
+    c, months = truth.customers, policy.value_months
+    if len(estimates.churn) != len(c):
+        raise BacktestError(f"{len(estimates.churn)} churn scores for {len(c)} customers")
+    costs = unit_costs(policy, c.mrr)
+    if not costs:
+        raise BacktestError("the policy has no customer rule with a credit, message or offer")
+    present = truth.churn.active(truth.config.days)[:, window.start]
+    eligible = present & ~c.do_not_contact
+    untreated = left_within(truth.churn, window.start, window.end)
+    shipped = shipped_plan(truth, policy, window, estimates.churn, None)
+    if budget is None:
+        budget = float(shipped.cost.sum())
+    elif budget < 0:
+        raise BacktestError(f"budget must not be negative, got {budget}")
+    shipped = shipped_plan(truth, policy, window, estimates.churn, budget)
+    plans = {NO_ACTION: Plan.empty(), SHIPPED: shipped}
+    if SCORE_ONLY_ACTION in costs:
+        plans[SCORE_ONLY] = top_by_score(
+            estimates.churn, costs[SCORE_ONLY_ACTION], eligible, budget, window.start
+        )
+    if estimates.uplift is not None:
+        expected = {
+            kind: np.where(up > 0, up * c.mrr * months - costs[kind], -np.inf)
+            for name, up in estimates.uplift.items()
+            if (kind := ACTION_OF[name]) in costs
+        }
+        plans[UPLIFT] = best_within_budget(expected, costs, eligible, budget, window.start)
+    oracle = oracle_net(truth, window, costs, eligible, months, untreated)
+    plans[ORACLE] = best_within_budget(oracle, costs, eligible, budget, window.start)
+    first = truth.config.start
+    return Backtest(
+        window=f"{first + timedelta(days=window.start)}..{first + timedelta(days=window.end)}",
+        customers=int(present.sum()),
+        budget=round(budget, 2),
+        untreated_churn=int(untreated[present].sum()),
+        rows=[
+            account(name, plan, truth, window, months, budget, untreated)
+            for name, plan in plans.items()
+        ],
+    )

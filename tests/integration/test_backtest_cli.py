@@ -1,0 +1,58 @@
+"""``closedloop train-uplift`` and ``closedloop policy backtest`` as a user runs them."""
+
+import json
+
+from cli_run import run_cli
+
+
+def test_uplift_is_registered_and_the_backtest_ranks_by_it(tmp_path):
+    home = tmp_path / "home"
+    world = ("world", "generate", "--customers", "1000", "--days", "90", "--seed", "4")
+    assert run_cli(*world, home=home).returncode == 0
+    trained = run_cli("train-uplift", "--before", "2026-03-02", home=home)
+    assert trained.returncode == 0, trained.stderr
+    assert "qini_message" in trained.stdout and "uplift model version 1" in trained.stdout
+
+    listed = run_cli("models", "list", home=home)
+    assert "uplift" in listed.stdout
+
+    out = run_cli(
+        "policy", "backtest", "actions/policies/default.yaml",
+        "--window", "2026-03-02..2026-03-31", "--json", home=home,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    names = [row["policy"] for row in result["rows"]]
+    assert names[0] == "no action" and names[-1] == "oracle (true effects)"
+    assert "uplift (net gain)" in names
+    oracle = result["rows"][-1]
+    assert all(row["net_value"] <= oracle["net_value"] for row in result["rows"])
+    assert all(row["cost"] <= result["budget"] + 1e-6 for row in result["rows"])
+    promoted = "promoted to champion" in trained.stdout
+    expected = "uplift champion version 1" if promoted else "fitted on the trials"
+    assert expected in result["models"]
+
+    table = run_cli(
+        "policy", "backtest", "actions/policies/default.yaml",
+        "--window", "2026-03-02..2026-03-31", "--budget", "50", home=home,
+    )  # fmt: skip
+    assert table.returncode == 0 and "budget 50.00 USD" in table.stdout
+
+
+def test_a_window_outside_the_world_is_one_red_line(tmp_path):
+    home = tmp_path / "home"
+    assert (
+        run_cli("world", "generate", "--customers", "300", "--days", "30", home=home).returncode
+        == 0
+    )
+    out = run_cli(
+        "policy", "backtest", "actions/policies/default.yaml",
+        "--window", "2026-01-10..2026-03-01", home=home,
+    )  # fmt: skip
+    assert out.returncode == 2 and "must lie within" in out.stderr
+    assert "Traceback" not in out.stderr
+    missing = run_cli(
+        "policy", "backtest", "actions/policies/default.yaml", "--window", "x..y",
+        home=tmp_path / "empty",
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no world" in missing.stderr

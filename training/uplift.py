@@ -1,0 +1,263 @@
+"""Uplift models per treatment: a LightGBM T-learner learned from a randomised treatment log.
+
+For each arm (credit, message, offer) one classifier learns the chance of leaving within the
+horizon among the customers given that arm, one more among the held-out (control) customers;
+the uplift of an arm for a customer is the control's chance less the arm's: the fall in churn
+probability the action buys (negative: it drives the customer away). The control model is the
+churn score of an untreated customer. Qini and AUUC are measured on a later trial than any the
+models learned from, and gate the ``champion`` alias of the registered model ``uplift``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import mlflow.artifacts
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from closedloop.settings import Settings
+from closedloop.world import catalog
+from closedloop.world.simulate import Truth
+from closedloop.world.treatment import OBSERVED, TreatmentLog, randomised_log
+from training import registry
+
+NAME = "uplift"
+CONTROL = "control"
+ARMS: tuple[str, ...] = ("credit", "message", "offer")
+META_FILE = "uplift.json"
+
+
+class UpliftConfig(BaseModel):
+    """How the uplift models are learned and gated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon_days: int = Field(30, ge=7, description="outcome: leaves within this many days")
+    trial_every_days: int = Field(7, ge=1, description="spacing of the randomised trials")
+    trials: int = Field(4, ge=1, description="trials to learn from, before the held-out one")
+    holdout: float = Field(0.25, gt=0, lt=1, description="share of each trial kept untreated")
+    num_leaves: int = Field(15, ge=2)
+    trees: int = Field(150, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    min_child_samples: int = Field(50, ge=1)
+    min_qini: float = Field(0.0, description="each arm's held-out Qini must exceed this")
+    margin: float = Field(0.0, ge=0, description="mean Qini must beat the champion's by this")
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class TLearner:
+    """One booster per arm and one for the control, on the observed features."""
+
+    boosters: dict[str, lgb.Booster]  # by arm, and CONTROL
+
+    def churn(self, features: pd.DataFrame) -> np.ndarray:
+        """Chance of leaving within the horizon with no action."""
+        return self.boosters[CONTROL].predict(_design(features))
+
+    def uplift(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Fall in the chance of leaving each arm buys, by arm."""
+        x = _design(features)
+        base = self.boosters[CONTROL].predict(x)
+        return {arm: base - b.predict(x) for arm, b in self.boosters.items() if arm != CONTROL}
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for arm, booster in self.boosters.items():
+            booster.save_model(str(folder / f"{arm}.txt"))
+        (folder / META_FILE).write_text(json.dumps({"arms": sorted(self.boosters)}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> TLearner:
+        arms = json.loads((folder / META_FILE).read_text())["arms"]
+        return cls({arm: lgb.Booster(model_file=str(folder / f"{arm}.txt")) for arm in arms})
+
+
+def _design(features: pd.DataFrame) -> pd.DataFrame:
+    return features[list(OBSERVED)].astype(float)
+
+
+def fit_t_learner(log: TreatmentLog, config: UpliftConfig) -> TLearner:
+    """A classifier per arm of the log, and one for its control rows."""
+    params = {
+        "objective": "binary",
+        "num_leaves": config.num_leaves,
+        "learning_rate": config.learning_rate,
+        "min_child_samples": config.min_child_samples,
+        "seed": config.seed,
+        "verbose": -1,
+        "num_threads": 1,
+    }
+    x = _design(log.features)
+    boosters = {}
+    for arm in (CONTROL, *ARMS):
+        rows = log.arm == (-1 if arm == CONTROL else catalog.ACTIONS.index(arm))
+        if not rows.any():
+            raise ValueError(f"the treatment log has no {arm} rows")
+        data = lgb.Dataset(x[rows], label=log.left[rows].astype(int))
+        boosters[arm] = lgb.train(params, data, num_boost_round=config.trees)
+    return TLearner(boosters)
+
+
+def qini(uplift: np.ndarray, treated: np.ndarray, stayed: np.ndarray) -> tuple[float, float]:
+    """(Qini coefficient, AUUC) of a ranking, both per customer: customers in descending
+    predicted uplift; the curve at k is stayers among the first k treated less stayers among the
+    first k controls scaled to the treated count; Qini is its mean height above the straight
+    line to its end, AUUC its mean height, each over the number of customers."""
+    order = np.argsort(-uplift, kind="stable")
+    t, y = treated[order].astype(float), stayed[order].astype(float)
+    n_t, n_c = np.cumsum(t), np.cumsum(1 - t)
+    y_t, y_c = np.cumsum(y * t), np.cumsum(y * (1 - t))
+    curve = y_t - np.divide(y_c * n_t, n_c, out=np.zeros_like(y_c), where=n_c > 0)
+    n = len(order)
+    line = curve[-1] * np.arange(1, n + 1) / n
+    return float((curve - line).mean() / n), float(curve.mean() / n)
+
+
+def held_out_qini(model: TLearner, log: TreatmentLog) -> dict[str, float]:
+    """Each arm's Qini and AUUC against the control rows of a trial the model did not see."""
+    uplift = model.uplift(log.features)
+    control = log.arm == -1
+    metrics = {}
+    for arm, predicted in uplift.items():
+        rows = control | (log.arm == catalog.ACTIONS.index(arm))
+        metrics[f"qini_{arm}"], metrics[f"auuc_{arm}"] = qini(
+            predicted[rows], ~control[rows], ~log.left[rows]
+        )
+    metrics["qini_mean"] = float(np.mean([metrics[f"qini_{arm}"] for arm in uplift]))
+    return metrics
+
+
+def stack(logs: Sequence[TreatmentLog]) -> TreatmentLog:
+    return TreatmentLog(
+        features=pd.concat([g.features for g in logs], ignore_index=True),
+        customer=np.concatenate([g.customer for g in logs]),
+        arm=np.concatenate([g.arm for g in logs]),
+        left=np.concatenate([g.left for g in logs]),
+        day=min(g.day for g in logs),
+        horizon=logs[0].horizon,
+    )
+
+
+def trial_logs(
+    truth: Truth, before: int, config: UpliftConfig
+) -> tuple[TreatmentLog, TreatmentLog]:
+    """(learning trials, held-out trial), every outcome observed before day ``before``: the
+    held-out trial is the latest, its horizon ending the day before; the others earlier."""
+    kinds = tuple(catalog.ACTIONS.index(arm) for arm in ARMS)
+    last = before - config.horizon_days
+    days = [last - k * config.trial_every_days for k in range(config.trials + 1)]
+    if days[-1] < 1:
+        raise ValueError(
+            f"{config.trials + 1} trials {config.trial_every_days} days apart with a "
+            f"{config.horizon_days}-day horizon need {1 - days[-1]} more days before day {before}"
+        )
+    logs = [
+        randomised_log(truth, d, config.horizon_days, kinds, config.holdout, config.seed)
+        for d in days
+    ]
+    return stack(logs[1:]), logs[0]
+
+
+def gate(
+    config: UpliftConfig, challenger: dict[str, float], champion: dict[str, float] | None
+) -> registry.GateDecision:
+    """Each arm's Qini above the bar, then the champion's mean Qini beaten by the margin."""
+    reasons = [
+        f"{k} {v:.5f} is not above the bar {config.min_qini}"
+        for k, v in challenger.items()
+        if k.startswith("qini_") and k != "qini_mean" and not v > config.min_qini
+    ]
+    ours = challenger["qini_mean"]
+    theirs = None if champion is None else champion["qini_mean"]
+    if theirs is None:
+        wins, verdict = True, "there is no champion yet"
+    else:
+        wins = ours - theirs > config.margin
+        beats = "beats" if wins else "does not beat"
+        verdict = f"qini_mean {ours:.5f} {beats} the champion's {theirs:.5f} by > {config.margin}"
+    return registry.GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
+
+
+@dataclass(frozen=True)
+class UpliftOutcome:
+    version: str
+    metrics: dict[str, float]
+    decision: registry.GateDecision
+    rows: int
+
+
+def train_uplift(
+    settings: Settings, truth: Truth, before: int, config: UpliftConfig
+) -> UpliftOutcome:
+    """Learn from the trials before day ``before``, measure on the held-out one, log to MLflow,
+    register as ``uplift`` and gate the champion on the same held-out trial."""
+    learn, held = trial_logs(truth, before, config)
+    model = fit_t_learner(learn, config)
+    metrics = held_out_qini(model, held)
+    registry.connect(settings)
+    experiment_id = registry.experiment(settings, f"closedloop-{NAME}")
+    champion = load_champion()
+    champion_metrics = None if champion is None else held_out_qini(champion[1], held)
+    decision = gate(config, metrics, champion_metrics)
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.log_params(
+            {
+                **config.model_dump(),
+                "learner": "t-learner",
+                "before_day": before,
+                "world_seed": truth.config.seed,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_service": "world-observed",
+                "feature_list": ",".join(OBSERVED),
+                "data_fingerprint": registry.fingerprint(learn.features),
+                "git_commit": registry.git_commit(),
+                "window_train": f"trial days {learn.day}..{held.day - 1} of seed "
+                f"{truth.config.seed}",
+                "window_test": f"trial day {held.day}",
+            }
+        )
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = model.save(Path(tmp) / "uplift")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=UpliftPyfunc(),
+                artifacts={"uplift": str(folder)},
+                registered_model_name=NAME,
+            )
+    version = str(info.registered_model_version)
+    registry.record_decision(NAME, version, decision)
+    return UpliftOutcome(version, metrics, decision, len(learn.arm))
+
+
+class UpliftPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a T-learner: ``predict`` returns the uplift of each arm."""
+
+    def load_context(self, context) -> None:
+        self.model = TLearner.load(Path(context.artifacts["uplift"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return pd.DataFrame(self.model.uplift(model_input))
+
+
+def load_champion() -> tuple[str, TLearner] | None:
+    """(version, model) of the ``uplift`` champion, None without one (MLflow connected)."""
+    found = registry.champion_version(NAME)
+    if found is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(found.uri, dst_path=tmp))
+        return found.version, TLearner.load(local / "artifacts" / "uplift")

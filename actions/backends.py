@@ -1,7 +1,9 @@
 """The action layer's backends, chosen by the profile: each factory builds one and describes it.
 
-- event intake (:func:`intake_backend`): the service's ``POST /events`` and ``closedloop
-  replay FILE`` on both profiles, each event decided and committed in the request;
+- event intake (:func:`intake_backend`, :func:`open_stream`): ``closedloop replay FILE`` decides
+  and commits each event in the command on both profiles; the service's ``POST /events`` does
+  so in the request (embedded) or appends to a Redis stream that ``closedloop consume``
+  processes in a consumer group (cluster);
 - the ledger and audit trail (:func:`open_ledger`, :func:`ledger_backend`): SQLite in WAL mode
   under the home (embedded) or a schema of PostgreSQL (cluster), one DDL for both;
 - dispatch (:func:`dispatch_backend`): any number of dispatchers, of which the one holding the
@@ -12,17 +14,46 @@ Nothing here opens a database, so describing the backends stays quick.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from actions.ledger import Ledger
-from closedloop.backends import Backend, Concern
+from closedloop.backends import Backend, Concern, redis_address
 from closedloop.settings import Profile, Settings, redacted
+
+if TYPE_CHECKING:
+    from actions.streams import EventStream
 
 
 def intake_backend(settings: Settings) -> Backend:
-    """Where network events come in: the same two doors on every profile."""
+    """Where network events come in, and where they are decided."""
+    if settings.profile is Profile.CLUSTER:
+        where = (
+            f"{settings.stream_key} on {redis_address(settings.redis_url)}, group "
+            f"{settings.stream_group}: POST /events appends, closedloop consume decides and "
+            f"commits, then acknowledges (taken over after {settings.stream_claim_idle_seconds:g}"
+            f" s idle, dead-lettered to {settings.stream_key}:dead after "
+            f"{settings.stream_max_deliveries} deliveries); closedloop replay FILE decides in the"
+            " command"
+        )
+        return Backend(Concern.EVENT_INTAKE, "redis stream", where)
     where = (
         "(POST /events, closedloop replay FILE): each event decided and committed in the request"
     )
     return Backend(Concern.EVENT_INTAKE, "http and file replay", where)
+
+
+def open_stream(settings: Settings) -> EventStream | None:
+    """The profile's event stream (cluster), None where events are decided in the request."""
+    if settings.profile is not Profile.CLUSTER:
+        return None
+    from actions.streams import RedisStream
+
+    return RedisStream(
+        settings.redis_url,
+        settings.stream_key,
+        settings.stream_group,
+        settings.stream_claim_idle_seconds,
+    )
 
 
 def ledger_backend(settings: Settings) -> Backend:

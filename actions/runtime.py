@@ -28,7 +28,7 @@ from closedloop.settings import Settings
 from features.backends import online_store
 from features.canonical import CUSTOMERS
 from features.offline import OfflineStore
-from features.online import LiveWriter
+from features.online import ReadingWriter
 
 
 def check_endpoints(settings: Settings) -> None:
@@ -50,9 +50,9 @@ def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, A
     }
 
 
-def live_writer(settings: Settings) -> LiveWriter | None:
-    """The writer of cells' live features into the profile's online store; None without one
-    (not applied yet, or the cluster profile's Redis store)."""
+def live_writer(settings: Settings) -> ReadingWriter | None:
+    """The writer of cells' live features into the profile's online store (SQLite, or Redis
+    through Feast); None before ``features apply``."""
     return online_store(settings).live_writer()
 
 
@@ -65,7 +65,7 @@ def customers_directory(settings: Settings) -> Directory:
 class Runtime:
     ledger: Ledger
     processor: Processor
-    telemetry: LiveWriter | None = None
+    telemetry: ReadingWriter | None = None
 
     def handle(self, events: list[NetworkEvent]) -> list[Outcome]:
         """Decide and commit each event; delivery is the dispatcher's business."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class Concern(StrEnum):
@@ -41,3 +42,9 @@ class Backend:
         if not self.wired:
             return f"{self.kind}: {self.where}"
         return f"{self.kind} {self.where}".strip()
+
+
+def redis_address(url: str) -> str:
+    """``host:port db N`` of a Redis URL, without its password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379} db {parts.path.strip('/') or 0}"

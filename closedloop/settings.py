@@ -75,6 +75,23 @@ class Settings(BaseSettings):
         "another dispatcher takes over this long after its holder died (keep it at least twice "
         "one delivery's worst case)",
     )
+    stream_key: str = Field(
+        "closedloop:events",
+        min_length=1,
+        description="Redis stream POST /events appends to (cluster profile); its dead letters "
+        "go to <key>:dead",
+    )
+    stream_group: str = Field(
+        "closedloop", min_length=1, description="consumer group of closedloop consume"
+    )
+    stream_claim_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="an entry unacknowledged this long at one consumer is taken over by another",
+    )
+    stream_max_deliveries: int = Field(
+        5, ge=1, description="deliveries of a stream entry before it goes to the dead letters"
+    )
     ledger_schema: str = Field(
         "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"
     )

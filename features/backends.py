@@ -5,7 +5,8 @@
   (cluster);
 - the online store (:func:`online_store`): the SQLite file Feast writes (embedded), read
   without Feast; Feast's Redis store (cluster), read through ``get_online_features``;
-- live cell telemetry written straight into the online store: SQLite only.
+- live cell telemetry pushed into the online store: written straight into SQLite (embedded),
+  through Feast's ``push`` into Redis (cluster).
 
 Nothing here imports Feast, so describing the backends stays quick.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from closedloop.backends import Backend, Concern
+from closedloop.backends import Backend, Concern, redis_address
 from closedloop.home import Home
 from closedloop.settings import Profile, Settings, redacted
 from features.online import (
@@ -24,6 +25,7 @@ from features.online import (
     FeatureReader,
     LiveWriter,
     OnlineReader,
+    ReadingWriter,
     load_layouts,
 )
 
@@ -102,7 +104,7 @@ class SqliteOnlineStore:
             name: OnlineReader(self.paths.online_db, layout) for name, layout in layouts.items()
         }
 
-    def live_writer(self) -> LiveWriter | None:
+    def live_writer(self) -> ReadingWriter | None:
         """The writer of pushed cell telemetry; None before ``features apply``."""
         database = self.paths.online_db
         return LiveWriter(database) if database.exists() else None
@@ -116,8 +118,7 @@ class RedisOnlineStore:
 
     @property
     def address(self) -> str:
-        parts = urlsplit(self.settings.redis_url)
-        return f"{parts.hostname}:{parts.port or 6379} db {parts.path.strip('/') or 0}"
+        return redis_address(self.settings.redis_url)
 
     @property
     def backend(self) -> Backend:
@@ -125,9 +126,7 @@ class RedisOnlineStore:
 
     @property
     def live_backend(self) -> Backend:
-        return Backend.missing(
-            Concern.LIVE_FEATURES, "telemetry pushes reach the SQLite store only, not Redis"
-        )
+        return Backend(Concern.LIVE_FEATURES, "redis", f"{self.address}, pushed through Feast")
 
     def readers(self) -> dict[str, FeatureReader]:
         """A reader per feature service, through Feast's ``get_online_features``."""
@@ -147,8 +146,17 @@ class RedisOnlineStore:
         except Exception as error:  # the registry's server, driver or schema: reported as one
             raise OnlineStoreError(f"the Feast registry cannot be read: {error}") from error
 
-    def live_writer(self) -> LiveWriter | None:
-        return None
+    def live_writer(self) -> ReadingWriter | None:
+        """The writer of pushed cell telemetry, through Feast's ``push``; None before
+        ``features apply``."""
+        if not self.settings.paths.online_layout.exists():
+            return None
+        from features.store import FeastLiveWriter, open_store
+
+        try:
+            return FeastLiveWriter(open_store(self.settings))
+        except Exception as error:  # the registry's server, driver or schema: reported as one
+            raise OnlineStoreError(f"the Feast registry cannot be read: {error}") from error
 
 
 OnlineStore = SqliteOnlineStore | RedisOnlineStore

@@ -242,6 +242,14 @@ class Reading:
     at: datetime
 
 
+class ReadingWriter(Protocol):
+    """Writes cells' live readings into an online store."""
+
+    def write(self, readings: list[Reading]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class LiveWriter:
     """Writes the latest values of a pushed view straight into the SQLite online store, as
     Feast's ``push(..., to=PushMode.ONLINE)`` does, without importing Feast; an older reading

@@ -18,18 +18,22 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import yaml
 from feast import FeatureService, FeatureStore, FeatureView
+from feast.data_source import PushMode
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.protos.feast.types.Value_pb2 import Value
 
 from closedloop.settings import Settings
 from features.backends import feast_config
 from features.online import (
+    LIVE_VIEW,
     PROJECT,
     FeatureValue,
     OnlineRow,
+    Reading,
     ServiceLayout,
     ViewLayout,
     entity_key,
@@ -225,6 +229,50 @@ class FeastOnlineReader:
             newest = max((s for s in stamps if s), default=None)
             times[view.name] = None if newest is None else datetime.fromtimestamp(newest, UTC)
         return OnlineRow(values, times, freshness(self.layout, times, now))
+
+    def close(self) -> None:
+        """Nothing to close: the store's connections belong to Feast."""
+
+
+class FeastLiveWriter:
+    """Pushes cells' live readings through Feast (``push`` to the ``cell_live_push`` source,
+    online only): the writer of online stores other than SQLite (Redis on the cluster profile).
+
+    Feast writes every feature of the view with one timestamp per cell, so each push carries
+    the cell's current values for the features a reading does not name, read back first; and
+    Feast drops a row not newer than the cell's stored one, so on these stores a reading older
+    than the cell's newest is dropped even for another feature.
+    """
+
+    def __init__(self, store: FeatureStore, view: str = LIVE_VIEW) -> None:
+        self._store = store
+        self._view = store.get_feature_view(view)
+        self._source = self._view.stream_source.name
+        self._features = [f.name for f in self._view.features]
+        self._join_key = self._view.join_keys[0] if self._view.join_keys else "cell_id"
+
+    def write(self, readings: list[Reading]) -> None:
+        """The readings of each cell merged (newest time), then pushed in one call."""
+        merged: dict[str, tuple[dict[str, float], datetime]] = {}
+        for reading in readings:
+            values, at = merged.get(reading.entity_id, ({}, reading.at))
+            merged[reading.entity_id] = ({**values, **reading.values}, max(at, reading.at))
+        if not merged:
+            return
+        cells = list(merged)
+        current = self._store.get_online_features(
+            features=[f"{self._view.name}:{f}" for f in self._features],
+            entity_rows=[{self._join_key: cell} for cell in cells],
+        ).to_dict()
+        rows = [
+            {
+                self._join_key: cell,
+                **{f: merged[cell][0].get(f, current[f][i]) for f in self._features},
+                self._view.stream_source.batch_source.timestamp_field: merged[cell][1],
+            }
+            for i, cell in enumerate(cells)
+        ]
+        self._store.push(self._source, pd.DataFrame(rows), to=PushMode.ONLINE)
 
     def close(self) -> None:
         """Nothing to close: the store's connections belong to Feast."""

@@ -107,7 +107,9 @@ class EventOutcome(BaseModel):
     status: str = Field(description="accepted, duplicate or rejected")
     reason: str | None = Field(None, description="why a rejected record was refused")
     outcome: str = Field(
-        description="new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear or rejected"
+        description="new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear, "
+        "rejected, or queued (cluster profile: appended to the event stream, decided by a "
+        "consumer)"
     )
     incident: str | None = Field(description="outage or event the actions answer")
     affected_customers: int
@@ -119,4 +121,9 @@ class EventsResponse(BaseModel):
     queued: dict[str, int] = Field(
         description="decisions of this request committed for delivery, by action type; the "
         "dispatcher holding the ledger's lease delivers them"
+    )
+    accepted: list[str] = Field(
+        default_factory=list,
+        description="cluster profile: ids of the events appended to the event stream, decided "
+        "by 'closedloop consume' (outcome queued)",
     )

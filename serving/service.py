@@ -76,6 +76,12 @@ def _action_runtime(settings: Settings, scorer) -> tuple[Runtime | None, list[st
     return runtime, []
 
 
+def _stream(settings: Settings):
+    from actions.backends import open_stream
+
+    return open_stream(settings)
+
+
 class DeliveryThread:
     """This worker's dispatcher: delivers the ledger's pending actions whenever it holds the
     ledger's lease (one worker at a time across every worker and process), off the request
@@ -131,6 +137,7 @@ class Closedloop:
         self.log = PredictionLog(settings.home)
         self.actions, self.action_problems = _action_runtime(settings, self.scorer)
         self.delivery = DeliveryThread(settings) if self.actions is not None else None
+        self.stream = _stream(settings)  # cluster: POST /events appends, consumers decide
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
         self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
 
@@ -146,6 +153,8 @@ class Closedloop:
             self.delivery.close()
         if self.actions is not None:
             self.actions.close()
+        if self.stream is not None:
+            self.stream.close()
         log.info("prediction log closed: %d rows written by this worker", self.log.written)
 
     @bentoml.api(route="/churn/score")
@@ -190,7 +199,9 @@ class Closedloop:
         out, committed to the ledger (delivery follows, by the dispatcher holding the ledger's
         lease). A re-sent event changes nothing. Each event is answered on its own: 200 when
         every one was accepted (or a duplicate), 207 when some were rejected (each with its
-        reason, recorded in the ledger), 422 when all were."""
+        reason, recorded in the ledger), 422 when all were. On the cluster profile the valid
+        events are appended to the event stream and decided by 'closedloop consume': 202 with
+        their ids (207 and 422 as above), 503 when the stream cannot be reached."""
         if self.actions is None:
             error = RequestError(
                 503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
@@ -203,6 +214,8 @@ class Closedloop:
         from actions.ledger import LedgerBusyError, Status
 
         records = [Record(item, "POST /events", n) for n, item in enumerate(request.events, 1)]
+        if self.stream is not None:
+            return self._append(records)
         if not self._acting.acquire(timeout=self._patience):
             return retry_later("ledger_busy", "this worker is still committing other events")
         try:
@@ -231,6 +244,36 @@ class Closedloop:
             )  # fmt: skip
             return JSONResponse(error.body(), status_code=error.status)
         return JSONResponse(response.model_dump(mode="json"), status_code=207)
+
+    def _append(self, records) -> JSONResponse:
+        """The cluster profile's intake: valid events appended to the stream, 202."""
+        from actions.ledger import LedgerBusyError
+        from actions.streams import IntakeUnavailableError, enqueue
+
+        if not self._acting.acquire(timeout=self._patience):
+            return retry_later("ledger_busy", "this worker is still recording rejected events")
+        try:
+            outcomes = enqueue(self.stream, self.actions.processor, records)
+        except LedgerBusyError as error:
+            return retry_later("ledger_busy", str(error))
+        except IntakeUnavailableError as error:
+            return retry_later("intake_unavailable", str(error))
+        finally:
+            self._acting.release()
+        answers = [
+            EventOutcome.model_validate(asdict(o) | {"status": _status(o.outcome)})
+            for o in outcomes
+        ]
+        accepted = [a.event_id for a in answers if a.status == "accepted"]
+        response = EventsResponse(outcomes=answers, queued={}, accepted=accepted)
+        if not accepted:
+            error = RequestError(
+                422, "events_rejected", f"all {len(answers)} event(s) rejected",
+                [a.model_dump(mode="json") for a in answers],
+            )  # fmt: skip
+            return JSONResponse(error.body(), status_code=error.status)
+        status = 202 if len(accepted) == len(answers) else 207
+        return JSONResponse(response.model_dump(mode="json"), status_code=status)
 
     @health_app.get("/health")
     def health(self) -> Health:

@@ -1,5 +1,6 @@
 """The cluster profile for real: Feast's registry in PostgreSQL and its online store in Redis."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,28 +21,6 @@ from features.store import open_store
 
 CONFIG = WorldConfig(customers=300, days=10, seed=3, customers_per_cell=60)
 TRAINING = WorldConfig(customers=1_000, days=21, seed=5, customers_per_cell=25)
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def database():
-    name = f"closedloop_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"{SERVER}/{name}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def redis_db(worker_id):
-    """A Redis database of this test process's own (Feast's keys carry no prefix of ours),
-    emptied before and after the test."""
-    number = 10 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
-    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-    client.flushdb()
-    yield f"redis://127.0.0.1:6379/{number}"
-    client.flushdb()
 
 
 def test_features_apply_materialise_and_serve_on_postgres_and_redis(
@@ -140,6 +119,13 @@ def test_an_unreachable_registry_is_one_clear_problem_not_a_crash(tmp_path, prep
         online_store(cluster).readers()
 
 
+def ledger_events(database: str, settings: Settings) -> list[tuple]:
+    with psycopg.connect(database) as connection:
+        return connection.execute(
+            f'SELECT event_id FROM "{settings.ledger_schema}".events'
+        ).fetchall()
+
+
 SERVED = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
 SERVED_END = datetime(2026, 3, 5, tzinfo=UTC)
 
@@ -161,6 +147,8 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
         redis_url=redis_db,
         serve_port=free_port(),
         clock_start=SERVED_END,
+        registry_timeout_seconds=60,  # a loaded machine's registry is slow to answer
+        stream_key=f"test:{uuid.uuid4().hex[:8]}:events",
     )
     apply_repository(cluster)
     materialize(cluster, SERVED_END - timedelta(days=SERVED.days + 1), SERVED_END, stock=False)
@@ -170,12 +158,29 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
         assert outcome.decision.promote, outcome.decision.reasons
     customers = pd.read_parquet(tmp_path / "offline/customers").set_index("customer_id")
     chosen = customers.index[:3].tolist()
+    cell = customers.loc[chosen[0], "cell_id"]
+    onset = {
+        "event_id": "svc-1", "event_type": "alarm_onset", "cell_id": cell, "severity": "critical",
+        "occurred_at": (SERVED_END - timedelta(minutes=5)).isoformat(), "alarm_id": "svc-a",
+    }  # fmt: skip
     running = start_service(cluster)
     try:
         health = httpx.get(f"{running.url}/status/health").json()
         answer = httpx.post(f"{running.url}/churn/score", json={"customer_ids": chosen})
+        streamed = httpx.post(f"{running.url}/events", json={"events": [onset]})
+        mixed = httpx.post(
+            f"{running.url}/events", json={"events": [{**onset, "event_id": "svc-2"}, {"x": 1}]}
+        )
     finally:
         running.stop()
+    assert streamed.status_code == 202, streamed.text
+    assert streamed.json()["accepted"] == ["svc-1"]
+    assert streamed.json()["outcomes"][0]["outcome"] == "queued"
+    assert mixed.status_code == 207 and mixed.json()["accepted"] == ["svc-2"]
+    assert mixed.json()["outcomes"][1]["status"] == "rejected"
+    entries = redis.Redis.from_url(redis_db).xrange(cluster.stream_key)
+    assert [json.loads(f[b"event"])["event_id"] for _, f in entries] == ["svc-1", "svc-2"]
+    assert not ledger_events(database, cluster), "the service appends; consumers decide"
     assert health["status"] == "ok", health
     assert health["problems"] == [] and health["feature_services"] == ["churn_v1", "fault_v1"]
     assert answer.status_code == 200, answer.text

@@ -10,6 +10,8 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from actions.backends import open_stream
+from actions.streams import RedisStream
 from closedloop.backends import Concern
 from closedloop.cli import app, profile_backends
 from closedloop.settings import Settings
@@ -24,7 +26,7 @@ from features.online import ServiceLayout, ViewLayout, freshness, save_layouts
 from training.backends import tracking
 
 runner = CliRunner()
-NOT_WIRED_ANYWHERE = ("redis streams", "dask", "in-process queue", "consumer group")
+NOT_WIRED_ANYWHERE = ("dask", "in-process queue", "kafka")
 
 
 def cluster(**overrides) -> Settings:
@@ -59,12 +61,12 @@ def test_cluster_profile_uses_postgres_and_redis_and_hides_passwords(tmp_path):
     assert "hunter2" not in described and "sesame" not in described
 
 
-def test_cluster_profile_says_plainly_what_it_does_not_build(tmp_path):
+def test_cluster_profile_pushes_live_telemetry_to_redis(tmp_path):
     backends = {b.concern: b for b in profile_backends(cluster(home=tmp_path))}
     live = backends[Concern.LIVE_FEATURES]
-    assert not live.wired
-    assert live.describe().startswith("not wired")
+    assert live.wired and live.describe() == "redis cache:6380 db 1, pushed through Feast"
     assert backends[Concern.TRAINING].describe() == "lightgbm in one process"
+    assert online_store(cluster(home=tmp_path)).live_writer() is None, "none before apply"
 
 
 @pytest.mark.parametrize("profile", ["embedded", "cluster"])
@@ -163,9 +165,21 @@ def test_readme_profile_table_says_what_the_factories_build(tmp_path):
                 assert f"`{path}`" in cell, (profile, path, cell)
 
 
-@pytest.mark.parametrize("profile", ["embedded", "cluster"])
-def test_events_come_in_over_http_and_file_replay_on_every_profile(tmp_path, profile):
-    backends = {b.concern: b for b in profile_backends(Settings(home=tmp_path, profile=profile))}
+def test_embedded_events_are_decided_in_the_request():
+    backends = {b.concern: b for b in profile_backends(Settings())}
     intake = backends[Concern.EVENT_INTAKE]
     assert intake.wired and intake.kind == "http and file replay"
     assert "POST /events" in intake.where and "closedloop replay" in intake.where
+    assert open_stream(Settings()) is None
+
+
+def test_cluster_events_go_through_a_redis_stream_and_its_consumers(tmp_path):
+    settings = cluster(home=tmp_path, stream_key="ops:events", stream_max_deliveries=7)
+    intake = {b.concern: b for b in profile_backends(settings)}[Concern.EVENT_INTAKE]
+    assert intake.kind == "redis stream"
+    assert intake.where.startswith("ops:events on cache:6380 db 1, group closedloop:")
+    assert "closedloop consume" in intake.where and "ops:events:dead after 7" in intake.where
+    assert "sesame" not in intake.where
+    stream = open_stream(settings)  # built without connecting
+    assert isinstance(stream, RedisStream) and stream.dead == "ops:events:dead"
+    stream.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +47,7 @@ def in_process_scores(settings: Settings):
 
 
 def backtest_estimates(settings: Settings, truth, start: int):
-    """Churn scores and uplift at a backtest window's start, from the uplift T-learner (its
+    """Churn scores and uplift at a backtest window's start, from the uplift model (its
     control model is the churn score of an untreated customer)."""
     from actions.backtest import Estimates
     from closedloop.world.treatment import observed
@@ -132,6 +133,11 @@ def train(
     training_commands.run_train(settings_of(ctx), target.value, config)
 
 
+class UpliftLearner(StrEnum):
+    T = "t"
+    X = "x"
+
+
 @app.command("train-uplift")
 def train_uplift(
     ctx: typer.Context,
@@ -142,6 +148,9 @@ def train_uplift(
             "world's last 30 days are left out]"
         ),
     ] = None,
+    learner: Annotated[
+        UpliftLearner, typer.Option(help="t: T-learner; x: X-learner")
+    ] = UpliftLearner.T,
 ) -> None:
     """Learn uplift models (credit, message, offer) from randomised trials on the world, log
     Qini and AUUC on a held-out trial to MLflow, register as 'uplift', gate the champion."""
@@ -149,7 +158,7 @@ def train_uplift(
         day = None if before is None else date.fromisoformat(before)
     except ValueError:
         raise UserError(f"--before {before!r} is not a date (YYYY-MM-DD)") from None
-    training_commands.run_train_uplift(settings_of(ctx), day)
+    training_commands.run_train_uplift(settings_of(ctx), day, learner.value)
 
 
 @app.command("monitor")

@@ -112,7 +112,7 @@ def promote(
     console.print(f"{name.value} version {version} is now the champion ({why})")
 
 
-def run_train_uplift(settings: Settings, before: date | None):
+def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"):
     """Learn the uplift models from randomised trials on this home's world before ``before``
     (default: the world's last 30 days), register and gate them."""
     from closedloop.world.simulate import simulate_truth
@@ -120,7 +120,7 @@ def run_train_uplift(settings: Settings, before: date | None):
     from training.uplift import UpliftConfig, train_uplift
 
     quiet_logging()
-    config = UpliftConfig()
+    config = UpliftConfig(learner=learner)
     try:
         world = read_config(settings.world_dir)
     except FileNotFoundError as error:
@@ -146,13 +146,13 @@ def run_train_uplift(settings: Settings, before: date | None):
 
 
 def uplift_models(settings: Settings, truth, start: int):
-    """(T-learner, where it came from) for a backtest from day ``start``: the registered
+    """(uplift model, where it came from) for a backtest from day ``start``: the registered
     champion when it learned from this world before that day, else one fitted here on the
     trials before it."""
     from mlflow import MlflowClient
 
     from training import registry
-    from training.uplift import NAME, UpliftConfig, fit_t_learner, load_champion, trial_logs
+    from training.uplift import NAME, UpliftConfig, fit_uplift, load_champion, trial_logs
 
     quiet_logging()
     registry.connect(settings)
@@ -163,10 +163,11 @@ def uplift_models(settings: Settings, truth, start: int):
         if same_world and int(params["before_day"]) <= start:
             champion = load_champion()
             if champion is not None:
-                return champion[1], f"uplift champion version {champion[0]} (T-learner)"
+                learner = f"{champion[1].learner.upper()}-learner"
+                return champion[1], f"uplift champion version {champion[0]} ({learner})"
     config = UpliftConfig()
     learn, _ = trial_logs(truth, start, config)
     return (
-        fit_t_learner(learn, config),
+        fit_uplift(learn, config),
         "uplift T-learner fitted on the trials before the window (no usable champion)",
     )

@@ -1,11 +1,13 @@
-"""Uplift models per treatment: a LightGBM T-learner learned from a randomised treatment log.
+"""Uplift models per treatment: LightGBM T- and X-learners learned from a randomised trial log.
 
 For each arm (credit, message, offer) one classifier learns the chance of leaving within the
 horizon among the customers given that arm, one more among the held-out (control) customers;
-the uplift of an arm for a customer is the control's chance less the arm's: the fall in churn
-probability the action buys (negative: it drives the customer away). The control model is the
-churn score of an untreated customer. Qini and AUUC are measured on a later trial than any the
-models learned from, and gate the ``champion`` alias of the registered model ``uplift``.
+the T-learner's uplift of an arm for a customer is the control's chance less the arm's: the fall
+in churn probability the action buys (negative: it drives the customer away). The X-learner
+regresses the imputed effects on each side and blends them by the arm's share. The control
+model is the churn score of an untreated customer. Qini and AUUC are measured on a later trial
+than any the models learned from, and gate the ``champion`` alias of the registered model
+``uplift``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightgbm as lgb
 import mlflow
@@ -44,6 +47,7 @@ class UpliftConfig(BaseModel):
     trial_every_days: int = Field(7, ge=1, description="spacing of the randomised trials")
     trials: int = Field(4, ge=1, description="trials to learn from, before the held-out one")
     holdout: float = Field(0.25, gt=0, lt=1, description="share of each trial kept untreated")
+    learner: Literal["t", "x"] = Field("t", description="T-learner or X-learner")
     num_leaves: int = Field(15, ge=2)
     trees: int = Field(150, ge=1)
     learning_rate: float = Field(0.05, gt=0)
@@ -54,10 +58,13 @@ class UpliftConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class TLearner:
-    """One booster per arm and one for the control, on the observed features."""
+class UpliftModel:
+    """Boosters on the observed features: one per arm and one for the control (both learners);
+    the X-learner adds, per arm, effect regressors on the treated and on the control rows."""
 
-    boosters: dict[str, lgb.Booster]  # by arm, and CONTROL
+    learner: Literal["t", "x"]
+    boosters: dict[str, lgb.Booster]  # CONTROL, each arm; X: also "<arm>_tau1", "<arm>_tau0"
+    treated_share: dict[str, float]  # X: the arm's share of its trial rows (the propensity)
 
     def churn(self, features: pd.DataFrame) -> np.ndarray:
         """Chance of leaving within the horizon with no action."""
@@ -66,30 +73,37 @@ class TLearner:
     def uplift(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """Fall in the chance of leaving each arm buys, by arm."""
         x = _design(features)
+        if self.learner == "x":
+            return {
+                arm: share * self.boosters[f"{arm}_tau0"].predict(x)
+                + (1 - share) * self.boosters[f"{arm}_tau1"].predict(x)
+                for arm, share in self.treated_share.items()
+            }
         base = self.boosters[CONTROL].predict(x)
-        return {arm: base - b.predict(x) for arm, b in self.boosters.items() if arm != CONTROL}
+        return {arm: base - self.boosters[arm].predict(x) for arm in ARMS if arm in self.boosters}
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        for arm, booster in self.boosters.items():
-            booster.save_model(str(folder / f"{arm}.txt"))
-        (folder / META_FILE).write_text(json.dumps({"arms": sorted(self.boosters)}))
+        for name, booster in self.boosters.items():
+            booster.save_model(str(folder / f"{name}.txt"))
+        meta = {"learner": self.learner, "boosters": sorted(self.boosters)}
+        (folder / META_FILE).write_text(json.dumps({**meta, "treated_share": self.treated_share}))
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> TLearner:
-        arms = json.loads((folder / META_FILE).read_text())["arms"]
-        return cls({arm: lgb.Booster(model_file=str(folder / f"{arm}.txt")) for arm in arms})
+    def load(cls, folder: Path) -> UpliftModel:
+        meta = json.loads((folder / META_FILE).read_text())
+        boosters = {n: lgb.Booster(model_file=str(folder / f"{n}.txt")) for n in meta["boosters"]}
+        return cls(meta["learner"], boosters, meta["treated_share"])
 
 
 def _design(features: pd.DataFrame) -> pd.DataFrame:
     return features[list(OBSERVED)].astype(float)
 
 
-def fit_t_learner(log: TreatmentLog, config: UpliftConfig) -> TLearner:
-    """A classifier per arm of the log, and one for its control rows."""
-    params = {
-        "objective": "binary",
+def _params(config: UpliftConfig, objective: str) -> dict:
+    return {
+        "objective": objective,
         "num_leaves": config.num_leaves,
         "learning_rate": config.learning_rate,
         "min_child_samples": config.min_child_samples,
@@ -97,15 +111,38 @@ def fit_t_learner(log: TreatmentLog, config: UpliftConfig) -> TLearner:
         "verbose": -1,
         "num_threads": 1,
     }
+
+
+def fit_uplift(log: TreatmentLog, config: UpliftConfig) -> UpliftModel:
+    """The T-learner's classifiers per arm and control; for the X-learner also, per arm, a
+    regressor of the imputed effect on the arm's rows (control model less the outcome) and one
+    on the control rows (the outcome less the arm's model), blended by the arm's share."""
     x = _design(log.features)
+    y = log.left.astype(float)
+    rows = {CONTROL: log.arm == -1} | {arm: log.arm == catalog.ACTIONS.index(arm) for arm in ARMS}
     boosters = {}
-    for arm in (CONTROL, *ARMS):
-        rows = log.arm == (-1 if arm == CONTROL else catalog.ACTIONS.index(arm))
-        if not rows.any():
+    for arm, chosen in rows.items():
+        if not chosen.any():
             raise ValueError(f"the treatment log has no {arm} rows")
-        data = lgb.Dataset(x[rows], label=log.left[rows].astype(int))
-        boosters[arm] = lgb.train(params, data, num_boost_round=config.trees)
-    return TLearner(boosters)
+        data = lgb.Dataset(x[chosen], label=y[chosen])
+        boosters[arm] = lgb.train(_params(config, "binary"), data, config.trees)
+    if config.learner == "t":
+        return UpliftModel("t", boosters, {})
+    control, shares = rows[CONTROL], {}
+    base = boosters[CONTROL].predict(x)
+    for arm in ARMS:
+        treated = rows[arm]
+        imputed_treated = base[treated] - y[treated]
+        imputed_control = y[control] - boosters[arm].predict(x[control])
+        regression = _params(config, "regression")
+        boosters[f"{arm}_tau1"] = lgb.train(
+            regression, lgb.Dataset(x[treated], label=imputed_treated), config.trees
+        )
+        boosters[f"{arm}_tau0"] = lgb.train(
+            regression, lgb.Dataset(x[control], label=imputed_control), config.trees
+        )
+        shares[arm] = float(treated.sum() / (treated.sum() + control.sum()))
+    return UpliftModel("x", boosters, shares)
 
 
 def qini(uplift: np.ndarray, treated: np.ndarray, stayed: np.ndarray) -> tuple[float, float]:
@@ -123,7 +160,7 @@ def qini(uplift: np.ndarray, treated: np.ndarray, stayed: np.ndarray) -> tuple[f
     return float((curve - line).mean() / n), float(curve.mean() / n)
 
 
-def held_out_qini(model: TLearner, log: TreatmentLog) -> dict[str, float]:
+def held_out_qini(model: UpliftModel, log: TreatmentLog) -> dict[str, float]:
     """Each arm's Qini and AUUC against the control rows of a trial the model did not see."""
     uplift = model.uplift(log.features)
     control = log.arm == -1
@@ -202,7 +239,7 @@ def train_uplift(
     """Learn from the trials before day ``before``, measure on the held-out one, log to MLflow,
     register as ``uplift`` and gate the champion on the same held-out trial."""
     learn, held = trial_logs(truth, before, config)
-    model = fit_t_learner(learn, config)
+    model = fit_uplift(learn, config)
     metrics = held_out_qini(model, held)
     registry.connect(settings)
     experiment_id = registry.experiment(settings, f"closedloop-{NAME}")
@@ -213,7 +250,6 @@ def train_uplift(
         mlflow.log_params(
             {
                 **config.model_dump(),
-                "learner": "t-learner",
                 "before_day": before,
                 "world_seed": truth.config.seed,
             }
@@ -244,20 +280,20 @@ def train_uplift(
 
 
 class UpliftPyfunc(mlflow.pyfunc.PythonModel):
-    """The MLflow face of a T-learner: ``predict`` returns the uplift of each arm."""
+    """The MLflow face of an uplift model: ``predict`` returns the uplift of each arm."""
 
     def load_context(self, context) -> None:
-        self.model = TLearner.load(Path(context.artifacts["uplift"]))
+        self.model = UpliftModel.load(Path(context.artifacts["uplift"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return pd.DataFrame(self.model.uplift(model_input))
 
 
-def load_champion() -> tuple[str, TLearner] | None:
+def load_champion() -> tuple[str, UpliftModel] | None:
     """(version, model) of the ``uplift`` champion, None without one (MLflow connected)."""
     found = registry.champion_version(NAME)
     if found is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(found.uri, dst_path=tmp))
-        return found.version, TLearner.load(local / "artifacts" / "uplift")
+        return found.version, UpliftModel.load(local / "artifacts" / "uplift")

@@ -3,7 +3,16 @@ import pytest
 
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
-from training.uplift import ARMS, UpliftConfig, fit_t_learner, gate, held_out_qini, qini, trial_logs
+from training.uplift import (
+    ARMS,
+    UpliftConfig,
+    UpliftModel,
+    fit_uplift,
+    gate,
+    held_out_qini,
+    qini,
+    trial_logs,
+)
 
 
 def test_qini_rewards_a_ranking_that_puts_the_persuadable_first():
@@ -41,7 +50,7 @@ def test_the_t_learner_learns_before_its_held_out_trial_and_finds_who_a_message_
     learn, held = trial_logs(truth, 80, config)
     assert (held.day, learn.day) == (50, 29)  # the held-out trial's outcomes end by day 79
     assert held.day + config.horizon_days == 80
-    model = fit_t_learner(learn, config)
+    model = fit_uplift(learn, config)
     metrics = held_out_qini(model, held)
     assert set(metrics) == {*(f"qini_{a}" for a in ARMS), *(f"auuc_{a}" for a in ARMS), "qini_mean"}
     features = held.features
@@ -57,3 +66,17 @@ def test_the_t_learner_learns_before_its_held_out_trial_and_finds_who_a_message_
 def test_trials_that_do_not_fit_before_the_day_are_refused(truth):
     with pytest.raises(ValueError, match="more days"):
         trial_logs(truth, 40, UpliftConfig(trials=4))
+
+
+def test_the_x_learner_blends_its_effect_models_and_both_learners_survive_a_save(truth, tmp_path):
+    config = UpliftConfig(trials=2, trees=30, learner="x")
+    learn, held = trial_logs(truth, 80, config)
+    model = fit_uplift(learn, config)
+    assert set(model.treated_share) == set(ARMS)
+    assert all(0.4 < share < 0.6 for share in model.treated_share.values())  # 0.25 vs 0.25
+    loaded = UpliftModel.load(model.save(tmp_path / "x"))
+    for arm, values in model.uplift(held.features).items():
+        assert np.allclose(values, loaded.uplift(held.features)[arm])
+    assert loaded.learner == "x" and np.allclose(
+        loaded.churn(held.features), model.churn(held.features)
+    )

@@ -1,0 +1,120 @@
+"""Decision value: the backtest table over several world seeds, and what a backtest costs.
+
+    python -m bench.value [--customers 5000] [--seeds 5] [--days 90] [--window 30]
+
+For each seed: a world of CUSTOMERS (no files written: simulated in memory, as the backtest
+re-simulates it), an uplift T- (or X-) learner fitted on the randomised trials before the window (in
+process, not registered), then ``actions.backtest.backtest`` over the last WINDOW days with the
+packaged default policy at its default budget (what the shipped policy spends). Prints per
+policy the mean ± sd over seeds of net value, churn prevented, contacted, harmed and budget used,
+the issue's targets (uplift ≥ 1.5× the score-only net value and ≥ 0.7× the oracle's, fewer
+harmed than score-only) and the seconds each step took. ``--customers 20000`` is the issue's
+size for the ≤ 60 s backtest target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+
+from actions.backtest import ORACLE, SCORE_ONLY, UPLIFT, Estimates, Window, backtest
+from actions.policy import load_policy
+from closedloop.world.config import WorldConfig
+from closedloop.world.simulate import simulate_truth
+from closedloop.world.treatment import observed
+from training.uplift import UpliftConfig, fit_uplift, held_out_qini, trial_logs
+
+COLUMNS = ("net_value", "churn_prevented", "contacted", "harmed", "budget_used")
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:,.1f} ± {sd:,.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.value", description=__doc__)
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--window", type=int, default=30, help="days backtested, at the end")
+    parser.add_argument("--learner", choices=("t", "x"), default="t", help="uplift learner")
+    args = parser.parse_args(argv)
+    policy, config = load_policy(None), UpliftConfig(learner=args.learner)
+    window = Window(args.days - args.window, args.days - 1)
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    qinis: dict[str, list[float]] = defaultdict(list)
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for seed in range(1, args.seeds + 1):
+        t0 = time.perf_counter()
+        truth = simulate_truth(WorldConfig(customers=args.customers, days=args.days, seed=seed))
+        t1 = time.perf_counter()
+        learn, held = trial_logs(truth, window.start, config)
+        model = fit_uplift(learn, config)
+        for name, value in held_out_qini(model, held).items():
+            qinis[name].append(value)
+        features = observed(truth, window.start)
+        estimates = Estimates(churn=model.churn(features), uplift=model.uplift(features))
+        t2 = time.perf_counter()
+        result = backtest(truth, policy, window, estimates)
+        t3 = time.perf_counter()
+        seconds["simulate world"].append(t1 - t0)
+        seconds["trials + fit uplift"].append(t2 - t1)
+        seconds["backtest (5 rows)"].append(t3 - t2)
+        for row in result.rows:
+            for column in COLUMNS:
+                rows[row.policy][column].append(getattr(row, column))
+        rows["(budget USD)"]["net_value"].append(result.budget)
+
+    console = Console()
+    table = Table(
+        title=f"backtest of the last {args.window} days, {args.customers:,} customers, "
+        f"{args.seeds} seeds (mean ± sd), default policy's budget"
+    )
+    table.add_column("policy")
+    for column in COLUMNS:
+        table.add_column(column.replace("_", " "), justify="right")
+    for name, values in rows.items():
+        if name.startswith("("):
+            continue
+        table.add_row(name, *(_spread(values[c]) for c in COLUMNS))
+    console.print(table)
+    console.print(f"budget per seed: {_spread(rows['(budget USD)']['net_value'])} USD")
+    qini_table = Table(
+        title=f"uplift {args.learner.upper()}-learner on the held-out trial (mean ± sd over seeds)"
+    )
+    qini_table.add_column("metric")
+    qini_table.add_column("value", justify="right")
+    for name, values in qinis.items():
+        mean, sd = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0
+        qini_table.add_row(name, f"{mean:.5f} ± {sd:.5f}")
+    console.print(qini_table)
+    net = {name: statistics.fmean(rows[name]["net_value"]) for name in (UPLIFT, SCORE_ONLY, ORACLE)}
+    harmed = {name: statistics.fmean(rows[name]["harmed"]) for name in (UPLIFT, SCORE_ONLY)}
+    for text, met in (
+        (
+            f"uplift net value {net[UPLIFT]:,.0f} ≥ 1.5 × score-only {net[SCORE_ONLY]:,.0f}",
+            net[UPLIFT] >= 1.5 * net[SCORE_ONLY] and net[UPLIFT] > 0,
+        ),
+        (
+            f"uplift net value {net[UPLIFT]:,.0f} ≥ 0.7 × oracle {net[ORACLE]:,.0f}",
+            net[UPLIFT] >= 0.7 * net[ORACLE],
+        ),
+        (
+            f"uplift harmed {harmed[UPLIFT]:.1f} < score-only harmed {harmed[SCORE_ONLY]:.1f}",
+            harmed[UPLIFT] < harmed[SCORE_ONLY],
+        ),
+    ):
+        console.print(f"target: {text}: {'[green]met[/]' if met else '[red]not met[/]'}")
+    for step, values in seconds.items():
+        console.print(f"{step}: {_spread(values)} s per seed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,15 @@
 """Run every benchmark at its default size: ``python -m bench`` (or ``make bench``)."""
 
-from bench import actions, feature_store, monitoring, real_data, serving, training, world_generation
+from bench import (
+    actions,
+    feature_store,
+    monitoring,
+    real_data,
+    serving,
+    training,
+    value,
+    world_generation,
+)
 
 world_generation.main([])
 feature_store.main([])
@@ -9,3 +18,4 @@ serving.main([])
 real_data.main([])
 actions.main([])
 monitoring.main([])
+value.main([])

@@ -38,6 +38,7 @@ from serving.api import (
     ScoreResponse,
     WhatIfRequest,
 )
+from serving.console.app import console_app
 from serving.metrics import service_metrics
 from serving.shedding import retry_later
 
@@ -115,6 +116,7 @@ def _status(outcome: str) -> str:
 
 
 @bentoml.asgi_app(health_app, path="/status")
+@bentoml.asgi_app(console_app, path="/console")
 @bentoml.service(name="closedloop", traffic={"timeout": 30})
 class Closedloop:
     """Scores customers for churn and cells for faults, with reasons, in real time."""

@@ -1,0 +1,232 @@
+"""The console's routes. The worker's settings, ledger connection and policy are opened on the
+first request (the worker is the entry point) and shared by the requests of this worker, one
+at a time on the ledger connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+if TYPE_CHECKING:
+    from actions.ledger import Ledger
+    from actions.policy import Policy
+    from closedloop.settings import Settings
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+console_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+console_app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+@dataclass
+class Opened:
+    settings: Settings
+    ledger: Ledger
+    policy: Policy
+    clock: Callable[[], datetime]
+
+
+class ConsoleState:
+    """This worker's settings, ledger connection (used under a lock) and policy."""
+
+    def __init__(self) -> None:
+        self._opened: Opened | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self) -> Iterator[Opened]:
+        with self._lock:
+            if self._opened is None:
+                self._opened = _open()
+            yield self._opened
+
+
+def _open() -> Opened:
+    from actions.backends import open_ledger
+    from actions.policy import load_policy
+    from closedloop.clock import running_clock
+    from closedloop.settings import Settings
+
+    settings = Settings()
+    return Opened(
+        settings, open_ledger(settings), load_policy(settings.action_policy),
+        running_clock(settings.clock_start),
+    )  # fmt: skip
+
+
+state = ConsoleState()
+
+
+def page(request: Request, name: str, began: float, **context) -> HTMLResponse:
+    """Render a template; the server time it took is in ``Server-Timing``."""
+    response = templates.TemplateResponse(request, name, context)
+    elapsed = (time.perf_counter() - began) * 1000
+    response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
+    return response
+
+
+@console_app.get("/", include_in_schema=False)
+def home(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.url_for("inbox"), status_code=303)
+
+
+@console_app.get("/inbox", response_class=HTMLResponse, name="inbox")
+def inbox_page(request: Request) -> HTMLResponse:
+    from actions.approvals import expire
+    from actions.views import inbox
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        now = opened.clock()
+        expire(opened.ledger, now)
+        found = inbox(opened.ledger, opened.policy, now)
+    return page(request, "inbox.html", began, inbox=found, now=now)
+
+
+@console_app.get("/actions/{key}", response_class=HTMLResponse, name="action")
+def action_page(request: Request, key: str) -> HTMLResponse:
+    from actions.views import action_view
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        view = action_view(opened.ledger, key)
+        now = opened.clock()
+    if view is None:
+        raise HTTPException(404, f"no action {key}")
+    return page(request, "action.html", began, view=view, now=now, message=None)
+
+
+@console_app.post("/actions/{key}/settle", response_class=HTMLResponse, name="settle")
+def settle_action(
+    request: Request,
+    key: str,
+    verdict: Annotated[str, Form(pattern="^(approve|reject)$")],
+    comment: Annotated[str, Form(max_length=2_000)] = "",
+) -> HTMLResponse:
+    from actions.approvals import ApprovalError, settle
+    from actions.views import action_view
+
+    began = time.perf_counter()
+    who = principal_label(request)
+    with state.use() as opened:
+        now = opened.clock()
+        try:
+            if not comment.strip():
+                raise ApprovalError("a comment is required: say why")
+            status = settle(opened.ledger, key, verdict == "approve", who, comment.strip(), now)
+            message = f"{verdict}d: the action is now {status}"
+        except ApprovalError as error:
+            message = str(error)
+        view = action_view(opened.ledger, key)
+    if view is None:
+        raise HTTPException(404, f"no action {key}")
+    return page(request, "action.html", began, view=view, now=now, message=message)
+
+
+@console_app.get("/history", response_class=HTMLResponse, name="history")
+def history_page(
+    request: Request,
+    customer: str | None = None,
+    cell: str | None = None,
+    incident: str | None = None,
+) -> HTMLResponse:
+    from actions import audit
+    from actions.views import history
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        rows = history(opened.ledger, customer, cell, incident)
+        trail = audit.query(opened.ledger, customer, cell) if (customer or cell) else []
+        verdict = audit.verify(opened.ledger)
+    return page(
+        request, "history.html", began, rows=rows, trail=trail, verdict=verdict,
+        customer=customer, cell=cell, incident=incident,
+    )  # fmt: skip
+
+
+@console_app.get("/feed", response_class=HTMLResponse, name="feed")
+def feed_page(request: Request, fragment: bool = False) -> HTMLResponse:
+    from actions.views import budget_today, feed
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        entries = feed(opened.ledger)
+        budget = budget_today(opened.ledger.read(), opened.policy, opened.clock())
+    name = "feed_rows.html" if fragment else "feed.html"
+    return page(request, name, began, entries=entries, budget=budget)
+
+
+@console_app.get("/dead-letters", response_class=HTMLResponse, name="dead_letters")
+def dead_letters_page(request: Request, message: str | None = None) -> HTMLResponse:
+    from actions.views import dead_letters
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        rows = dead_letters(opened.ledger)
+    return page(request, "dead_letters.html", began, rows=rows, message=message)
+
+
+@console_app.post("/dead-letters/{key}/retry", name="retry")
+def retry_letter(
+    request: Request, key: str, comment: Annotated[str, Form(max_length=2_000)] = ""
+) -> RedirectResponse:
+    from actions.approvals import ApprovalError, retry
+
+    with state.use() as opened:
+        try:
+            moved = retry(opened.ledger, key, principal_label(request), comment, opened.clock())
+            message = f"{len(moved)} back to pending"
+        except ApprovalError as error:
+            message = str(error)
+    target = request.url_for("dead_letters").include_query_params(message=message)
+    return RedirectResponse(target, status_code=303)
+
+
+@console_app.get("/models", response_class=HTMLResponse, name="models")
+def models_page(request: Request) -> HTMLResponse:
+    from closedloop.models import SPECS
+    from monitoring.pipeline import history
+    from training import registry
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        settings = opened.settings
+    tracking = registry.point_at(settings)
+    versions = registry.list_versions(list(SPECS))
+    latest = {name: runs[-1] for name in SPECS if (runs := history(settings, name))}
+    return page(
+        request, "models.html", began, versions=versions, latest=latest, tracking=tracking,
+        workspace=settings.paths.evidently_workspace,
+    )  # fmt: skip
+
+
+@console_app.get("/reports/{model}/{run}/{name}", name="report")
+def report(model: str, run: str, name: str) -> FileResponse:
+    """An Evidently report of a monitoring run, as the monitor wrote it."""
+    from closedloop.models import SPECS
+    from monitoring.pipeline import history
+
+    if model not in SPECS:
+        raise HTTPException(404, f"no model {model}")
+    with state.use() as opened:
+        settings = opened.settings
+    for summary in history(settings, model):
+        if summary.run == run and name in summary.reports:
+            return FileResponse(summary.reports[name], media_type="text/html")
+    raise HTTPException(404, f"no report {name} in run {run} of {model}")
+
+
+def principal_label(request: Request) -> str:
+    """Who acts, as the audit trail names them."""
+    return "console"

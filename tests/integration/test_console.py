@@ -1,0 +1,94 @@
+"""The console's pages over a real ledger, through its ASGI app: what a person sees and does."""
+
+from __future__ import annotations
+
+import pytest
+from actionkit import T0, FixedScores, customer, event
+from starlette.testclient import TestClient
+
+from actions.backends import open_ledger
+from actions.ledger import Status
+from actions.policy import load_policy
+from actions.processor import Directory, Processor
+from closedloop.settings import Settings
+from serving.console import app as console
+
+PEOPLE = [
+    customer(1, sla_tier="gold", mrr=900, contract_type="one_year"),
+    customer(2, mrr=40),
+    customer(3, mrr=2_000, sla_tier="platinum", contract_type="one_year"),
+]
+CHURN = {"cus_0000001": 0.8, "cus_0000002": 0.3, "cus_0000003": 0.9}
+
+
+@pytest.fixture
+def decided(tmp_path, monkeypatch):
+    """A home whose ledger holds one outage's decisions; the console's clock at the outage."""
+    monkeypatch.setenv("CLOSEDLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("CLOSEDLOOP_CLOCK_START", T0.isoformat())
+    settings = Settings()
+    ledger = open_ledger(settings)
+    processor = Processor(
+        ledger, load_policy(None), Directory.of(PEOPLE), FixedScores(CHURN), lambda: T0
+    )
+    outcome = processor.process(event())
+    ledger.close()
+    monkeypatch.setattr(console, "state", console.ConsoleState())
+    return outcome
+
+
+@pytest.fixture
+def client(decided):
+    with TestClient(console.console_app) as client:
+        yield client
+
+
+def waiting_keys(outcome) -> list[str]:
+    return [d["key"] for d in outcome.decisions if d["status"] == Status.AWAITING_APPROVAL]
+
+
+def test_the_inbox_shows_each_waiting_action_with_its_full_key_and_reasons(client, decided):
+    page = client.get("/inbox")
+    assert page.status_code == 200
+    for key in waiting_keys(decided):
+        assert key in page.text
+    assert f"Waiting for approval: {len(waiting_keys(decided))}" in page.text
+    assert "Bill credits today" in page.text
+    assert "app;dur=" in page.headers["server-timing"]
+
+
+def test_approving_needs_a_comment_and_is_recorded_with_it(client, decided):
+    key = waiting_keys(decided)[0]
+    bare = client.post(f"/actions/{key}/settle", data={"verdict": "approve", "comment": " "})
+    assert "a comment is required" in bare.text
+    assert "awaiting approval" in client.get(f"/actions/{key}").text
+    done = client.post(
+        f"/actions/{key}/settle", data={"verdict": "approve", "comment": "VIP, called twice"}
+    )
+    assert "approved: the action is now pending" in done.text
+    assert "VIP, called twice" in done.text
+    assert key not in client.get("/inbox").text
+    again = client.post(f"/actions/{key}/settle", data={"verdict": "reject", "comment": "no"})
+    assert "not waiting for approval" in again.text
+
+
+def test_an_action_page_shows_its_event_incident_runbook_and_trail(client, decided):
+    key = waiting_keys(decided)[0]
+    page = client.get(f"/actions/{key}").text
+    assert decided.event_id in page
+    others = [d["key"] for d in decided.decisions if d["key"] != key]
+    assert all(other in page for other in others)
+    assert "Runbook" in page and "Audit trail" in page
+    assert client.get("/actions/nope").status_code == 404
+
+
+def test_history_feed_and_models_pages_answer(client, decided):
+    cell = "cell_00001"
+    history = client.get("/history", params={"cell": cell}).text
+    assert "Audit chain: intact" in history
+    assert all(d["key"] in history for d in decided.decisions)
+    feed = client.get("/feed", params={"fragment": "true"}).text
+    assert "alarm onset" in feed and cell in feed
+    assert f"{len(waiting_keys(decided))} awaiting approval</span>" in feed
+    assert client.get("/dead-letters").status_code == 200
+    assert client.get("/static/htmx.min.js").status_code == 200

@@ -225,8 +225,7 @@ def feed(ledger: Ledger, limit: int = 100) -> list[FeedEntry]:
                 by_guard = guards.setdefault(row["event_id"], {})
                 by_guard[row["guard"]] = int(row["n"])
     return [
-        FeedEntry(e, statuses.get(e["event_id"], {}), guards.get(e["event_id"], {}))
-        for e in events
+        FeedEntry(e, statuses.get(e["event_id"], {}), guards.get(e["event_id"], {})) for e in events
     ]
 
 

@@ -125,27 +125,13 @@ class Estimates:
 
 
 def unit_costs(policy: Policy, mrr: np.ndarray) -> dict[ActionType, np.ndarray]:
-    """Cost of each ranked action per customer: the policy's own credit amount and offer
-    discount (its first rule of each type), plus the contact; an action no rule takes is
-    absent."""
-    costs, contact = policy.costs, policy.costs.contact
+    """Cost of each ranked action per customer, as the policy's first customer rule of each type
+    prices it (``Costs.of``); an action no rule takes is absent."""
     found: dict[ActionType, np.ndarray] = {}
     for rule in policy.rules:
-        kind, params = rule.action.type, rule.action.params
-        if kind not in RANKED or kind in found or rule.target is not Target.CUSTOMER:
-            continue
-        if kind is ActionType.BILL_CREDIT:
-            amount = (
-                np.full_like(mrr, float(params["amount"]))
-                if "amount" in params
-                else np.round(float(params.get("mrr_fraction", 0)) * mrr, 2)
-            )
-            found[kind] = amount + contact
-        elif kind is ActionType.RETENTION_OFFER:
-            share = float(params.get("discount_pct", 0)) / 100
-            found[kind] = share * mrr * costs.offer_months + contact
-        else:
-            found[kind] = np.full_like(mrr, contact)
+        kind = rule.action.type
+        if kind in RANKED and kind not in found and rule.target is Target.CUSTOMER:
+            found[kind] = policy.costs.of(kind, rule.action.params, mrr)
     return found
 
 
@@ -188,12 +174,12 @@ def _take(order, actions, cost: np.ndarray, budget: float, day: int) -> Plan:
 
 
 def shipped_plan(
-    truth: Truth, policy: Policy, window: Window, churn: np.ndarray, budget: float | None
+    truth: Truth, policy: Policy, window: Window, estimates: Estimates, budget: float | None
 ) -> Plan:
     """The policy replayed on the window's events: each new alarm (first onset of its id) and
     every other acting event decided with the churn scores of the window's start, guarded as the
     ledger would (a decision needing approval counts as approved), cut at the budget in event
-    order."""
+    order; a rule with ``min_net_gain`` reads the uplift estimates of the window's start."""
     c, config = truth.customers, truth.config
     present = truth.churn.active(config.days)[:, window.start]
     first = datetime.combine(config.start, time(), tzinfo=UTC)
@@ -211,7 +197,7 @@ def shipped_plan(
     index = {customer_id: i for i, customer_id in enumerate(c.ids)}
     names = _customer_names(truth)
     guards = GuardBook(policy.guards, opted_out=frozenset(c.ids[c.do_not_contact]))
-    costs = policy.costs
+    uplift = estimates.uplift or {}
     actions, customers, days, spend = [], [], [], []
     for row, event_day in zip(events[inside].itertuples(index=False), day[inside], strict=True):
         event = NetworkEvent.model_validate(
@@ -226,7 +212,11 @@ def shipped_plan(
             event=event,
             incident=event.alarm_id or event.event_id,
             customers=[names(i) for i in affected],
-            churn={c.ids[i]: _score(c.ids[i], churn[i]) for i in affected},
+            churn={c.ids[i]: _score(c.ids[i], estimates.churn[i]) for i in affected},
+            uplift={
+                c.ids[i]: {ACTION_OF[arm]: float(up[i]) for arm, up in uplift.items()}
+                for i in affected
+            },
         )
         at = event.occurred_at
         for decision in decide(situation, policy):
@@ -240,17 +230,8 @@ def shipped_plan(
                 targets = affected
             else:
                 targets = [-1]
-            if kind is ActionType.BILL_CREDIT:
-                price = costs.contact + (decision.amount or 0.0)
-            elif kind is ActionType.RETENTION_OFFER:
-                share = float(decision.params.get("discount_pct", 0)) / 100
-                price = costs.contact + share * c.mrr[targets[0]] * costs.offer_months
-            elif kind in CONTACT_ACTIONS:
-                price = costs.contact
-            elif kind is ActionType.FIELD_DISPATCH:
-                price = costs.dispatch
-            else:
-                price = costs.ticket
+            mrr = c.mrr[targets[0]] if targets and targets[0] >= 0 else 0.0
+            price = float(policy.costs.of(kind, decision.params, mrr))
             for n, target in enumerate(targets or [-1]):
                 actions.append(kind.value)
                 customers.append(target)
@@ -361,12 +342,12 @@ def backtest(
     present = truth.churn.active(truth.config.days)[:, window.start]
     eligible = present & ~c.do_not_contact
     untreated = left_within(truth.churn, window.start, window.end)
-    shipped = shipped_plan(truth, policy, window, estimates.churn, None)
+    shipped = shipped_plan(truth, policy, window, estimates, None)
     if budget is None:
         budget = float(shipped.cost.sum())
     elif budget < 0:
         raise BacktestError(f"budget must not be negative, got {budget}")
-    shipped = shipped_plan(truth, policy, window, estimates.churn, budget)
+    shipped = shipped_plan(truth, policy, window, estimates, budget)
     plans = {NO_ACTION: Plan.empty(), SHIPPED: shipped}
     if SCORE_ONLY_ACTION in costs:
         plans[SCORE_ONLY] = top_by_score(

@@ -35,6 +35,8 @@ class Situation:
     customers: list[Customer]
     churn: dict[str, Score] = field(default_factory=dict)  # by customer id
     fault: Score | None = None  # of the event's cell
+    uplift: dict[str, dict[ActionType, float]] = field(default_factory=dict)  # by customer id:
+    # the expected fall in the chance of leaving each action buys (uplift models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,15 @@ def _decide_one(
     value_at_risk = probability * policy.value_months * sum(c.mrr for c in group)
     if not _conditions_hold(rule, group, score, value_at_risk):
         return None
+    if rule.min_net_gain is not None:
+        customer_id = group[0].customer_id
+        uplift = situation.uplift.get(customer_id, {}).get(rule.action.type)
+        if uplift is None or uplift <= 0:
+            return None
+        mrr = group[0].mrr
+        cost = policy.costs.of(rule.action.type, rule.action.params, mrr)
+        if uplift * policy.value_months * mrr - cost < rule.min_net_gain:
+            return None
     amount = _amount(rule, group)
     impact = amount if amount is not None else value_at_risk
     customer = group[0].customer_id if rule.target is Target.CUSTOMER else None

@@ -6,6 +6,7 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -38,6 +39,9 @@ INCIDENT_ACTIONS = frozenset(
 CONTACT_ACTIONS = frozenset(
     {ActionType.CUSTOMER_MESSAGE, ActionType.RETENTION_OFFER, ActionType.BILL_CREDIT}
 )
+
+
+UPLIFT_ACTIONS = CONTACT_ACTIONS  # the actions uplift models estimate (credit, message, offer)
 
 
 class Target(StrEnum):
@@ -107,6 +111,12 @@ class Rule(_Strict):
         "must approve",
     )  # fmt: skip
     runbook: str = Field(description="runbook id: actions/runbooks/<id>.md")
+    min_net_gain: float | None = Field(
+        None,
+        description="act only when uplift × value_months × MRR − the action's cost reaches this "
+        "many USD, never on an expected uplift ≤ 0 (harmful); a customer without an uplift "
+        "estimate is not acted on",
+    )
 
     @field_validator("threshold")
     @classmethod
@@ -117,6 +127,15 @@ class Rule(_Strict):
         if bad:
             raise ValueError(f"probabilities must lie in [0, 1], got {bad}")
         return threshold
+
+    @model_validator(mode="after")
+    def _net_gain_needs_a_customer_contact(self) -> Rule:
+        if self.min_net_gain is not None and (
+            self.target is not Target.CUSTOMER or self.action.type not in UPLIFT_ACTIONS
+        ):
+            kinds = ", ".join(sorted(a.value for a in UPLIFT_ACTIONS))
+            raise ValueError(f"min_net_gain needs target customer and an action of {kinds}")
+        return self
 
     def threshold_for(self, tier: str) -> float:
         return self.threshold.get(tier, self.threshold["default"])
@@ -170,6 +189,21 @@ class Costs(_Strict):
     offer_months: float = Field(
         3, gt=0, description="months a retention offer's discount (discount_pct of MRR) runs"
     )
+
+    def of(self, action: ActionType, params: dict, mrr):
+        """USD one action costs on a customer of this MRR (a float, or an array of them)."""
+        if action is ActionType.BILL_CREDIT:
+            if "amount" in params:
+                return self.contact + float(params["amount"]) + 0 * mrr
+            return self.contact + np.round(float(params.get("mrr_fraction", 0)) * mrr, 2)
+        if action is ActionType.RETENTION_OFFER:
+            share = float(params.get("discount_pct", 0)) / 100
+            return self.contact + share * mrr * self.offer_months
+        if action in CONTACT_ACTIONS:
+            return self.contact + 0 * mrr
+        if action is ActionType.FIELD_DISPATCH:
+            return self.dispatch + 0 * mrr
+        return self.ticket + 0 * mrr
 
 
 class Policy(_Strict):

@@ -119,3 +119,18 @@ def test_best_within_budget_takes_the_best_positive_gain_first_and_skips_what_do
     assert plan.cost.sum() <= 4.0 and (plan.day == 3).all()
     eligible[0] = False
     assert best_within_budget(net, cost, eligible, 4.0, 3).customer.tolist() == [2]
+
+
+def test_the_value_aware_policy_contacts_only_where_uplift_pays(truth, policy, estimates):
+    from pathlib import Path
+
+    from actions.policy import load_policy
+
+    value = load_policy(Path("actions/policies/value.yaml"))
+    plain = backtest(truth, policy, WINDOW, estimates, budget=400.0)
+    aware = backtest(truth, value, WINDOW, estimates, budget=400.0)
+    shipped = {r.policy: r for r in plain.rows}[SHIPPED]
+    valued = {r.policy: r for r in aware.rows}[SHIPPED]
+    assert valued.contacted < shipped.contacted
+    assert valued.net_value > shipped.net_value
+    assert valued.cost <= 400.0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from actionkit import customer, event, score
 
 from actions.decide import Situation, decide, idempotency_key
-from actions.policy import ActionType
+from actions.policy import ActionType, PolicyError, load_policy
 from closedloop.events import EventType, Severity
 
 
@@ -96,3 +99,29 @@ def test_decide_is_pure(policy):
     first = decide(situation, policy)
     assert first == decide(situation, policy)
     assert len(first) == 3 * 3 + 3  # per customer: message, credit, offer; per cell: 3 actions
+
+
+def test_a_net_gain_rule_acts_only_on_a_helpful_uplift_worth_its_cost(tmp_path):
+    value = load_policy(Path("actions/policies/value.yaml"))
+    people = [customer(1, mrr=100), customer(2, mrr=100), customer(3, mrr=100), customer(4)]
+    trigger = event(EventType.ALARM_ONSET)
+    # value_months 12 × MRR 100: an uplift of 0.001 is worth 1.2 USD, a message costs 0.5
+    uplift = {
+        "cus_0000001": {ActionType.CUSTOMER_MESSAGE: 0.001},
+        "cus_0000002": {ActionType.CUSTOMER_MESSAGE: 0.0001},  # worth 0.12 < 0.5
+        "cus_0000003": {ActionType.CUSTOMER_MESSAGE: -0.01},  # harmful
+    }  # cus_0000004: no estimate
+    churn = {c.customer_id: score(c.customer_id, 0.1) for c in people}
+    situation = Situation(trigger, "outage:x", people, churn, None, uplift)
+    messaged = _by(decide(situation, value), ActionType.CUSTOMER_MESSAGE)
+    assert set(messaged) == {"cus_0000001"}
+    tickets = _by(decide(situation, value), ActionType.TROUBLE_TICKET)
+    assert set(tickets) == {"cell_00001"}  # incident rules need no uplift
+
+    text = Path("actions/policies/value.yaml").read_text()
+    bad = text.replace("    min_net_gain: 0\n", "", 4).replace(
+        "    runbook: trouble_ticket\n", "    runbook: trouble_ticket\n    min_net_gain: 0\n", 1
+    )
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(PolicyError, match="min_net_gain needs target customer"):
+        load_policy(tmp_path / "bad.yaml")

@@ -5,9 +5,10 @@ An entry is acknowledged only after its decisions committed; one read again afte
 (by this consumer, or by another that took it over once it sat idle) is a duplicate the
 ledger already knows, so nothing is decided twice. When a batch fails, its entries are tried
 one by one, so one bad entry does not hold the others back; an entry handed out more than
-``max_deliveries`` times goes to the dead-letter stream with its last error. When every entry
-of a batch fails (the ledger is down, say) the consumer reopens its runtime with a growing
-pause and reads nothing meanwhile, so an outage does not use up deliveries.
+``max_deliveries`` times goes to the dead-letter stream with its last error. A failure of the
+ledger or the stream itself (:func:`transient`: busy, unreachable) is no fault of the entries:
+the consumer keeps the batch, reopens its runtime after a growing pause and tries the same
+batch again without reading, so an outage does not use up deliveries.
 """
 
 from __future__ import annotations
@@ -19,11 +20,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from actions.ledger import LedgerBusyError
 from actions.runtime import Runtime
 from actions.streams import EventStream, StreamEntry, entry_record
 
 log = logging.getLogger("closedloop.actions")
 MAX_PAUSE = 30.0
+
+
+def transient(error: BaseException) -> bool:
+    """A failure of the ledger or the stream (busy, unreachable, connection lost), not of the
+    entries being processed."""
+    import sqlite3
+
+    if isinstance(error, LedgerBusyError | sqlite3.OperationalError | OSError):
+        return True
+    import psycopg
+    import redis
+
+    return isinstance(error, psycopg.OperationalError | redis.ConnectionError | redis.TimeoutError)
 
 
 @dataclass
@@ -38,6 +53,7 @@ class Consumer:
     counts: Counter[str] = field(default_factory=Counter)  # entries by what became of them
     _runtime: Runtime | None = None
     _trimmed_at: float = 0.0
+    _held: list[StreamEntry] = field(default_factory=list)  # to try again after an outage
 
     @property
     def runtime(self) -> Runtime:
@@ -49,7 +65,8 @@ class Consumer:
         """Read one batch and settle it; how many entries were read. Raises when every entry
         of the batch failed."""
         runtime = self.runtime  # (re)opened before reading, so an outage uses no delivery
-        entries = self.stream.read(self.name, self.batch, self.block_seconds)
+        held, self._held = self._held, []
+        entries = held or self.stream.read(self.name, self.batch, self.block_seconds)
         if not entries:
             self._trim()
             return 0
@@ -65,7 +82,12 @@ class Consumer:
                 live.append(entry)
         self.stream.ack(gone)
         if live:
-            self._settle(runtime, live)
+            try:
+                self._settle(runtime, live)
+            except Exception as error:
+                if transient(error):
+                    self._held = live  # the same batch again (what committed is a duplicate)
+                raise
         self._trim()
         return len(entries)
 
@@ -74,6 +96,8 @@ class Consumer:
             self._take(runtime, entries)
             return
         except Exception as error:
+            if transient(error):
+                raise
             if len(entries) == 1:
                 self.stream.fail(entries[0].entry_id, f"{type(error).__name__}: {error}")
                 raise
@@ -85,6 +109,8 @@ class Consumer:
                 self._take(runtime, [entry])
                 done += 1
             except Exception as error:
+                if transient(error):
+                    raise
                 self.stream.fail(entry.entry_id, f"{type(error).__name__}: {error}")
                 failed = error
         if not done and failed is not None:

@@ -163,7 +163,7 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
         "event_id": "svc-1", "event_type": "alarm_onset", "cell_id": cell, "severity": "critical",
         "occurred_at": (SERVED_END - timedelta(minutes=5)).isoformat(), "alarm_id": "svc-a",
     }  # fmt: skip
-    running = start_service(cluster)
+    running = start_service(cluster, ready_within=300)  # a loaded machine starts slowly
     try:
         health = httpx.get(f"{running.url}/status/health").json()
         answer = httpx.post(f"{running.url}/churn/score", json={"customer_ids": chosen})

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from actions.backends import open_ledger, open_stream
 from actions.consumer import Consumer
 from actions.intake import Record
-from actions.ledger import Ledger
+from actions.ledger import Ledger, LedgerBusyError
 from actions.processor import Directory, Processor
 from actions.runtime import Runtime
 from actions.streams import RedisStream, enqueue
@@ -88,7 +88,7 @@ def drain(consumer: Consumer, stream: RedisStream, rounds: int = 50) -> None:
     for _ in range(rounds):
         try:
             read = consumer.step()
-        except RuntimeError:
+        except Exception:
             continue
         if not read and not stream.client.xpending(stream.name, stream.group)["pending"]:
             return
@@ -151,6 +151,36 @@ def test_a_poison_entry_goes_to_the_dead_letters_with_its_error(cluster, policy)
     ledger = open_ledger(cluster)
     assert set(decided(ledger)) == {e.event_id for e in events} - {"p-4"}
     ledger.close()
+
+
+def test_a_busy_ledger_uses_up_no_delivery(cluster, policy):
+    """The ledger busy more times than an entry may be delivered: the consumer keeps its batch
+    and tries it again, so nothing is dead-lettered and every event is decided once."""
+    stream = open_stream(cluster)
+    events = onsets(12, "busy")
+    stream.append(events)
+    opened = runtime_of(cluster, policy)
+    failures = iter(range(2 * cluster.stream_max_deliveries))
+
+    def busy_then_free() -> Runtime:
+        runtime = opened()
+        take = runtime.take
+
+        def busy(records: list[Record]):
+            if next(failures, None) is not None:
+                raise LedgerBusyError(0.1)
+            return take(records)
+
+        runtime.take = busy
+        return runtime
+
+    consumer = Consumer(stream, busy_then_free, "c", cluster.stream_max_deliveries, batch=12)
+    drain(consumer, stream)
+    assert stream.dead_letters(10) == [] and consumer.counts.total() == 12
+    ledger = open_ledger(cluster)
+    assert decided(ledger) == Counter({e.event_id: 1 for e in events})
+    ledger.close()
+    consumer.close()
 
 
 def test_consume_on_the_embedded_profile_is_one_clear_error(tmp_path):

@@ -1,17 +1,30 @@
-"""The audit trail: append-only rows, each hashing its content and the previous row's hash, so
-editing or deleting any row breaks the chain from there on (``closedloop audit verify``)."""
+"""The audit trail: append-only rows, each MACing its content and the previous row's MAC with
+the audit key (:mod:`actions.anchor`), so editing or deleting any row breaks the chain from
+there on, a chain recomputed without the key does not verify, and the head checkpoint kept
+apart from the database shows rows deleted from its end (``closedloop audit verify``). Every
+decision's fields — amounts, value at risk, impact, target — are in its audit row, and verify
+checks the decisions table against them."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from actions.anchor import AnchorError, Head
 from actions.ledger import Ledger, Tx, dumps
 
 GENESIS = "0" * 64
 COLUMNS = ("seq", "at", "kind", "event_id", "customer_id", "cell_id", "action", "key", "payload")
+DECISION_FIELDS = (
+    "action", "target", "priority", "probability", "value_at_risk", "amount", "impact", "params",
+    "runbook",
+)  # fmt: skip
+"""A decision's fields as its audit row's ``decision`` records them (``params`` as a mapping)."""
+DECISION_LINKS = {"event_id": "event_id", "incident": "incident", "rule_id": "rule",
+                  "policy_version": "policy_version"}  # fmt: skip
+"""Decisions table column → key of the audit row's payload."""
 
 
 @dataclass(frozen=True)
@@ -28,18 +41,28 @@ class Entry:
     key: str | None = None
 
 
-def row_hash(prev_hash: str, values: tuple) -> str:
-    """SHA-256 of the previous hash and this row's ``COLUMNS`` values (``repr`` tells None
-    from "" and 1 from "1")."""
-    return hashlib.sha256(f"{prev_hash}{values!r}".encode()).hexdigest()
+def _head_holds(tx: Tx, last_seq: int) -> bool:
+    """Whether the head checkpoint is one this trail reaches (its row there has its MAC): only
+    then may a writer move it on, so that a gap or a forgery stays visible to verify."""
+    try:
+        head = tx.anchor.head()
+    except AnchorError:
+        return False
+    if head is None:
+        return True
+    if head.seq > last_seq:
+        return False
+    return tx.value("SELECT hash FROM audit WHERE seq = ?", (head.seq,)) == head.mac
 
 
 def append(tx: Tx, entries: list[Entry]) -> None:
-    """Chain ``entries`` after the last row; call inside the ledger's write transaction."""
+    """Chain ``entries`` after the last row; call inside the ledger's write transaction (which
+    checkpoints the new head once it commits)."""
     if not entries:
         return
     last = tx.rows("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     seq, prev = (last[0]["seq"], last[0]["hash"]) if last else (0, GENESIS)
+    advance = _head_holds(tx, seq)
     rows = []
     for entry in entries:
         seq += 1
@@ -47,7 +70,7 @@ def append(tx: Tx, entries: list[Entry]) -> None:
             seq, entry.at.isoformat(), entry.kind, entry.event_id, entry.customer_id,
             entry.cell_id, entry.action, entry.key, dumps(entry.payload),
         )  # fmt: skip
-        digest = row_hash(prev, values)
+        digest = tx.anchor.mac(prev, values)
         rows.append((*values, prev, digest))
         prev = digest
     tx.many(
@@ -55,21 +78,40 @@ def append(tx: Tx, entries: list[Entry]) -> None:
         " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    if advance:
+        tx.head = Head(seq, prev)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    rows: int
-    broken_at: int | None  # seq of the first row whose hash or link does not hold
-    problem: str = ""
+    rows: int  # rows of the chain that hold, from the first
+    broken_at: int | None = None  # seq of the first row that does not hold, or is missing
+    problems: list[str] = field(default_factory=list)  # what is wrong, first found first
 
     @property
     def intact(self) -> bool:
-        return self.broken_at is None
+        return not self.problems
+
+    @property
+    def problem(self) -> str:
+        return "; ".join(self.problems)
 
 
 def verify(ledger: Ledger, batch: int = 10_000) -> Verdict:
-    """Walk the chain from the first row; report the first row that does not hold."""
+    """Walk the chain from the first row (each row's MAC and link), check it reaches the head
+    checkpoint, then check every decision against its audit row; report what does not hold."""
+    chain = _walk(ledger, batch)
+    if not chain.intact:
+        return chain
+    problems = _against_head(ledger, chain.rows)
+    if problems:
+        missing = chain.rows + 1 if problems[0].startswith("rows ") else None
+        return Verdict(chain.rows, missing, problems)
+    return Verdict(chain.rows, None, _decisions(ledger, batch))
+
+
+def _walk(ledger: Ledger, batch: int) -> Verdict:
+    anchor = ledger.anchor
     prev, expected_seq, count = GENESIS, 1, 0
     cursor = ledger.read()
     while True:
@@ -77,15 +119,80 @@ def verify(ledger: Ledger, batch: int = 10_000) -> Verdict:
             "SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?", (expected_seq, batch)
         )
         if not rows:
-            return Verdict(count, None)
+            return Verdict(count)
         for row in rows:
             if row["seq"] != expected_seq:
-                return Verdict(count, expected_seq, f"row {expected_seq} is missing")
+                return Verdict(count, expected_seq, [f"row {expected_seq} is missing"])
             if row["prev_hash"] != prev:
-                return Verdict(count, row["seq"], "link to the previous row is broken")
-            if row_hash(prev, tuple(row[c] for c in COLUMNS)) != row["hash"]:
-                return Verdict(count, row["seq"], "content does not match its hash")
+                return Verdict(count, row["seq"], [f"row {row['seq']}: link to the previous row"
+                                                   " is broken"])  # fmt: skip
+            if anchor.mac(prev, tuple(row[c] for c in COLUMNS)) != row["hash"]:
+                return Verdict(count, row["seq"], [
+                    f"row {row['seq']}: content does not match its MAC (edited, or the chain "
+                    "recomputed without the audit key)"])  # fmt: skip
             prev, expected_seq, count = row["hash"], expected_seq + 1, count + 1
+
+
+def _against_head(ledger: Ledger, last: int) -> list[str]:
+    where = ledger.anchor.head_path
+    try:
+        head = ledger.anchor.head()
+    except AnchorError as error:
+        return [str(error)]
+    if head is None:
+        return (
+            [f"no head checkpoint at {where}: the end of the trail cannot be shown"] if last else []
+        )
+    if head.seq > last:
+        return [f"rows {last + 1}–{head.seq} are missing: the trail ends at row {last}, its head "
+                f"checkpoint ({where}) says {head.seq}"]  # fmt: skip
+    mac = ledger.read().value("SELECT hash FROM audit WHERE seq = ?", (head.seq,))
+    if mac != head.mac:
+        return [f"row {head.seq} is not the one the head checkpoint ({where}) sealed: the trail "
+                "was rewritten from there"]  # fmt: skip
+    return []
+
+
+def _decisions(ledger: Ledger, batch: int) -> list[str]:
+    """Each decisions row against its audit row: the first difference of each, up to 10."""
+    problems: list[str] = []
+    reader = ledger.read()
+    after = ""
+    while len(problems) < 10:
+        rows = reader.rows(
+            "SELECT * FROM decisions WHERE key > ? ORDER BY key LIMIT ?", (after, min(batch, 500))
+        )
+        if not rows:
+            return problems
+        after = rows[-1]["key"]
+        marks = ", ".join("?" for _ in rows)
+        audited = {
+            r["key"]: r
+            for r in reader.rows(
+                f"SELECT * FROM audit WHERE kind = 'decision' AND key IN ({marks})",
+                [r["key"] for r in rows],
+            )
+        }
+        for row in rows:
+            problem = _differs(row, audited.get(row["key"]))
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _differs(row: dict[str, Any], audited: dict[str, Any] | None) -> str | None:
+    key = row["key"]
+    if audited is None:
+        return f"decision {key} has no audit row"
+    payload = json.loads(audited["payload"])
+    recorded = {**payload["decision"], **{c: payload[p] for c, p in DECISION_LINKS.items()},
+                "customer_id": audited["customer_id"], "cell_id": audited["cell_id"]}  # fmt: skip
+    stored = {**row, "params": json.loads(row["params"])}
+    for name in (*DECISION_FIELDS, *DECISION_LINKS, "customer_id", "cell_id"):
+        if stored[name] != recorded[name]:
+            return (f"decision {key}: {name} is {stored[name]!r} in the decisions table, "
+                    f"{recorded[name]!r} in its audit row {audited['seq']}")  # fmt: skip
+    return None
 
 
 def query(

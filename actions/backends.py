@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actions.anchor import Anchor
 from actions.ledger import Ledger
 from closedloop.backends import Backend, Concern, redis_address
 from closedloop.settings import Profile, Settings, redacted
@@ -57,23 +58,32 @@ def open_stream(settings: Settings) -> EventStream | None:
 
 
 def ledger_backend(settings: Settings) -> Backend:
+    key = "CLOSEDLOOP_AUDIT_KEY" if settings.audit_key is not None else settings.paths.audit_key
+    audit = f"; audit trail keyed by {key}, head checkpoint {settings.paths.audit_head}"
     if settings.profile is Profile.CLUSTER:
         where = (
             f"{redacted(settings.postgres_dsn.get_secret_value())} schema {settings.ledger_schema}"
         )
-        return Backend(Concern.LEDGER, "postgresql", where)
-    return Backend(Concern.LEDGER, "sqlite", str(settings.paths.ledger_db))
+        return Backend(Concern.LEDGER, "postgresql", where + audit)
+    return Backend(Concern.LEDGER, "sqlite", str(settings.paths.ledger_db) + audit)
+
+
+def audit_anchor(settings: Settings) -> Anchor:
+    """The audit trail's key (``audit_key``, else a key file generated under the home) and head
+    checkpoint; AnchorError if the key cannot be used."""
+    head = settings.paths.audit_head
+    if settings.audit_key is not None:
+        return Anchor.of(settings.audit_key.get_secret_value(), head)
+    return Anchor.generated(settings.paths.audit_key, head)
 
 
 def open_ledger(settings: Settings) -> Ledger:
     """The profile's ledger, its schema created if missing."""
+    anchor = audit_anchor(settings)
     if settings.profile is Profile.CLUSTER:
-        return Ledger.postgresql(
-            settings.postgres_dsn.get_secret_value(),
-            settings.ledger_schema,
-            settings.ledger_busy_seconds,
-        )
-    return Ledger.sqlite(settings.paths.ledger_db, settings.ledger_busy_seconds)
+        dsn = settings.postgres_dsn.get_secret_value()
+        return Ledger.postgresql(dsn, settings.ledger_schema, anchor, settings.ledger_busy_seconds)
+    return Ledger.sqlite(settings.paths.ledger_db, anchor, settings.ledger_busy_seconds)
 
 
 def dispatch_backend(settings: Settings) -> Backend:

@@ -397,9 +397,13 @@ def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def _open(ctx: typer.Context):
+    from actions.anchor import AnchorError
     from actions.backends import open_ledger
 
-    return open_ledger(settings_of(ctx))
+    try:
+        return open_ledger(settings_of(ctx))
+    except AnchorError as error:
+        raise UserError(str(error)) from None
 
 
 @actions_app.command("list")
@@ -566,7 +570,8 @@ def _what(kind: str, payload: dict[str, Any]) -> str:
 
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
-    """Check the hash chain from the first row; exit 1 at the first row that does not hold."""
+    """Check the audit trail: each row's MAC and link from the first, that it reaches its head
+    checkpoint, and every decision against its audit row; exit 1 saying what does not hold."""
     from actions import audit
 
     ledger = _open(ctx)
@@ -575,12 +580,16 @@ def audit_verify(ctx: typer.Context) -> None:
     finally:
         ledger.close()
     if not verdict.intact:
+        where = f" at row {verdict.broken_at}" if verdict.broken_at is not None else ""
         console.print(
-            f"[red]audit trail broken at row {verdict.broken_at}: {verdict.problem}[/red] "
-            f"({verdict.rows} rows before it hold)"
+            f"[red]audit trail broken{where}: {verdict.problem}[/red] "
+            f"({verdict.rows:,} chained rows hold)"
         )
         raise typer.Exit(1)
-    console.print(f"audit trail intact: {verdict.rows:,} rows")
+    console.print(
+        f"audit trail intact: {verdict.rows:,} rows, up to its head checkpoint; every decision "
+        "matches its audit row"
+    )
 
 
 def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
@@ -632,7 +641,8 @@ def run_demo_actions(
 
         verdict = audit.verify(runtime.ledger)
         console.print(
-            f"audit trail: {verdict.rows:,} rows, {'intact' if verdict.intact else 'BROKEN'}; "
+            f"audit trail: {verdict.rows:,} rows, "
+            f"{'intact' if verdict.intact else 'BROKEN: ' + verdict.problem}; "
             f"outbox under {settings.paths.outbox}"
         )
     finally:

@@ -1,5 +1,6 @@
 """Event intake: each record (a file's line, a request's item) validated on its own against
-:class:`~closedloop.events.NetworkEvent` with the processing clock; a record that fails is a
+:class:`~closedloop.events.NetworkEvent` with the processing clock, then against the inventory
+(a cell or customer it does not know is refused); a record that fails is a
 :class:`~actions.queries.RejectedRow` with its reason, and the others go on."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -24,6 +26,12 @@ class Record:
     raw: str | object
     source: str  # the file, or the HTTP route
     line: int  # line of the file, or position in the request's batch (from 1)
+
+
+class Inventory(Protocol):
+    def unknown(self, event: NetworkEvent) -> str | None:
+        """Why the event names a cell or customer that does not exist, or None."""
+        ...
 
 
 def reason_of(error: ValidationError) -> str:
@@ -51,15 +59,21 @@ def _event_id(record: Record) -> str | None:
     return found[:200] if isinstance(found, str) else None
 
 
-def admit(record: Record, now: datetime) -> NetworkEvent | RejectedRow:
+def admit(record: Record, now: datetime, inventory: Inventory) -> NetworkEvent | RejectedRow:
     """The record's event, or why it was refused (received at ``now``)."""
     context = {"now": now}
     try:
         if isinstance(record.raw, str):
-            return NetworkEvent.model_validate_json(record.raw, context=context)
-        return NetworkEvent.model_validate(record.raw, context=context)
+            event = NetworkEvent.model_validate_json(record.raw, context=context)
+        else:
+            event = NetworkEvent.model_validate(record.raw, context=context)
     except ValidationError as error:
-        reason = reason_of(error)
+        return _rejected(record, now, reason_of(error))
+    unknown = inventory.unknown(event)
+    return event if unknown is None else _rejected(record, now, unknown)
+
+
+def _rejected(record: Record, now: datetime, reason: str) -> RejectedRow:
     text = _text(record)
     key = hashlib.sha256(f"{record.source}\n{record.line}\n{text}".encode()).hexdigest()[:32]
     return RejectedRow(

@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from actions.anchor import Anchor, Head
 from actions.policy import INCIDENT_ACTIONS, ActionType
 
 
@@ -47,14 +48,18 @@ def sql_list(values: Iterable[str]) -> str:
     return ", ".join(f"'{value}'" for value in sorted(values))
 
 
+EVENTS = """
+CREATE TABLE IF NOT EXISTS {table} (
+    sender TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+    cell_id TEXT NOT NULL, alarm_id TEXT, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL,
+    outcome TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (sender, event_id))"""
+"""Events keyed by their id within their sender's scope: one sender cannot shadow another's."""
+
 SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, cell_id TEXT NOT NULL,
-    alarm_id TEXT, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL,
-    outcome TEXT NOT NULL, body TEXT NOT NULL);
+{EVENTS.format(table="events")};
 CREATE TABLE IF NOT EXISTS alarms (
     alarm_id TEXT PRIMARY KEY, outage_id TEXT NOT NULL, cell_id TEXT NOT NULL,
-    opened_at TEXT NOT NULL, cleared_at TEXT);
+    opened_at TEXT NOT NULL, cleared_at TEXT, sender TEXT);
 CREATE INDEX IF NOT EXISTS alarms_active ON alarms (cell_id) WHERE cleared_at IS NULL;
 CREATE TABLE IF NOT EXISTS outages (
     outage_id TEXT PRIMARY KEY, cell_id TEXT NOT NULL, opened_at TEXT NOT NULL,
@@ -71,13 +76,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     created_at TEXT NOT NULL, expires_at TEXT, decided_by TEXT, decision_note TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
     resolved_at TEXT, claimed_by TEXT);
-CREATE INDEX IF NOT EXISTS decisions_cell ON decisions (cell_id, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_target ON decisions (target, created_at);
 CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
     WHERE status IN ('{Status.PENDING}', '{Status.AWAITING_APPROVAL}');
 CREATE INDEX IF NOT EXISTS decisions_queue ON decisions (priority, created_at, key)
     WHERE status = '{Status.PENDING}';
 CREATE INDEX IF NOT EXISTS decisions_incident ON decisions (incident);
-CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (decided_at)
+CREATE INDEX IF NOT EXISTS decisions_credit ON decisions (created_at)
     WHERE action = '{ActionType.BILL_CREDIT}';
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (status) WHERE resolved_at IS NULL
     AND action IN ({sql_list(INCIDENT_ACTIONS)});
@@ -101,7 +106,11 @@ CREATE TABLE IF NOT EXISTS rejected_events (
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
 """
-ADDED_COLUMNS = {"decisions": ("claimed_by", "TEXT"), "updates": ("claimed_by", "TEXT")}
+ADDED_COLUMNS = {
+    "decisions": ("claimed_by", "TEXT"),
+    "updates": ("claimed_by", "TEXT"),
+    "alarms": ("sender", "TEXT"),  # NULL: raised before alarms had a sender, read as ""
+}
 """Columns newer than a ledger created by an earlier release, added when it is opened."""
 
 WRITE_LOCK = 7_346_201  # PostgreSQL advisory lock id of the ledger's writers
@@ -125,10 +134,13 @@ def _busy(error: Exception) -> bool:
 
 @dataclass
 class Tx:
-    """A transaction: ``?`` placeholders on either database."""
+    """A transaction: ``?`` placeholders on either database; ``anchor`` MACs the audit rows it
+    appends, ``head`` is the last of them, checkpointed once the transaction commits."""
 
     cursor: Any
     postgres: bool
+    anchor: Anchor
+    head: Head | None = None
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -154,12 +166,26 @@ class Tx:
         return None if row is None else row[0]
 
 
-class Ledger:
-    """One connection to the ledger database; not shared between threads."""
+def _scope_events(tx: Tx) -> None:
+    """Rebuild an earlier release's events table (keyed by id alone) keyed by sender and id;
+    its events keep the sender "" (no authenticated sender)."""
+    tx.run(EVENTS.format(table="events_scoped"))
+    columns = "event_id, event_type, cell_id, alarm_id, occurred_at, received_at, outcome, body"
+    tx.run(f"INSERT INTO events_scoped (sender, {columns}) SELECT '', {columns} FROM events")
+    tx.run("DROP TABLE events")
+    tx.run("ALTER TABLE events_scoped RENAME TO events")
 
-    def __init__(self, connection: Any, postgres: bool, busy_seconds: float) -> None:
+
+class Ledger:
+    """One connection to the ledger database; not shared between threads. ``anchor`` keys the
+    audit trail and keeps its head checkpoint."""
+
+    def __init__(
+        self, connection: Any, postgres: bool, anchor: Anchor, busy_seconds: float
+    ) -> None:
         self.connection = connection
         self.postgres = postgres
+        self.anchor = anchor
         self.busy_seconds = busy_seconds
         with self.write() as tx:
             for statement in SCHEMA.split(";"):
@@ -168,9 +194,11 @@ class Ledger:
             for table, (column, kind) in ADDED_COLUMNS.items():
                 if column not in tx.columns(table):
                     tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if "sender" not in tx.columns("events"):
+                _scope_events(tx)
 
     @classmethod
-    def sqlite(cls, path: Path, busy_seconds: float = BUSY_SECONDS) -> Ledger:
+    def sqlite(cls, path: Path, anchor: Anchor, busy_seconds: float = BUSY_SECONDS) -> Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(  # the timeout is the busy handler of every statement
             path, isolation_level=None, check_same_thread=False, timeout=busy_seconds
@@ -180,7 +208,7 @@ class Ledger:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints
             connection.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: big outages fit
-            return cls(connection, postgres=False, busy_seconds=busy_seconds)
+            return cls(connection, False, anchor, busy_seconds)
         except sqlite3.OperationalError as error:
             connection.close()
             if _busy(error):
@@ -188,20 +216,23 @@ class Ledger:
             raise
 
     @classmethod
-    def postgresql(cls, dsn: str, schema: str, busy_seconds: float = BUSY_SECONDS) -> Ledger:
+    def postgresql(
+        cls, dsn: str, schema: str, anchor: Anchor, busy_seconds: float = BUSY_SECONDS
+    ) -> Ledger:
         import psycopg
 
         connection = psycopg.connect(dsn, autocommit=True)
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         connection.execute(f'SET search_path TO "{schema}"')
         connection.execute(f"SET lock_timeout = '{int(busy_seconds * 1000)}ms'")
-        return cls(connection, postgres=True, busy_seconds=busy_seconds)
+        return cls(connection, True, anchor, busy_seconds)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A serialised write transaction: committed on success, rolled back on error."""
+        """A serialised write transaction: committed on success, rolled back on error; the
+        audit rows it appended are checkpointed after the commit."""
         cursor = self.connection.cursor()
-        tx = Tx(cursor, self.postgres)
+        tx = Tx(cursor, self.postgres, self.anchor)
         if self.postgres:
             with self.connection.transaction():
                 try:
@@ -211,22 +242,24 @@ class Ledger:
                         raise LedgerBusyError(self.busy_seconds) from None
                     raise
                 yield tx
-            return
-        try:
-            cursor.execute("BEGIN IMMEDIATE")  # waits up to busy_seconds for another writer
-        except sqlite3.OperationalError as error:
-            if _busy(error):
-                raise LedgerBusyError(self.busy_seconds) from None
-            raise
-        try:
-            yield tx
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        cursor.execute("COMMIT")
+        else:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")  # waits up to busy_seconds for another writer
+            except sqlite3.OperationalError as error:
+                if _busy(error):
+                    raise LedgerBusyError(self.busy_seconds) from None
+                raise
+            try:
+                yield tx
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        if tx.head is not None:
+            self.anchor.checkpoint(tx.head)
 
     def read(self) -> Tx:
-        return Tx(self.connection.cursor(), self.postgres)
+        return Tx(self.connection.cursor(), self.postgres, self.anchor)
 
     def close(self) -> None:
         self.connection.close()
@@ -281,9 +314,10 @@ class Ledger:
         return {r["guard"]: int(r["n"]) for r in rows}
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 
 
 def dumps(value: object) -> str:
-    """Compact JSON as stored (the audit hashes the stored text, so key order is free)."""
+    """Compact JSON as stored (the audit hashes the stored text, so key order is free); NaN and
+    infinities raise ValueError, never stored as JSON no reader accepts."""
     return _ENCODER.encode(value)

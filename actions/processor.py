@@ -42,42 +42,61 @@ class Telemetry(Protocol):
 
 @dataclass(frozen=True)
 class Directory:
-    """Customers by cell and by id (the canonical customers table)."""
+    """The inventory events are checked against: customers by cell and by id (the canonical
+    customers table) and every known cell (the cells table and the customers' serving cells)."""
 
     by_cell: dict[str, list[Customer]]
     by_id: dict[str, Customer]
+    cells: frozenset[str]
 
     @classmethod
-    def of(cls, customers: Iterable[Customer]) -> Directory:
+    def of(cls, customers: Iterable[Customer], cells: Iterable[str] = ()) -> Directory:
         by_cell: dict[str, list[Customer]] = {}
         by_id = {}
         for customer in customers:
             by_cell.setdefault(customer.cell_id, []).append(customer)
             by_id[customer.customer_id] = customer
-        return cls(by_cell, by_id)
+        return cls(by_cell, by_id, frozenset(cells) | by_cell.keys())
 
     @classmethod
-    def load(cls, table: Path) -> Directory:
-        """The customers of a canonical table: every ``*.parquet`` of its folder (one per
-        source)."""
+    def load(cls, customers: Path, cells: Path) -> Directory:
+        """The customers and cells of two canonical tables: every ``*.parquet`` of each folder
+        (one per source); no cells table is no cells beyond the customers' own."""
         import pyarrow.parquet as pq
 
-        files = sorted(table.glob("*.parquet"))
+        files = sorted(customers.glob("*.parquet"))
         if not files:
             raise FileNotFoundError(
-                f"no customers in the offline store ({table}); run 'closedloop ingest' or "
+                f"no customers in the offline store ({customers}); run 'closedloop ingest' or "
                 "'closedloop import-csv' first"
             )
         columns = [*CUSTOMER_COLUMNS, "do_not_contact"]
         rows = pq.ParquetDataset(files).read(columns=columns).to_pydict()
+        cell_files = sorted(cells.glob("*.parquet"))
+        known = (
+            pq.ParquetDataset(cell_files).read(columns=["cell_id"]).column(0).to_pylist()
+            if cell_files
+            else []
+        )
         return cls.of(
-            Customer(*(rows[c][i] for c in CUSTOMER_COLUMNS), bool(rows["do_not_contact"][i]))
-            for i in range(len(rows["customer_id"]))
+            (
+                Customer(*(rows[c][i] for c in CUSTOMER_COLUMNS), bool(rows["do_not_contact"][i]))
+                for i in range(len(rows["customer_id"]))
+            ),
+            known,
         )
 
     @property
     def opted_out(self) -> frozenset[str]:
         return frozenset(c.customer_id for c in self.by_id.values() if c.do_not_contact)
+
+    def unknown(self, event: NetworkEvent) -> str | None:
+        """Why the inventory refuses the event (a cell or customer it does not know), or None."""
+        if event.cell_id not in self.cells:
+            return f"cell_id: no cell {event.cell_id!r} in the inventory"
+        if event.customer_id is not None and event.customer_id not in self.by_id:
+            return f"customer_id: no customer {event.customer_id!r} in the inventory"
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,8 @@ class Outcome:
     """What one event led to: how it was classified and each decision's status."""
 
     event_id: str | None
-    outcome: str  # new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear, rejected
+    outcome: str  # new, duplicate, repeated_alarm, conflicting_alarm, grouped, resolved,
+    # unmatched_clear, rejected
     incident: str | None = None
     affected_customers: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -145,27 +165,32 @@ class Processor:
         self._open_incidents: int | None = None
         self.lookback = max([timedelta(hours=max(hours, default=0)), CREDIT_WINDOW])
 
-    def process(self, event: NetworkEvent) -> Outcome:
+    def process(self, event: NetworkEvent, sender: str = "") -> Outcome:
         """Classify, decide and commit one event; a repeat of a known event changes nothing."""
-        return self.process_many([event])[0]
+        return self.process_many([event], sender=sender)[0]
 
     def process_many(
         self,
         events: list[NetworkEvent],
         rejected: list[RejectedRow] = (),
         hold: float | None = None,
+        sender: str = "",
     ) -> list[Outcome]:
         """Events in order, committed together in one transaction (all or none) with the
         records the intake ``rejected`` (a rejected record seen before is kept as it was).
         With ``hold``, the transaction commits once it has been open ``hold`` seconds, and the
-        outcomes of the events it holds (a prefix of ``events``) are returned."""
+        outcomes of the events it holds (a prefix of ``events``) are returned.
+
+        ``sender`` (the authenticated event source; "" when there is none) scopes event and
+        alarm ids: its events never make another sender's a duplicate, its clears only clear
+        its own alarms."""
         outcomes, entries = [], []
         self._open_incidents = None  # counted once per transaction, then kept up to date
         self._readings = []
         with self.ledger.write() as tx:
             began = time.monotonic()
             for event in events:
-                outcome, more = self._process(tx, event)
+                outcome, more = self._process(tx, event, sender)
                 outcomes.append(outcome)
                 entries += more
                 if hold is not None and time.monotonic() - began > hold:
@@ -176,24 +201,31 @@ class Processor:
         return outcomes
 
     def take(
-        self, records: list[Record], hold: float | None = None, patience: float = 0.0
+        self,
+        records: list[Record],
+        hold: float | None = None,
+        patience: float = 0.0,
+        sender: str = "",
     ) -> list[Outcome]:
-        """Each record validated on its own against the clock; the valid ones processed, the
-        others recorded as rejected with their reason; one outcome per record, in order.
+        """Each record validated on its own against the clock and the inventory; the valid ones
+        processed, the others recorded as rejected with their reason; one outcome per record,
+        in order; ``sender`` as in :meth:`process_many`.
 
         Without ``hold`` everything commits in one transaction; with it, in transactions of
         about ``hold`` seconds each, so other writers get the ledger in between. A transaction
         that finds the ledger busy is tried again until ``patience`` seconds have passed, then
         :class:`LedgerBusyError` is raised (what committed before it stays committed)."""
         now = self.clock()
-        admitted = [admit(record, now) for record in records]
+        admitted = [admit(record, now, self.directory) for record in records]
         events = [a for a in admitted if isinstance(a, NetworkEvent)]
         rejected = [a for a in admitted if isinstance(a, RejectedRow)]
         done: list[Outcome] = []
         deadline = time.monotonic() + patience
         while not done or len(done) < len(events):
             try:
-                done += self.process_many(events[len(done) :], [] if done else rejected, hold)
+                done += self.process_many(
+                    events[len(done) :], [] if done else rejected, hold, sender
+                )
             except LedgerBusyError:
                 if time.monotonic() >= deadline:
                     raise
@@ -221,14 +253,14 @@ class Processor:
         if values:
             self._readings.append(Reading(event.cell_id, values, event.occurred_at))
 
-    def _process(self, tx: Tx, event: NetworkEvent) -> tuple[Outcome, list[Entry]]:
-        if queries.known_event(tx, event.event_id):
+    def _process(self, tx: Tx, event: NetworkEvent, sender: str) -> tuple[Outcome, list[Entry]]:
+        if queries.known_event(tx, sender, event.event_id):
             return Outcome(event.event_id, "duplicate"), []
-        kind, incident = self._classify(tx, event)
+        kind, incident = self._classify(tx, event, sender)
         if self.telemetry is not None:
             self._read_live(tx, event, kind)
         outcome = Outcome(event.event_id, kind, incident)
-        seen = {"event": event.model_dump(mode="json"), "outcome": kind}
+        seen = {"event": event.model_dump(mode="json"), "sender": sender, "outcome": kind}
         entries = [
             Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
         ]
@@ -238,6 +270,7 @@ class Processor:
             outcome, more = self._decide(tx, event, incident)
             entries += more
         row = EventRow(
+            sender=sender,
             event_id=event.event_id,
             event_type=event.event_type,
             cell_id=event.cell_id,
@@ -250,29 +283,30 @@ class Processor:
         queries.insert(tx, "events", [row])
         return outcome, entries
 
-    def _classify(self, tx: Tx, event: NetworkEvent) -> tuple[str, str | None]:
-        """new (acts), repeated_alarm, grouped (joins an open outage), resolved, unmatched."""
+    def _classify(self, tx: Tx, event: NetworkEvent, sender: str) -> tuple[str, str | None]:
+        """new (acts), repeated_alarm, conflicting_alarm (its id is another cell's or sender's
+        alarm: nothing done), grouped (joins an open outage), resolved, unmatched_clear (no
+        alarm of that id raised on that cell by that sender, or cleared already)."""
         at = _iso(event.occurred_at)
-        if event.event_type is EventType.ALARM_ONSET:
-            alarm = event.alarm_id or event.event_id
-            known = queries.outage_of_alarm(tx, alarm)
+        if event.event_type in ALARMS:
+            alarm_id = event.alarm_id or event.event_id
+            known = queries.alarm(tx, alarm_id)
+            mine = known is not None and (known.cell_id, known.sender) == (event.cell_id, sender)
+            if event.event_type is EventType.ALARM_CLEAR:
+                if not mine or known.cleared or event.alarm_id is None:
+                    return "unmatched_clear", None
+                still_open = queries.clear_alarm(tx, alarm_id, known.outage_id, at)
+                return ("resolved" if not still_open else "grouped"), known.outage_id
             if known is not None:
-                return "repeated_alarm", known
+                return ("repeated_alarm", known.outage_id) if mine else ("conflicting_alarm", None)
             open_outage = queries.open_outage(tx, event.cell_id)
-            outage = open_outage or f"outage:{alarm}"
-            queries.add_alarm(tx, alarm, outage, event.cell_id, at)
+            outage = open_outage or f"outage:{alarm_id}"
+            queries.add_alarm(tx, alarm_id, outage, event.cell_id, sender, at)
             if open_outage is not None:
                 return "grouped", outage
             queries.add_outage(tx, outage, event.cell_id, at)
             return "new", outage
-        if event.event_type is EventType.ALARM_CLEAR:
-            alarm = event.alarm_id or ""
-            outage = queries.outage_of_alarm(tx, alarm, active=True)
-            if outage is None:
-                return "unmatched_clear", None
-            still_open = queries.clear_alarm(tx, alarm, outage, at)
-            return ("resolved" if not still_open else "grouped"), outage
-        return "new", f"event:{event.event_id}"
+        return "new", f"event:{sender}/{event.event_id}"
 
     def _resolve(self, tx: Tx, event: NetworkEvent, outage: str) -> list[Entry]:
         """The outage is over: close its incidents, cancel what still waits for approval, and
@@ -329,10 +363,10 @@ class Processor:
         situation = self._situation(event, incident)
         decisions = decide(situation, self.policy)
         at = event.occurred_at.astimezone(UTC)
-        book = self._guard_book(tx, event.cell_id, at, {d.action for d in decisions})
+        now = self.clock()
+        book = self._guard_book(tx, decisions, now)
         keys = [d.key for d in decisions]
         existing = queries.existing_keys(tx, keys)
-        now = self.clock()
         stamps = (
             _iso(at),
             _iso(now),
@@ -343,12 +377,12 @@ class Processor:
         for decision in decisions:
             if decision.key in existing:
                 continue
-            results = book.check(decision, at)
+            results = book.check(decision, now)
             failed = first_failed(results)
             if failed is not None:
                 status, guard, reason = Status.SUPPRESSED, failed.guard, failed.reason
             else:
-                book.record(decision, at)
+                book.record(decision, now)
                 status, guard, reason = (
                     (Status.AWAITING_APPROVAL, None, "impact above the rule's approval limit")
                     if decision.needs_approval
@@ -366,19 +400,21 @@ class Processor:
         outcome = Outcome(event.event_id, "new", incident, len(situation.customers), shown)
         return outcome, entries
 
-    def _guard_book(
-        self, tx: Tx, cell_id: str, at: datetime, actions: set[ActionType]
-    ) -> GuardBook:
-        """What the guards need to know, asking the ledger only about the actions at hand."""
+    def _guard_book(self, tx: Tx, decisions: list[Decision], now: datetime) -> GuardBook:
+        """What the guards need to know about the decisions' targets (each customer, each cell)
+        over every cell and event, in the processing clock ``now`` (an event's own time is the
+        sender's word), asking the ledger only about the actions at hand."""
         guards = self.policy.guards
+        actions = {d.action for d in decisions}
         if not actions:
             return GuardBook(guards)
+        targets = sorted({d.target for d in decisions})
         taken = [
-            Taken(r["target"], ActionType(r["action"]), datetime.fromisoformat(r["decided_at"]),
+            Taken(r["target"], ActionType(r["action"]), datetime.fromisoformat(r["created_at"]),
                   r["amount"])
-            for r in queries.taken_on_cell(tx, cell_id, _iso(at - self.lookback))
+            for r in queries.taken_by(tx, targets, sorted(actions), _iso(now - self.lookback))
         ]  # fmt: skip
-        day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         credits = 0.0
         if ActionType.BILL_CREDIT in actions and guards.credit_budget is not None:
             credits = queries.credits_between(tx, _iso(day), _iso(day + timedelta(days=1)))

@@ -15,6 +15,7 @@ from actions.policy import INCIDENT_ACTIONS, ActionType
 
 
 class EventRow(NamedTuple):
+    sender: str
     event_id: str
     event_type: str
     cell_id: str
@@ -95,8 +96,10 @@ def insert(tx: Tx, table: str, rows: Sequence[NamedTuple], keep_existing: bool =
 # events, alarms and outages
 
 
-def known_event(tx: Tx, event_id: str) -> bool:
-    return bool(tx.value("SELECT 1 FROM events WHERE event_id = ?", (event_id,)))
+def known_event(tx: Tx, sender: str, event_id: str) -> bool:
+    """Whether ``sender`` sent an event with this id before."""
+    found = tx.value("SELECT 1 FROM events WHERE sender = ? AND event_id = ?", (sender, event_id))
+    return bool(found)
 
 
 def active_alarms(tx: Tx, cell_id: str) -> int:
@@ -105,10 +108,24 @@ def active_alarms(tx: Tx, cell_id: str) -> int:
     )
 
 
-def outage_of_alarm(tx: Tx, alarm_id: str, active: bool = False) -> str | None:
-    """The outage an alarm belongs to (``active``: only while the alarm is not cleared)."""
-    still = " AND cleared_at IS NULL" if active else ""
-    return tx.value(f"SELECT outage_id FROM alarms WHERE alarm_id = ?{still}", (alarm_id,))
+class Alarm(NamedTuple):
+    outage_id: str
+    cell_id: str
+    sender: str
+    cleared: bool
+
+
+def alarm(tx: Tx, alarm_id: str) -> Alarm | None:
+    """The alarm raised under this id (its outage, cell, sender and whether it cleared)."""
+    found = tx.rows(
+        "SELECT outage_id, cell_id, COALESCE(sender, '') AS sender, cleared_at FROM alarms"
+        " WHERE alarm_id = ?",
+        (alarm_id,),
+    )
+    if not found:
+        return None
+    row = found[0]
+    return Alarm(row["outage_id"], row["cell_id"], row["sender"], row["cleared_at"] is not None)
 
 
 def open_outage(tx: Tx, cell_id: str) -> str | None:
@@ -117,10 +134,11 @@ def open_outage(tx: Tx, cell_id: str) -> str | None:
     )
 
 
-def add_alarm(tx: Tx, alarm_id: str, outage_id: str, cell_id: str, at: str) -> None:
+def add_alarm(tx: Tx, alarm_id: str, outage_id: str, cell_id: str, sender: str, at: str) -> None:
     tx.run(
-        "INSERT INTO alarms (alarm_id, outage_id, cell_id, opened_at) VALUES (?, ?, ?, ?)",
-        (alarm_id, outage_id, cell_id, at),
+        "INSERT INTO alarms (alarm_id, outage_id, cell_id, sender, opened_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (alarm_id, outage_id, cell_id, sender, at),
     )
 
 
@@ -188,21 +206,30 @@ _TAKEN = sorted(TAKEN)
 _TAKEN_MARKS = ", ".join("?" for _ in _TAKEN)
 
 
-def taken_on_cell(tx: Tx, cell_id: str, since: str) -> list[dict[str, Any]]:
-    """Actions taken on a cell and its customers since ``since`` (target, action, time,
-    amount)."""
-    return tx.rows(
-        "SELECT target, action, decided_at, amount FROM decisions WHERE cell_id = ?"
-        f" AND decided_at >= ? AND status IN ({_TAKEN_MARKS})",
-        (cell_id, since, *_TAKEN),
-    )
+def taken_by(
+    tx: Tx, targets: Sequence[str], actions: Sequence[str], since: str
+) -> list[dict[str, Any]]:
+    """Actions of these types taken on these targets (customers, cells), on any cell and for
+    any event, decided since ``since`` by the processing clock (target, action, time, amount)."""
+    kinds = sql_list(actions)
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(targets), 500):
+        chunk = list(targets[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        found += tx.rows(
+            f"SELECT target, action, created_at, amount FROM decisions WHERE target IN ({marks})"
+            f" AND action IN ({kinds}) AND created_at >= ? AND status IN ({_TAKEN_MARKS})",
+            (*chunk, since, *_TAKEN),
+        )
+    return found
 
 
 def credits_between(tx: Tx, start: str, end: str) -> float:
+    """Credits decided in ``[start, end)`` by the processing clock, over every customer."""
     return float(
         tx.value(
             "SELECT COALESCE(SUM(amount), 0) FROM decisions"
-            f" WHERE action = '{ActionType.BILL_CREDIT}' AND decided_at >= ? AND decided_at < ?"
+            f" WHERE action = '{ActionType.BILL_CREDIT}' AND created_at >= ? AND created_at < ?"
             f" AND status IN ({_TAKEN_MARKS})",
             (start, end, *_TAKEN),
         )

@@ -26,7 +26,7 @@ from actions.scoring import ScoresProvider
 from closedloop.events import NetworkEvent
 from closedloop.settings import Settings
 from features.backends import online_store
-from features.canonical import CUSTOMERS
+from features.canonical import CELLS, CUSTOMERS
 from features.offline import OfflineStore
 from features.online import ReadingWriter
 
@@ -57,8 +57,9 @@ def live_writer(settings: Settings) -> ReadingWriter | None:
 
 
 def customers_directory(settings: Settings) -> Directory:
-    """The customers and their cells, from the offline store's canonical customers table."""
-    return Directory.load(OfflineStore(settings.home).table_path(CUSTOMERS.name))
+    """The inventory: the offline store's canonical customers and cells tables."""
+    store = OfflineStore(settings.home)
+    return Directory.load(store.table_path(CUSTOMERS.name), store.table_path(CELLS.name))
 
 
 @dataclass
@@ -72,11 +73,16 @@ class Runtime:
         return self.processor.process_many(events)
 
     def take(
-        self, records: list[Record], hold: float | None = None, patience: float = 0.0
+        self,
+        records: list[Record],
+        hold: float | None = None,
+        patience: float = 0.0,
+        sender: str = "",
     ) -> list[Outcome]:
         """Validate each record on its own, then decide and commit the valid ones; the others
-        are recorded as rejected (see :meth:`Processor.take`)."""
-        return self.processor.take(records, hold, patience)
+        are recorded as rejected (see :meth:`Processor.take`); ``sender``, the authenticated
+        event source, scopes the events' ids."""
+        return self.processor.take(records, hold, patience, sender)
 
     def close(self) -> None:
         self.ledger.close()

@@ -236,7 +236,7 @@ def enqueue(stream: EventStream, processor: Processor, records: list[Record]) ->
     does (first: keeping one again adds nothing). Raises :class:`IntakeUnavailableError`, and
     then no event was appended."""
     now = processor.clock()
-    admitted = [admit(record, now) for record in records]
+    admitted = [admit(record, now, processor.directory) for record in records]
     events = [a for a in admitted if isinstance(a, NetworkEvent)]
     rejected = [a for a in admitted if isinstance(a, RejectedRow)]
     if rejected:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actions.adapters import OutboxAdapter
+from actions.anchor import Anchor
 from actions.decide import Customer
 from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
@@ -92,7 +93,9 @@ def onset(cell: str, n: int) -> NetworkEvent:
 
 
 def open_home(folder: Path, people: list[Customer]) -> tuple[Processor, Dispatcher, Ledger]:
-    ledger = Ledger.sqlite(folder / "ledger.db")
+    ledger = Ledger.sqlite(
+        folder / "ledger.db", Anchor.generated(folder / "audit.key", folder / "audit-head.json")
+    )
     processor = Processor(ledger, load_policy(None), Directory.of(people), FixedScores(people))
     outbox = OutboxAdapter(folder / "outbox")
     return processor, Dispatcher(ledger, dict.fromkeys(ActionType, outbox), 0, 0), ledger

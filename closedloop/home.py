@@ -159,6 +159,17 @@ class Home:
         return self.root / "ledger.db"
 
     @property
+    def audit_key(self) -> Path:
+        """The embedded profile's generated audit key (mode 0600), when none is set."""
+        return self.root / "secrets" / "audit.key"
+
+    @property
+    def audit_head(self) -> Path:
+        """The audit trail's head checkpoint (last row and its MAC, sealed), apart from the
+        ledger's database."""
+        return self.root / "audit" / "head.json"
+
+    @property
     def demo_events(self) -> Path:
         """The network events the demo replays."""
         return self.root / "actions" / "demo-events.jsonl"

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     stream_max_deliveries: int = Field(
         5, ge=1, description="deliveries of a stream entry before it goes to the dead letters"
     )
+    audit_key: SecretStr | None = Field(
+        None,
+        description="secret (at least 16 characters) that MACs the audit trail and seals its "
+        "head checkpoint; default: a key generated into HOME/secrets/audit.key (mode 0600) — set "
+        "it on the cluster profile, where processes on other homes share the trail",
+    )
     ledger_schema: str = Field(
         "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"
     )
@@ -118,6 +124,8 @@ class Settings(BaseSettings):
         """These settings as ``CLOSEDLOOP_*`` variables, for a child process to load again."""
         values = self.model_dump(mode="json", exclude_none=True)
         values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
+        if self.audit_key is not None:
+            values["audit_key"] = self.audit_key.get_secret_value()
         values["home"] = str(self.paths.root)
         return {
             f"CLOSEDLOOP_{name.upper()}": json.dumps(value)

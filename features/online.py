@@ -11,6 +11,7 @@ which the tests check against Feast's own functions.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import struct
 from dataclasses import asdict, dataclass
@@ -274,7 +275,12 @@ class LiveWriter:
         )
 
     def write(self, readings: list[Reading]) -> None:
-        """Every reading in one transaction."""
+        """Every reading in one transaction; a value that is not a finite number raises
+        ValueError and nothing is written."""
+        for reading in readings:
+            for name, value in reading.values.items():
+                if not math.isfinite(value):
+                    raise ValueError(f"{reading.entity_id} {name}: {value} is not a finite number")
         rows = [
             (
                 entity_key(self.join_key, reading.entity_id),

@@ -107,9 +107,9 @@ class EventOutcome(BaseModel):
     status: str = Field(description="accepted, duplicate or rejected")
     reason: str | None = Field(None, description="why a rejected record was refused")
     outcome: str = Field(
-        description="new, duplicate, repeated_alarm, grouped, resolved, unmatched_clear, "
-        "rejected, or queued (cluster profile: appended to the event stream, decided by a "
-        "consumer)"
+        description="new, duplicate, repeated_alarm, conflicting_alarm, grouped, resolved, "
+        "unmatched_clear, rejected, or queued (cluster profile: appended to the event stream, "
+        "decided by a consumer)"
     )
     incident: str | None = Field(description="outage or event the actions answer")
     affected_customers: int

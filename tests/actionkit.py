@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 
+from actions.anchor import Anchor
 from actions.decide import Customer
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.scores import Score
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+AUDIT_KEY = "test-audit-key-0123456789"
+
+
+def anchor(folder: Path) -> Anchor:
+    """An audit anchor with the tests' key, its head checkpoint in ``folder``."""
+    return Anchor.of(AUDIT_KEY, folder / "audit-head.json")
+
+
 _ids = count()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from actionkit import Clock, FixedScores, customer, event
+from actionkit import AUDIT_KEY, Clock, FixedScores, customer, event
 
 from actions import audit
 from actions.adapters import OutboxAdapter
@@ -23,10 +23,13 @@ DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
-def ledger():
+def ledger(tmp_path):
     psycopg = pytest.importorskip("psycopg")
     schema = f"test_actions_{uuid.uuid4().hex[:10]}"
-    opened = open_ledger(Settings(profile="cluster", postgres_dsn=DSN, ledger_schema=schema))
+    opened = open_ledger(
+        Settings(home=tmp_path, profile="cluster", postgres_dsn=DSN, ledger_schema=schema,
+                 audit_key=AUDIT_KEY)
+    )  # fmt: skip
     yield opened
     opened.close()
     with psycopg.connect(DSN, autocommit=True) as admin:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from actionkit import anchor
 
 from actions.backends import open_ledger
 from actions.ledger import Ledger
@@ -34,7 +35,7 @@ from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate
 from closedloop.world.store import write_world
-from features.canonical import CUSTOMERS
+from features.canonical import CELLS, CUSTOMERS
 from features.ingest import ingest_world
 from features.offline import OfflineStore
 
@@ -81,8 +82,10 @@ def events(home) -> list[NetworkEvent]:
 @pytest.fixture(scope="module")
 def expected_keys(home, events, tmp_path_factory) -> set[str]:
     """The decision keys one uninterrupted in-process pass commits."""
-    ledger = Ledger.sqlite(tmp_path_factory.mktemp("reference") / "ledger.db")
-    directory = Directory.load(OfflineStore(home).table_path(CUSTOMERS.name))
+    folder = tmp_path_factory.mktemp("reference")
+    ledger = Ledger.sqlite(folder / "ledger.db", anchor(folder))
+    store = OfflineStore(home)
+    directory = Directory.load(store.table_path(CUSTOMERS.name), store.table_path(CELLS.name))
     processor = Processor(ledger, load_policy(None), directory, NoScores(), lambda: AT)
     processor.process_many(events)
     keys = {r["key"] for r in ledger.read().rows("SELECT key FROM decisions")}

@@ -100,3 +100,23 @@ def test_events_push_live_features_before_scoring(home):
         entity_rows=[{"cell_id": cell}],
     ).to_dict()
     assert live["latency_ms"] == [321.5] and live["alarm_count"] == [1.0]
+
+
+def test_the_inventory_is_the_worlds_cells_and_a_non_finite_reading_is_refused(home):
+    from features.online import Reading
+
+    cells = set(pd.read_parquet(home.world_dir / "inventory/cells.parquet").cell_id)
+    runtime = open_runtime(home, SeeingScores(live_reader(home)), lambda: END)
+    try:
+        assert runtime.processor.directory.cells == cells
+        cell = sorted(cells)[0]
+        runtime.telemetry.write([Reading(cell, {"latency_ms": 12.5}, END)])
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="not a finite number"):
+                runtime.telemetry.write(
+                    [Reading(cell, {"packet_loss_pct": 1.0, "latency_ms": bad}, END)]
+                )
+        row = live_reader(home).read(cell, END).values
+        assert row["latency_ms"] == 12.5 and row["packet_loss_pct"] != 1.0
+    finally:
+        runtime.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from actionkit import Clock, FixedScores
+from actionkit import Clock, FixedScores, anchor
 
 from actions.dispatch import Dispatcher
 from actions.ledger import Ledger
@@ -20,20 +20,21 @@ def policy() -> Policy:
 
 @pytest.fixture
 def make_processor(tmp_path, policy) -> Callable[..., tuple[Processor, Dispatcher, Clock]]:
-    """``make_processor(customers, scores=..., policy=..., adapters=...)`` on a fresh SQLite
-    ledger under tmp_path; adapters default to the local outbox."""
+    """``make_processor(customers, scores=..., policy=..., adapters=..., cells=...)`` on a fresh
+    SQLite ledger under tmp_path; adapters default to the local outbox; the inventory's cells
+    are ``cells`` and the customers' cells."""
     from actions.adapters import OutboxAdapter
     from actions.policy import ActionType
 
     ledgers = []
 
-    def make(customers, scores=None, rules=policy, adapters=None, retries=2):
-        ledger = Ledger.sqlite(tmp_path / "ledger.db")
+    def make(customers, scores=None, rules=policy, adapters=None, retries=2, cells=()):
+        ledger = Ledger.sqlite(tmp_path / "ledger.db", anchor(tmp_path))
         ledgers.append(ledger)
         clock = Clock()
         outbox = OutboxAdapter(tmp_path / "outbox")
         processor = Processor(
-            ledger, rules, Directory.of(customers), scores or FixedScores(), clock
+            ledger, rules, Directory.of(customers, cells), scores or FixedScores(), clock
         )
         dispatcher = Dispatcher(
             ledger, adapters or dict.fromkeys(ActionType, outbox), retries, 0.01, clock

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from actionkit import Clock, FixedScores, customer, event
+from actionkit import Clock, FixedScores, anchor, customer, event
 
 from actions.adapters import HttpAdapter
 from actions.dispatch import Dispatcher, LeaseHeldError, current_lease, queued
@@ -33,7 +33,7 @@ def connect(request, tmp_path):
     if request.param == "sqlite":
 
         def make() -> Ledger:
-            opened.append(Ledger.sqlite(tmp_path / "ledger.db"))
+            opened.append(Ledger.sqlite(tmp_path / "ledger.db", anchor(tmp_path)))
             return opened[-1]
 
         yield make
@@ -42,7 +42,7 @@ def connect(request, tmp_path):
         schema = f"test_dispatch_{uuid.uuid4().hex[:10]}"
 
         def make() -> Ledger:
-            opened.append(Ledger.postgresql(DSN, schema))
+            opened.append(Ledger.postgresql(DSN, schema, anchor(tmp_path)))
             return opened[-1]
 
         yield make

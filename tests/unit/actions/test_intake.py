@@ -11,8 +11,11 @@ import pytest
 from actionkit import T0, customer, event
 
 from actions.intake import Record, admit
+from actions.processor import Directory
 from actions.queries import RejectedRow
 from closedloop.events import FUTURE_TOLERANCE, EventType, NetworkEvent
+
+INVENTORY = Directory.of([customer(1)])  # cell_00001, the events' cell, and cus_0000001
 
 
 def raw(**fields) -> dict:
@@ -37,7 +40,7 @@ def raw(**fields) -> dict:
 def test_a_bad_record_is_rejected_with_its_reason(fields, problem):
     fields = {"event_id": "bad-1"} | fields
     for record in (raw(**fields), json.dumps(raw(**fields))):  # parsed, or a line of text
-        rejected = admit(Record(record, "src", 4), T0)
+        rejected = admit(Record(record, "src", 4), T0, INVENTORY)
         assert isinstance(rejected, RejectedRow), rejected
         assert problem in rejected.reason
         assert rejected.event_id == fields["event_id"][:200]
@@ -46,12 +49,12 @@ def test_a_bad_record_is_rejected_with_its_reason(fields, problem):
 
 def test_an_event_within_the_tolerance_is_admitted_and_not_json_is_rejected():
     soon = raw(occurred_at=(T0 + FUTURE_TOLERANCE).isoformat(), value=-1e308)
-    assert isinstance(admit(Record(soon, "src", 1), T0), NetworkEvent)
-    broken = admit(Record("{not json", "src", 2), T0)
+    assert isinstance(admit(Record(soon, "src", 1), T0, INVENTORY), NetworkEvent)
+    broken = admit(Record("{not json", "src", 2), T0, INVENTORY)
     assert broken.event_id is None and "Invalid JSON" in broken.reason
     assert broken.raw == "{not json"
-    assert admit(Record("{not json", "src", 2), T0).key == broken.key
-    assert admit(Record("{not json", "src", 3), T0).key != broken.key
+    assert admit(Record("{not json", "src", 2), T0, INVENTORY).key == broken.key
+    assert admit(Record("{not json", "src", 3), T0, INVENTORY).key != broken.key
 
 
 def test_the_rest_of_a_batch_commits_and_a_rerun_adds_nothing(make_processor):

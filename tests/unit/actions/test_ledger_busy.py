@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from actionkit import FixedScores, customer, event
+from actionkit import FixedScores, anchor, customer, event
 
 from actions.intake import Record
 from actions.ledger import Ledger, LedgerBusyError
@@ -17,7 +17,8 @@ PEOPLE = [customer(1), customer(2)]
 
 
 def test_a_writer_waits_its_busy_timeout_then_is_told_the_ledger_is_busy(tmp_path):
-    holder, waiter = Ledger.sqlite(tmp_path / "l.db"), Ledger.sqlite(tmp_path / "l.db", 0.3)
+    holder = Ledger.sqlite(tmp_path / "l.db", anchor(tmp_path))
+    waiter = Ledger.sqlite(tmp_path / "l.db", anchor(tmp_path), 0.3)
     try:
         with holder.write():
             began = time.monotonic()
@@ -35,7 +36,7 @@ def test_a_patient_take_retries_a_busy_ledger_and_commits_each_event_once(make_p
     processor, _, _ = make_processor(PEOPLE, FixedScores({}))
     processor.ledger.busy_seconds = 0.1
     processor.ledger.connection.execute("PRAGMA busy_timeout=100")
-    other = Ledger.sqlite(tmp_path / "ledger.db")
+    other = Ledger.sqlite(tmp_path / "ledger.db", anchor(tmp_path))
     records = [
         Record(event(cell="cell_00001", minutes=n, alarm_id=f"a{n}", event_id=f"e{n}")
                .model_dump(mode="json"), "test", n)

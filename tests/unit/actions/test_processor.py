@@ -230,3 +230,43 @@ def test_live_telemetry_is_written_in_one_go_before_scoring_or_at_commit(make_pr
     assert telemetry.writes[-1] == [("cell_00001", {"latency_ms": 250.0}, kpi.occurred_at)]
     processor.process(kpi)  # a duplicate writes nothing
     assert len(telemetry.writes) == 3
+
+
+def test_an_earlier_releases_ledger_keeps_its_events_as_duplicates(tmp_path, policy):
+    """Events keyed by id alone (before senders) are rebuilt under the sender "", alarms get a
+    sender column: a re-sent old event is still a duplicate, an old alarm still clears."""
+    import sqlite3
+
+    from actionkit import Clock, anchor
+
+    from actions.ledger import Ledger
+    from actions.processor import Directory, Processor
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE events (event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, cell_id"
+            " TEXT NOT NULL, alarm_id TEXT, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL,"
+            " outcome TEXT NOT NULL, body TEXT NOT NULL)"
+        )
+        old.execute(
+            "CREATE TABLE alarms (alarm_id TEXT PRIMARY KEY, outage_id TEXT NOT NULL, cell_id"
+            " TEXT NOT NULL, opened_at TEXT NOT NULL, cleared_at TEXT)"
+        )
+        old.execute("INSERT INTO events VALUES ('old-1', 'alarm_onset', 'cell_00001', 'a', 't',"
+                    " 't', 'new', '{}')")  # fmt: skip
+        old.execute("INSERT INTO alarms VALUES ('a', 'outage:a', 'cell_00001', 't', NULL)")
+        old.execute("CREATE TABLE outages (outage_id TEXT PRIMARY KEY, cell_id TEXT NOT NULL,"
+                    " opened_at TEXT NOT NULL, resolved_at TEXT)")  # fmt: skip
+        old.execute("INSERT INTO outages VALUES ('outage:a', 'cell_00001', 't', NULL)")
+    ledger = Ledger.sqlite(path, anchor(tmp_path))
+    try:
+        processor = Processor(ledger, policy, Directory.of(PEOPLE), FixedScores(), Clock())
+        assert processor.process(event(alarm_id="a", event_id="old-1")).outcome == "duplicate"
+        cleared = processor.process(event(EventType.ALARM_CLEAR, alarm_id="a", minutes=3))
+        assert (cleared.outcome, cleared.incident) == ("resolved", "outage:a")
+        assert (
+            Ledger.sqlite(path, anchor(tmp_path)).read().value("SELECT COUNT(*) FROM events") == 2
+        )  # again: as is
+    finally:
+        ledger.close()

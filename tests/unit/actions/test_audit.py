@@ -1,0 +1,158 @@
+"""The audit trail against what an attacker with write access to the ledger's database (but not
+the audit key) would do: delete the last rows, edit a row and recompute the chain, inflate a
+decision's amount, forge or drop the head checkpoint. Each fails ``audit verify`` saying what
+is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from actionkit import AUDIT_KEY, T0, FixedScores, customer, event
+
+from actions import audit
+from actions.anchor import Anchor, AnchorError
+from actions.ledger import Ledger
+
+PEOPLE = [customer(1, sla_tier="gold", mrr=750.0), customer(2), customer(3, sla_tier="silver")]
+CHURN = {"cus_0000001": 0.8, "cus_0000003": 0.9}
+
+
+@pytest.fixture
+def ledger(make_processor) -> Ledger:
+    processor, dispatcher, _ = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.process(event(alarm_id="a"))
+    processor.process(event(alarm_id="b", cell="cell_00002"))
+    dispatcher.drain()
+    assert audit.verify(processor.ledger).intact
+    return processor.ledger
+
+
+def rows(ledger: Ledger) -> list[dict]:
+    return ledger.read().rows("SELECT * FROM audit ORDER BY seq")
+
+
+def rewrite_from(ledger: Ledger, seq: int, mac, edit=lambda row: row) -> None:
+    """Recompute the chain from ``seq`` on with ``mac(prev, values)``, after ``edit``."""
+    trail = rows(ledger)
+    prev = trail[seq - 2]["hash"] if seq > 1 else audit.GENESIS
+    with ledger.write() as tx:
+        for row in trail[seq - 1 :]:
+            row = edit(row) if row["seq"] == seq else row
+            digest = mac(prev, tuple(row[c] for c in audit.COLUMNS))
+            tx.run(
+                "UPDATE audit SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (row["payload"], prev, digest, row["seq"]),
+            )
+            prev = digest
+
+
+def test_deleting_the_last_rows_fails_verify(ledger):
+    total = len(rows(ledger))
+    with ledger.write() as tx:
+        tx.run("DELETE FROM audit WHERE seq > ?", (total - 3,))
+    verdict = audit.verify(ledger)
+    assert not verdict.intact and verdict.broken_at == total - 2
+    assert f"rows {total - 2}–{total} are missing" in verdict.problem
+    assert f"says {total}" in verdict.problem
+    # the next write does not paper over it: the checkpoint stays where the trail was cut
+    with ledger.write() as tx:
+        audit.append(tx, [audit.Entry("retry", T0, {"x": 1})])
+    assert "are missing" in audit.verify(ledger).problem
+
+
+def sha256_chain(prev: str, values: tuple) -> str:
+    """The chain's hash as it was before anchoring: anyone can recompute it."""
+    return hashlib.sha256(f"{prev}{values!r}".encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "mac",
+    [sha256_chain, Anchor.of("an-attackers-own-key-000", Path("unused")).mac],
+    ids=["plain-sha256", "another-key"],
+)
+def test_editing_a_row_and_recomputing_the_chain_fails_verify(ledger, mac):
+    victim = next(r for r in rows(ledger) if r["kind"] == "decision")
+
+    def edit(row):
+        payload = json.loads(row["payload"])
+        payload["status"] = "suppressed"
+        return {**row, "payload": json.dumps(payload)}
+
+    rewrite_from(ledger, victim["seq"], mac, edit)
+    verdict = audit.verify(ledger)
+    assert verdict.broken_at == victim["seq"]
+    assert "content does not match its MAC" in verdict.problem
+
+
+def test_recomputing_with_the_key_but_not_the_head_is_seen(ledger):
+    """Even with the key, a rewritten last row no longer matches the sealed checkpoint."""
+    last = rows(ledger)[-1]
+    key = Anchor.of(AUDIT_KEY, ledger.anchor.head_path)
+    rewrite_from(ledger, last["seq"], key.mac, lambda r: {**r, "payload": '{"x":1}'})
+    assert "not the one the head checkpoint" in audit.verify(ledger).problem
+
+
+def test_multiplying_a_credit_by_100_fails_verify(ledger):
+    credit = ledger.decisions(action="bill_credit")[0]
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET amount = amount * 100 WHERE key = ?", (credit["key"],))
+    verdict = audit.verify(ledger)
+    assert not verdict.intact and verdict.broken_at is None  # the chain holds, the table not
+    assert verdict.problem.startswith(
+        f"decision {credit['key']}: amount is {credit['amount'] * 100!r} in the decisions "
+        f"table, {credit['amount']!r} in its audit row"
+    )
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET amount = ?, value_at_risk = 1 WHERE key = ?",
+               (credit["amount"], credit["key"]))  # fmt: skip
+    assert "value_at_risk is 1.0" in audit.verify(ledger).problem
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET value_at_risk = ?, target = 'cus_0000002' WHERE key = ?",
+               (credit["value_at_risk"], credit["key"]))  # fmt: skip
+    assert "target is 'cus_0000002'" in audit.verify(ledger).problem
+
+
+def test_a_decision_without_its_audit_row_fails_verify(ledger):
+    key = ledger.decisions(limit=1)[0]["key"]
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET key = 'forged' WHERE key = ?", (key,))
+    assert "decision forged has no audit row" in audit.verify(ledger).problem
+
+
+def test_a_missing_or_forged_head_checkpoint_fails_verify(ledger):
+    head = ledger.anchor.head_path
+    saved = head.read_text()
+    head.unlink()
+    assert "no head checkpoint at" in audit.verify(ledger).problem
+    forged = json.loads(saved) | {"seq": 1}
+    head.write_text(json.dumps(forged))
+    assert "is not sealed by the audit key" in audit.verify(ledger).problem
+    head.write_text(saved)
+    assert audit.verify(ledger).intact
+
+
+def test_the_chain_does_not_verify_under_another_key(ledger):
+    other = Ledger(ledger.connection, False, Anchor.of("x" * 16, ledger.anchor.head_path), 1.0)
+    assert "content does not match its MAC" in audit.verify(other).problem
+
+
+def test_a_generated_key_is_private_and_reused(tmp_path):
+    key_file = tmp_path / "secrets" / "audit.key"
+    first = Anchor.generated(key_file, tmp_path / "head.json")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert Anchor.generated(key_file, tmp_path / "head.json").key == first.key
+    assert len(first.key) == 64  # 256 random bits, hex
+    key_file.chmod(0o644)
+    with pytest.raises(AnchorError, match="may be read by others"):
+        Anchor.generated(key_file, tmp_path / "head.json")
+    with pytest.raises(AnchorError, match="at least 16 characters"):
+        Anchor.of("short", tmp_path / "head.json")
+
+
+def test_the_head_file_is_private(ledger):
+    assert stat.S_IMODE(ledger.anchor.head_path.stat().st_mode) == 0o600
+    assert ledger.anchor.head().seq == len(rows(ledger))

@@ -221,7 +221,7 @@ class Ledger:
     ) -> Ledger:
         import psycopg
 
-        connection = psycopg.connect(dsn, autocommit=True)
+        connection = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         connection.execute(f'SET search_path TO "{schema}"')
         connection.execute(f"SET lock_timeout = '{int(busy_seconds * 1000)}ms'")

@@ -26,6 +26,7 @@ from closedloop.terminal import (
     console,
     describe_validation,
     err_console,
+    known_failure,
     settings_of,
 )
 from closedloop.world import schemas
@@ -407,7 +408,8 @@ def _demo_targets(world: World) -> tuple[list[str], list[str]]:
 
 
 def main() -> None:
-    """Console entry point: user mistakes become one red line and exit code 2."""
+    """Console entry point: user mistakes, and failures a user meets (a server down, a busy
+    database), become one red line naming the fix and exit code 2."""
     try:
         app()
     except ValidationError as error:
@@ -415,4 +417,10 @@ def main() -> None:
         sys.exit(2)
     except UserError as error:
         err_console.print(f"[red]error:[/] {error}")
+        sys.exit(2)
+    except Exception as error:
+        message = known_failure(error)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/] {escape(message)}")
         sys.exit(2)

@@ -18,6 +18,35 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line, without a traceback."""
 
 
+_SERVERS_DOWN = {  # an exception class (by module and name) → what the user should do
+    "psycopg.OperationalError": "cannot reach PostgreSQL: {first}; start it or fix "
+    "CLOSEDLOOP_POSTGRES_DSN",
+    "sqlalchemy.exc.OperationalError": "cannot reach the database: {first}; start it or fix "
+    "CLOSEDLOOP_POSTGRES_DSN",
+    "redis.exceptions.ConnectionError": "cannot reach Redis: {first}; start it or fix "
+    "CLOSEDLOOP_REDIS_URL",
+    "redis.exceptions.TimeoutError": "Redis did not answer in time: {first}; check "
+    "CLOSEDLOOP_REDIS_URL",
+    "httpx.ConnectError": "cannot reach {first}; is the service running ('closedloop serve')?",
+    "httpx.TimeoutException": "no answer in time: {first}; is the service overloaded or down?",
+    "actions.ledger.LedgerBusyError": "{first}; another closedloop process is writing to it: "
+    "try again when it is done (repeats change nothing)",
+}
+
+
+def known_failure(error: BaseException) -> str | None:
+    """One line naming the fix for a failure a user meets (a server down, a database busy), or
+    None for a bug, whose traceback must stay. Matched by class name: nothing is imported."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    for kind in type(error).__mro__:
+        template = _SERVERS_DOWN.get(f"{kind.__module__}.{kind.__qualname__}")
+        if template is not None:
+            return template.format(first=first)
+    if type(error).__name__ == "OperationalError" and "locked" in first:  # sqlite3, directly
+        return f"{first}: another closedloop process holds it; try again when it is done"
+    return None
+
+
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings the entry point loaded (sub-commands reach them through the root context)."""
     return ctx.find_root().obj

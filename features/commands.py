@@ -98,8 +98,14 @@ def import_csv(
 
 
 def run_build(settings: Settings, as_of: datetime | None = None):
+    from features.offline import OfflineStore
     from features.pipeline import build_features
 
+    if not any(OfflineStore(settings.home).table_path("customers").glob("*.parquet")):
+        raise UserError(
+            f"no customers in the offline store {settings.paths.offline}; run 'closedloop "
+            "ingest' (or 'closedloop import-csv') first"
+        )
     built = build_features(settings.home, as_of or datetime.now(UTC))
     console.print(
         f"feature tables: {built.customer_rows:,} customer-days -> {built.paths.customer_daily}, "
@@ -139,7 +145,10 @@ def apply(ctx: typer.Context) -> None:
 def run_materialize(settings: Settings, start: datetime, end: datetime, stock: bool = False):
     from features.pipeline import materialize as load
 
-    loaded = load(settings, start, end, stock)
+    try:
+        loaded = load(settings, start, end, stock)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
     table = Table(title=f"online store loaded with rows stamped {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
     for column in ("view", "entities", "values"):
         table.add_column(column, justify="right" if column != "view" else "left")

@@ -76,14 +76,29 @@ def apply_repository(settings: Settings) -> FeatureRepo:
     return repo
 
 
+def missing_step(settings: Settings) -> None:
+    """Raises FileNotFoundError naming the command to run when the feature tables are not built
+    or the repository is not applied yet."""
+    paths = settings.paths
+    if not (paths.customer_daily.exists() and paths.cell_hourly.exists()):
+        raise FileNotFoundError(
+            f"no feature tables in {paths.features}; run 'closedloop features build' first"
+        )
+    if not paths.online_layout.exists():
+        raise FileNotFoundError(
+            "the feature repository is not applied; run 'closedloop features apply' first"
+        )
+
+
 def materialize(
     settings: Settings, start: datetime, end: datetime, stock: bool
 ) -> list[Materialised]:
     """Load the online store with the newest rows in [start, end]: Feast's path or the bulk one.
 
     The bulk path writes SQLite; other online stores (Redis on the cluster profile) always take
-    Feast's own path.
+    Feast's own path. Raises FileNotFoundError naming the step missing before it.
     """
+    missing_step(settings)
     store = open_store(settings)
     if stock or sqlite_path(store) is None:
         store.materialize(start, end)

@@ -124,11 +124,13 @@ class Closedloop:
     def __init__(self) -> None:
         from closedloop.clock import running_clock
         from serving.champion import Champions, ModelCache
+        from serving.logs import quiet_client_errors
         from serving.prediction_log import PredictionLog
         from serving.scoring import Scorer
         from training import registry
 
         settings = Settings()  # the worker is the service's entry point
+        quiet_client_errors()
         self.metrics = service_metrics()
         registry.point_at(settings)  # opened later by the watcher, never blocking
         cache = ModelCache(settings.paths.model_cache)

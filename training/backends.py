@@ -39,6 +39,15 @@ def tracking(settings: Settings) -> Tracking:
     return Tracking(uri, paths.mlflow_artifacts, backend)
 
 
+def check_reachable(settings: Settings, timeout: float = 5.0) -> None:
+    """Raises psycopg.OperationalError within ``timeout`` seconds when the cluster profile's
+    PostgreSQL cannot be reached (MLflow itself retries for minutes before it says so)."""
+    if settings.profile is Profile.CLUSTER:
+        import psycopg
+
+        psycopg.connect(settings.postgres_dsn.get_secret_value(), connect_timeout=timeout).close()
+
+
 def engine_backend(settings: Settings) -> Backend:
     """Where LightGBM trains: one process on every profile (no distributed engine is wired)."""
     return Backend(Concern.TRAINING, "lightgbm", "in one process")

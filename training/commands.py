@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from closedloop.models import SPECS, ModelName
-from closedloop.settings import Settings
+from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, quiet_logging, settings_of
 from training.config import TrainConfig
 
@@ -67,10 +67,13 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
 @models_app.command("list")
 def list_models(ctx: typer.Context) -> None:
     """Show every registered version with its aliases, test metrics and gate decision."""
-    from training import registry
+    settings = settings_of(ctx)
+    if settings.profile is Profile.EMBEDDED and not settings.paths.mlflow_db.exists():
+        raise UserError("no registered models yet; run 'closedloop train churn' first")
+    from training import registry  # MLflow: seconds to import, so after the quick checks
 
     quiet_logging()
-    registry.connect(settings_of(ctx))
+    registry.connect(settings)
     rows = registry.list_versions([*SPECS, "uplift"])
     if not rows:
         raise UserError("no registered models yet; run 'closedloop train churn' first")

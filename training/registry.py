@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from closedloop.settings import Settings
-from training.backends import tracking
+from training.backends import check_reachable, tracking
 from training.config import GateConfig
 from training.model import ScoringModel
 
@@ -51,7 +51,9 @@ def point_at(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at this home's registry and open it (the CLI edge calls this once)."""
+    """Point MLflow at this home's registry and open it (the CLI edge calls this once); a
+    PostgreSQL that cannot be reached is an error within seconds."""
+    check_reachable(settings)
     uri = point_at(settings)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -397,6 +397,33 @@ def demo(
 
     console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
     monitoring_commands.run_episode(settings)
+    _where_to_look(settings)
+
+
+def _where_to_look(settings: Settings) -> None:
+    """The demo's last words: where each kind of user looks next."""
+    from training.registry import point_at
+
+    console.rule("where to look next", style="dim")
+    url = f"http://{settings.serve_host}:{settings.serve_port}/console/"
+    home = f"CLOSEDLOOP_HOME={settings.home}"
+    console.print(f"ops console:  {home} closedloop console  → {url}")
+    console.print(f"experiments:  mlflow ui --backend-store-uri {point_at(settings)}")
+    episode = settings.paths.drift_episode.evidently_workspace
+    console.print(f"drift:        evidently ui --workspace {episode}")
+
+
+@app.command("console")
+def console_command(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Port (default: CLOSEDLOOP_SERVE_PORT)")] = None,
+) -> None:
+    """Serve the ops console (and the API) on this home until interrupted; a home holding a
+    simulated world runs on the world's clock, as the demo did."""
+    settings = settings_of(ctx)
+    has_world = (settings.world_dir / schemas.MANIFEST_PATH).is_file()
+    clock_start = feature_commands.world_end(settings) if has_world else None
+    serving_commands.serve(ctx, port, clock_start)
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:

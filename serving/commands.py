@@ -27,7 +27,8 @@ def serve(
     settings = _with(settings_of(ctx), port, clock_start)
     console.print(
         f"serving on http://{settings.serve_host}:{settings.serve_port} "
-        "(OpenAPI at /docs.json, health at /status/health, metrics at /metrics)"
+        "(console at /console/, OpenAPI at /docs.json, health at /status/health, metrics at"
+        " /metrics)"
     )
     try:
         subprocess.run(

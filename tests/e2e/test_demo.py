@@ -30,6 +30,8 @@ def test_demo_generates_a_world_and_summarises_it(tmp_path, free_port):
         assert title in result.stdout
     assert "again: 0 new decisions" in result.stdout and "intact" in result.stdout
     assert "evidently ui --workspace" in result.stdout
+    assert "closedloop console" in result.stdout and "/console/" in result.stdout
+    assert "mlflow ui --backend-store-uri" in result.stdout
     assert list((tmp_path / "drift-episode" / "monitoring" / "fault").glob("*/drift.html"))
 
 

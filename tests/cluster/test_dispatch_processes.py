@@ -88,6 +88,7 @@ def test_dispatchers_on_postgresql_deliver_once_and_take_over_a_killed_holder(
         claimed = rows(ledger_settings, "SELECT key FROM decisions WHERE status = 'delivering'")
         assert claimed, "the killed holder had claims"
         survivors = [p for p in running if p is not killed]
+        deadline = time.monotonic() + 180  # a loaded machine: the lease, then 150 deliveries
         while not pending <= set(receiver.keys()):
             for process in survivors:
                 assert process.poll() is None, process.stderr.read()

@@ -15,6 +15,14 @@ import pandas as pd
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
 MONTH_DAYS = 30.4
+BUILT_FROM = {  # the entity tables' columns the built-in features are computed from
+    "customers": (
+        "customer_id", "segment", "sla_tier", "list_price", "mrr", "contract_type",
+        "contract_end", "signup_date", "tenure_months", "region", "device_type",
+        "do_not_contact",
+    ),
+    "cells": ("cell_id", "technology", "vendor", "capacity_mbps", "baseline_latency_ms"),
+}  # fmt: skip
 SLA_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
 VALUE_SEGMENTS = ((40.0, "low"), (150.0, "mid"), (1_000.0, "high"), (np.inf, "top"))
 

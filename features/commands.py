@@ -106,11 +106,20 @@ def run_build(settings: Settings, as_of: datetime | None = None):
             f"no customers in the offline store {settings.paths.offline}; run 'closedloop "
             "ingest' (or 'closedloop import-csv') first"
         )
-    built = build_features(settings.home, as_of or datetime.now(UTC))
+    try:
+        built = build_features(settings.home, as_of or datetime.now(UTC))
+    except ValueError as error:
+        raise UserError(f"cannot build features: {error}") from None
     console.print(
         f"feature tables: {built.customer_rows:,} customer-days -> {built.paths.customer_daily}, "
         f"{built.cell_rows:,} cell-hours -> {built.paths.cell_hourly}"
     )
+    for table, rows in built.orphans.items():
+        inventory = "cells" if table == "cell_telemetry" else "customers"
+        console.print(
+            f"[yellow]warning:[/] {rows:,} {table} rows are for entities not in {inventory}; "
+            "no feature sees them (import their inventory first)"
+        )
     return built
 
 
@@ -208,6 +217,70 @@ def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime |
             f"{view}: as of {when:%Y-%m-%d %H:%M} UTC{flag}" if when else f"{view}: missing"
         )
     return row
+
+
+@features_app.command("list")
+def list_features(
+    ctx: typer.Context,
+    service: Annotated[
+        str | None, typer.Argument(help="Feature service (default: list the services)")
+    ] = None,
+) -> None:
+    """Show what a model will see: a service's features with their fill and distinct values in
+    the built tables, and mapped columns no service uses, with the reason."""
+    run_list(settings_of(ctx), service)
+
+
+def run_list(settings: Settings, service: str | None) -> None:
+    import pyarrow.parquet as pq
+
+    from features.offline import OfflineStore
+    from features.pipeline import repository
+    from features.repo import unused_columns
+
+    repo = repository(settings)
+    if service is None:
+        table = Table(title="feature services (closedloop features list SERVICE for one)")
+        for column in ("service", "features", "views", "description"):
+            table.add_column(column)
+        for name, found in repo.services.items():
+            views = [p.name for p in found.feature_view_projections]
+            count = sum(len(p.features) for p in found.feature_view_projections)
+            table.add_row(name, str(count), ", ".join(views), found.description)
+        console.print(table)
+        return
+    if service not in repo.services:
+        raise UserError(
+            f"unknown feature service {service!r}; choose from {', '.join(repo.services)}"
+        )
+    views = {view.name: view for view in repo.views}
+    table = Table(title=f"{service}: what a model trained on it sees")
+    for column in ("feature", "view", "type", "filled", "distinct", "description"):
+        table.add_column(column, justify="right" if column in ("filled", "distinct") else "left")
+    useless = []
+    for projection in repo.services[service].feature_view_projections:
+        source = Path(views[projection.name].batch_source.path)
+        names = [f.name for f in projection.features]
+        data = pq.read_table(source, columns=names).to_pandas() if source.is_file() else None
+        for feature in projection.features:
+            filled = distinct = "-"
+            if data is not None and len(data):
+                values = data[feature.name]
+                filled, distinct = f"{values.notna().mean():.0%}", f"{values.nunique():,}"
+                if values.nunique() < 2:
+                    useless.append(feature.name)
+            table.add_row(
+                feature.name, projection.name, str(feature.dtype), filled, distinct,
+                feature.description,
+            )  # fmt: skip
+    console.print(table)
+    if useless:
+        console.print(
+            f"[yellow]{len(useless)} features are blank or constant in the built data and "
+            f"cannot help a model:[/] {', '.join(useless)}"
+        )
+    for source, where, why in unused_columns(OfflineStore(settings.home).reports()):
+        console.print(f"[yellow]not used by any service:[/] {source}: {where}: {why}")
 
 
 @features_app.command("lookup")

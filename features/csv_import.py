@@ -79,6 +79,7 @@ UNITS: dict[str, float] = {
 }
 BOOLEANS = {"true": True, "t": True, "yes": True, "y": True, "1": True}
 BOOLEANS |= {"false": False, "f": False, "no": False, "n": False, "0": False}
+UNREAD_SHOWN = 12  # unread columns named in the report; the rest are counted
 UNREADABLE_SHARE = 0.5  # above this share of unreadable cells the mapping, not the rows, is wrong
 UTC_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 
@@ -129,10 +130,15 @@ class LabelRule(_Strict):
 
 
 class ColumnRule(_Strict):
-    """Where one canonical column comes from and how its cells are read."""
+    """Where one canonical column (or attribute) comes from and how its cells are read."""
 
     from_: str | None = Field(None, alias="from")
     value: Scalar | None = None
+    sum: list[str] | None = Field(None, min_length=2)
+    difference: list[str] | None = Field(None, min_length=2, max_length=2)
+    ratio: list[str] | None = Field(None, min_length=2, max_length=2)
+    product: list[str] | None = Field(None, min_length=2)
+    row_number: bool = False
     type: Kind | None = None
     values: dict[Text, Scalar | None] | None = None
     blank: Blank = None
@@ -142,11 +148,67 @@ class ColumnRule(_Strict):
     timezone: str | None = None
     add_minutes: float = 0.0
 
+    def computed(self) -> tuple[str, list[str]] | None:
+        """The compute rule (``sum``, ``difference``, ``ratio``, ``product``) and its columns."""
+        for operation in COMPUTE:
+            columns = getattr(self, operation)
+            if columns is not None:
+                return operation, columns
+        return None
+
+    def reads(self) -> list[str]:
+        """The source columns the rule reads."""
+        computed = self.computed()
+        return computed[1] if computed else [self.from_] if self.from_ is not None else []
+
+    def sources(self) -> int:
+        """How many of from, value, a compute rule and row_number the rule gives."""
+        return sum(
+            (self.from_ is not None, self.value is not None, self.computed() is not None)
+        ) + int(self.row_number)
+
+
+COMPUTE = ("sum", "difference", "ratio", "product")
+ATTRIBUTE_KINDS: tuple[Kind, ...] = ("float", "int", "bool", "string")
+ATTRIBUTE_NAME = r"^[a-z][a-z0-9_]*$"
+
 
 class TableMapping(_Strict):
     columns: dict[str, ColumnRule]
     label: LabelRule | None = None
     distinct: bool = False
+    attributes: dict[str, ColumnRule] = Field(
+        default_factory=dict,
+        description="source columns kept as attributes of the table's entity, beside the "
+        "canonical columns: name -> rule with a type of float, int, bool or string",
+    )
+
+
+class JoinRule(_Strict):
+    """A related file joined one-to-one onto the rows read so far, on a key column."""
+
+    file: str  # beside the main CSV
+    on: str  # the key column, in the file and among the columns read so far
+    encoding: str | None = None  # default: the main file's
+    delimiter: str | None = None
+
+
+class AggregateRule(_Strict):
+    """A related file of many records per key, summarised into one value per key (columns
+    named ``<prefix><what>``, read by rules like any source column; keys without records
+    count 0 and sum to 0, the rest are blank)."""
+
+    file: str
+    on: str
+    prefix: str = Field(pattern=r"^[A-Za-z0-9_ .-]*$")
+    encoding: str | None = None
+    delimiter: str | None = None
+    count: bool = False  # <prefix>count: records per key
+    sum: list[str] = Field(default_factory=list)  # <prefix>sum_<col>
+    mean: list[str] = Field(default_factory=list)  # <prefix>mean_<col>
+    max: list[str] = Field(default_factory=list)  # <prefix>max_<col>
+    last: list[str] = Field(default_factory=list)  # <prefix>last_<col>: the last in file order
+    pivot: list[str] = Field(default_factory=list)  # <prefix><col>=<value>: records per value
 
 
 class Mapping(_Strict):
@@ -155,6 +217,8 @@ class Mapping(_Strict):
     file: FileOptions = Field(default_factory=FileOptions)
     shape: DataShape = DataShape.TIME_SERIES
     clock_time: ClockTime | None = None
+    join: list[JoinRule] = Field(default_factory=list)
+    aggregate: list[AggregateRule] = Field(default_factory=list)
     tables: dict[str, TableMapping] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -168,11 +232,34 @@ class Mapping(_Strict):
             missing_keys = [k for k in table.keys if k not in table_mapping.columns]
             if missing_keys:
                 raise ValueError(f"{table_name}: no rule for key column {', '.join(missing_keys)}")
+            if all(table_mapping.columns[k].value is not None for k in table.keys):
+                raise ValueError(
+                    f"{table_name}: a constant key ({', '.join(table.keys)}) would fold the whole "
+                    "file into one row; read it 'from' a column or use 'row_number: true'"
+                )
             for column, rule in table_mapping.columns.items():
                 problem = _rule_problem(table, column, rule, self.clock_time)
                 if problem:
                     raise ValueError(f"{table_name}.{column}: {problem}")
+            for name, rule in table_mapping.attributes.items():
+                problem = _attribute_problem(table, name, rule)
+                if problem:
+                    raise ValueError(f"{table_name}.attributes.{name}: {problem}")
         return self
+
+    def destinations(self) -> dict[str, str]:
+        """Where the mapping writes and from what: {'table.column' or 'table.attributes.name':
+        the source columns it reads, or 'constant' / 'row number'}."""
+        out = {}
+        for table_name, table_mapping in self.tables.items():
+            rules = {**table_mapping.columns}
+            rules |= {f"attributes.{n}": r for n, r in table_mapping.attributes.items()}
+            for column, rule in rules.items():
+                read = ", ".join(rule.reads())
+                out[f"{table_name}.{column}"] = read or (
+                    "row number" if rule.row_number else "constant"
+                )
+        return out
 
     def source_columns(self) -> dict[str, str]:
         """Every file column the mapping reads, with where it is read: {column: 'table.rule'}."""
@@ -181,8 +268,11 @@ class Mapping(_Strict):
             if table_mapping.label:
                 used.setdefault(table_mapping.label.from_, f"{table_name}.label")
             for column, rule in table_mapping.columns.items():
-                if rule.from_ is not None:
-                    used.setdefault(rule.from_, f"{table_name}.{column}")
+                for source in rule.reads():
+                    used.setdefault(source, f"{table_name}.{column}")
+            for name, rule in table_mapping.attributes.items():
+                for source in rule.reads():
+                    used.setdefault(source, f"{table_name}.attributes.{name}")
         return used
 
 
@@ -217,14 +307,39 @@ def _rule_problem(
     """What is wrong with ``rule`` for ``table.column``, or None."""
     if column not in table.columns:
         return f"unknown column of {table.name}; it has {', '.join(table.columns)}"
-    if (rule.from_ is None) == (rule.value is None):
-        return "give exactly one of 'from' (a source column) or 'value' (a constant)"
     kind = kind_of(table, column, rule)
     fitting = _fitting_kinds(table, column)
     if kind not in fitting:
         return f"type {kind} does not fit the column; use {' or '.join(fitting)}"
-    if rule.value is not None and rule.values is not None:
-        return "'values' rewrites source text; it cannot go with a constant 'value'"
+    return _reading_problem(rule, kind, clock)
+
+
+def _attribute_problem(table: CanonicalTable, name: str, rule: ColumnRule) -> str | None:
+    """What is wrong with an attribute rule, or None."""
+    if len(table.keys) != 1:
+        return f"{table.name} is not an entity table; attributes go on customers or cells"
+    if not re.match(ATTRIBUTE_NAME, name):
+        return "an attribute name is lowercase letters, digits and _, starting with a letter"
+    if name in table.columns:
+        return f"{name} is a canonical column of {table.name}; map it under columns"
+    if rule.type not in ATTRIBUTE_KINDS:
+        return f"give a type: {', '.join(ATTRIBUTE_KINDS)}"
+    return _reading_problem(rule, rule.type, None)
+
+
+def _reading_problem(rule: ColumnRule, kind: Kind, clock: ClockTime | None) -> str | None:
+    """What is wrong with how ``rule`` reads its cells as ``kind``, or None."""
+    if rule.sources() != 1:
+        return (
+            "give exactly one of 'from' (a source column), 'value' (a constant), a compute "
+            f"rule ({', '.join(COMPUTE)}) or 'row_number: true'"
+        )
+    if rule.computed() is not None and kind not in ("float", "int"):
+        return f"{rule.computed()[0]} makes a number; its type is float or int, not {kind}"
+    if rule.row_number and kind not in ("id", "string", "int", "float"):
+        return f"row_number makes an id or a number, not {kind}"
+    if rule.from_ is None and rule.values is not None:
+        return "'values' rewrites the text of a 'from' column only"
     if rule.unit is not None and kind not in ("float", "int"):
         return f"'unit' applies to numbers, not {kind}"
     if isinstance(rule.unit, str) and rule.unit not in UNITS:
@@ -284,10 +399,14 @@ def load_mapping(path: Path) -> Mapping:
     return parse_mapping(path.read_text(encoding="utf-8"), str(path))
 
 
+DELIMITERS = (",", ";", "\t", "|")
+
+
 def read_csv(path: Path, options: FileOptions) -> pd.DataFrame:
-    """Every cell as text, exactly as in the file (no NA guessing)."""
+    """Every cell as text, exactly as in the file (no NA guessing); MappingError when the
+    header reads as one column that another delimiter would split."""
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             path, dtype=str, keep_default_na=False, encoding=options.encoding, sep=options.delimiter
         )
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -295,6 +414,16 @@ def read_csv(path: Path, options: FileOptions) -> pd.DataFrame:
             f"{path}: cannot read with file.encoding {options.encoding!r} and file.delimiter "
             f"{options.delimiter!r}: {error}"
         ) from None
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        other = [d for d in DELIMITERS if d != options.delimiter and d in header]
+        if other:
+            raise MappingError(
+                f"{path.name}: the header reads as one column {header[:60]!r} with file.delimiter "
+                f"{options.delimiter!r}; it looks {other[0]!r}-separated: set file.delimiter: "
+                f"{other[0]!r}"
+            )
+    return frame
 
 
 @dataclass(frozen=True)
@@ -314,6 +443,7 @@ class MappedTable:
     normalised: pd.DataFrame  # canonical columns plus _source_row, indexed like raw
     rejected: pd.Series  # reasons for rows of raw that could not be converted
     notes: list[str]  # rules that touched rows, with counts
+    attributes: pd.DataFrame  # the entity key and each attribute, indexed like raw
 
 
 def _reasons(cells: pd.Series, template: str) -> pd.Series:
@@ -344,14 +474,68 @@ def convert_column(
 ) -> Converted:
     """``table.column`` for every row of ``raw`` by ``rule``; see the module docstring."""
     where, kind = f"{table.name}.{column}", kind_of(table, column, rule)
-    if rule.from_ is None:
+    reject_blank = blank_rule(table, column, rule) == "reject"
+    return _convert(where, kind, reject_blank, rule, raw, mapping)
+
+
+def convert_attribute(
+    table: CanonicalTable, name: str, rule: ColumnRule, raw: pd.DataFrame, mapping: Mapping
+) -> Converted:
+    """Attribute ``name`` of ``table``'s entity for every row of ``raw``: read like a column."""
+    assert rule.type is not None  # guaranteed by the mapping's validation
+    reject_blank = rule.blank == "reject"
+    return _convert(f"{table.name}.attributes.{name}", rule.type, reject_blank, rule, raw, mapping)
+
+
+def _computed(
+    operation: str, columns: list[str], raw: pd.DataFrame, mapping: Mapping
+) -> tuple[pd.Series, list[pd.Series]]:
+    """The text of a compute rule's result (blank where an input is blank) and the reasons
+    of rows whose inputs are error values or not numbers."""
+    rejected, numbers = [], []
+    for column in columns:
+        text = raw[column].str.strip()
+        error = text.isin(mapping.file.error_values)
+        rejected.append(_reasons(text[error], f"{column}: spreadsheet error {{value!r}}"))
+        value = pd.to_numeric(text.where(~error & text.ne("")), errors="coerce")
+        unread = text[value.isna() & ~error & text.ne("")]
+        rejected.append(_reasons(unread, f"{column}: cannot read {{value!r}} as a number"))
+        numbers.append(value.astype(float))
+    if operation == "sum":
+        result = sum(numbers[1:], numbers[0])
+    elif operation == "product":
+        result = numbers[0]
+        for more in numbers[1:]:
+            result = result * more
+    elif operation == "difference":
+        result = numbers[0] - numbers[1]
+    else:
+        result = (numbers[0] / numbers[1].where(numbers[1] != 0)).astype(float)
+    text = result.map(lambda v: "" if pd.isna(v) else repr(float(v)))
+    return text, rejected
+
+
+def _convert(
+    where: str,
+    kind: Kind,
+    reject_blank: bool,
+    rule: ColumnRule,
+    raw: pd.DataFrame,
+    mapping: Mapping,
+) -> Converted:
+    computed, rejected = rule.computed(), []
+    if rule.row_number:
+        source, text = "row number", (raw[SOURCE_ROW] + 1).astype(str)
+    elif computed is not None:
+        source = f"{computed[0]} of {', '.join(computed[1])}"
+        text, rejected = _computed(*computed, raw, mapping)
+    elif rule.from_ is None:
         source, text = "constant", pd.Series(str(_as_text(rule.value)), index=raw.index)
     else:
         source, text = rule.from_, raw[rule.from_].str.strip()
     error = text.isin(mapping.file.error_values)
     blank = text.eq("") & ~error
-    reject_blank = blank_rule(table, column, rule) == "reject"
-    rejected = [_reasons(text[error], f"{source}: spreadsheet error {{value!r}}")]
+    rejected.append(_reasons(text[error], f"{source}: spreadsheet error {{value!r}}"))
     if reject_blank:
         rejected.append(_reasons(text[blank], f"{source} is blank"))
     filled = text[~error & ~blank]
@@ -446,14 +630,18 @@ def map_table(table_name: str, mapping: Mapping, raw: pd.DataFrame) -> MappedTab
     """The rows of ``raw`` meant for one canonical table, converted by the mapping's rules."""
     table, table_mapping = TABLES[table_name], mapping.tables[table_name]
     columns, rejections, notes = {}, [], []
-    for column, rule in table_mapping.columns.items():
-        converted = convert_column(table, column, rule, raw, mapping)
-        columns[column] = converted.values
+    attributes = {}
+    rules = [(column, rule, False) for column, rule in table_mapping.columns.items()]
+    rules += [(name, rule, True) for name, rule in table_mapping.attributes.items()]
+    for column, rule, is_attribute in rules:
+        convert = convert_attribute if is_attribute else convert_column
+        converted = convert(table, column, rule, raw, mapping)
+        (attributes if is_attribute else columns)[column] = converted.values
         rejections.append(converted.rejected)
         if converted.blanks_as_null:
-            notes.append(
-                f"{table_name}.{column}: {converted.blanks_as_null} blank {rule.from_} read as null"
-            )
+            where = f"{table_name}.{'attributes.' if is_attribute else ''}{column}"
+            read = ", ".join(rule.reads()) or "cells"
+            notes.append(f"{where}: {converted.blanks_as_null} blank {read} read as null")
     normalised = pd.DataFrame(columns, index=raw.index)
     rows = raw.index
     if table_mapping.label:
@@ -472,7 +660,11 @@ def map_table(table_name: str, mapping: Mapping, raw: pd.DataFrame) -> MappedTab
                 f"column folded into it (distinct), leaving {int((~repeats).sum())}"
             )
     normalised[SOURCE_ROW] = raw[SOURCE_ROW]
-    return MappedTable(raw.loc[rows], normalised.loc[rows], rejected, notes)
+    kept = pd.DataFrame(attributes, index=raw.index).loc[rows]
+    if attributes:
+        kept.insert(0, table.keys[0], normalised.loc[rows, table.keys[0]])
+        kept[SOURCE_ROW] = raw.loc[rows, SOURCE_ROW]
+    return MappedTable(raw.loc[rows], normalised.loc[rows], rejected, notes, kept)
 
 
 def clock_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
@@ -508,8 +700,10 @@ def unread_notes(mapping: Mapping, raw: pd.DataFrame) -> list[str]:
         return []
     text = raw[unread].apply(lambda column: column.str.strip())
     errors = ", ".join(mapping.file.error_values)
+    shown = ", ".join(unread[:UNREAD_SHOWN])
+    more = f" and {len(unread) - UNREAD_SHOWN} more" if len(unread) > UNREAD_SHOWN else ""
     return [
-        f"file: columns no rule reads: {', '.join(unread)}",
+        f"file: {len(unread)} columns no rule reads: {shown}{more}",
         *_per_column(text.isin(mapping.file.error_values).sum(), f"error values ({errors})"),
         *_per_column(text.eq("").sum(), "blank cells"),
     ]
@@ -536,10 +730,22 @@ def map_file(mapping: Mapping, raw: pd.DataFrame) -> dict[str, MappedTable]:
 
 @dataclass(frozen=True)
 class Imported:
-    """Every mapped table after admission, and the report of the import."""
+    """Every mapped table after admission, its entities' attributes, and the report."""
 
     tables: dict[str, Admitted]
     report: IngestReport
+    attributes: dict[str, pd.DataFrame]  # table -> key and attributes of the admitted rows
+
+
+def admitted_attributes(part: MappedTable, admitted: Admitted, key: str) -> pd.DataFrame:
+    """The attributes of the rows admission kept: quarantined rows dropped, the first row of a
+    key (the one admission keeps) only."""
+    quarantine = admitted.quarantine
+    quarantined = set(quarantine["source_row"]) if len(quarantine) else set()
+    kept = part.attributes[~part.attributes[SOURCE_ROW].isin(quarantined)]
+    kept = kept[kept[key].isin(admitted.rows.column(key).to_pylist())]
+    kept = kept.sort_values(SOURCE_ROW, kind="stable").drop_duplicates(key, keep="first")
+    return kept.drop(columns=[SOURCE_ROW]).sort_values(key).reset_index(drop=True)
 
 
 def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Imported:
@@ -549,6 +755,7 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
     validator = Validator()
     known_cells: list[str] | None = None
     admitted: dict[str, Admitted] = {}
+    attributes: dict[str, pd.DataFrame] = {}
     for name, part in mapped.items():
         admitted[name] = admit(
             TABLES[name],
@@ -562,14 +769,18 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
         )
         if name == "cells":
             known_cells = admitted[name].rows.column("cell_id").to_pylist()
+        if len(part.attributes.columns):
+            key = TABLES[name].keys[0]
+            attributes[name] = admitted_attributes(part, admitted[name], key)
     notes = [note for part in mapped.values() for note in part.notes]
     report = IngestReport(
         source=mapping.name,
         shape=mapping.shape,
+        mapped=mapping.destinations(),
         tables={name: result.report for name, result in admitted.items()},
         warnings=unread_notes(mapping, raw) + clock_notes(mapping, raw) + notes,
     )
-    return Imported(admitted, report)
+    return Imported(admitted, report, attributes)
 
 
 def import_csv(csv_path: Path, mapping_path: Path, home: Path, as_of: datetime) -> IngestReport:
@@ -580,11 +791,118 @@ def import_csv(csv_path: Path, mapping_path: Path, home: Path, as_of: datetime) 
     earlier files, so a re-run on the same input changes nothing.
     """
     mapping = load_mapping(mapping_path)
-    raw = with_provenance(read_csv(csv_path, mapping.file), str(csv_path))
-    imported = import_frame(mapping, raw, as_of)
+    raw = read_csv(csv_path, mapping.file)
+    raw, notes = related_files(mapping, raw, csv_path.parent)
     store = OfflineStore(home)
+    known = None if "cells" in mapping.tables else store.read("cells", ["cell_id"])["cell_id"]
+    imported = import_frame(mapping, with_provenance(raw, str(csv_path)), as_of)
+    imported.report.warnings[:0] = notes
+    if "cell_telemetry" in imported.tables and known is not None:
+        cells = imported.tables["cell_telemetry"].rows.column("cell_id").to_pandas()
+        unknown = int((~cells.isin(set(known))).sum())
+        if unknown:
+            imported.report.warnings.append(
+                f"cell_telemetry: {unknown} rows for cells not in the inventory (cells); "
+                "features build leaves them out until their cells are imported"
+            )
     for name, admitted in imported.tables.items():
         store.write(TABLES[name], mapping.name, admitted.rows)
         store.write_quarantine(name, mapping.name, quarantine_table([admitted.quarantine]))
+    store.write_attributes(mapping.name, imported.attributes)
     store.write_report(imported.report)
     return imported.report
+
+
+def _read_related(rule: JoinRule | AggregateRule, mapping: Mapping, folder: Path) -> pd.DataFrame:
+    path = folder / rule.file
+    if not path.is_file():
+        raise MappingError(f"{rule.file}: related file not found beside the CSV ({path})")
+    options = FileOptions(
+        encoding=rule.encoding or mapping.file.encoding,
+        delimiter=rule.delimiter or mapping.file.delimiter,
+        error_values=mapping.file.error_values,
+    )
+    frame = read_csv(path, options)
+    if rule.on not in frame.columns:
+        raise MappingError(
+            f"{rule.file}: no key column {rule.on!r}; it has {', '.join(frame.columns)}"
+        )
+    frame[rule.on] = frame[rule.on].str.strip()
+    return frame
+
+
+def related_files(
+    mapping: Mapping, raw: pd.DataFrame, folder: Path
+) -> tuple[pd.DataFrame, list[str]]:
+    """``raw`` with the mapping's related files joined (one-to-one) and aggregated (one-to-many)
+    in order, and a note per file; MappingError when a file or key does not fit."""
+    notes = []
+    for rule in mapping.join:
+        other = _read_related(rule, mapping, folder)
+        if rule.on not in raw.columns:
+            raise MappingError(f"join {rule.file}: {rule.on!r} is not among the columns so far")
+        repeated = int(other[rule.on].duplicated().sum())
+        if repeated:
+            raise MappingError(
+                f"join {rule.file}: {repeated} repeated {rule.on} values; a join is one-to-one, "
+                "use aggregate for many records per key"
+            )
+        clashing = [c for c in other.columns if c in raw.columns and c != rule.on]
+        other = other.drop(columns=clashing)
+        matched = int(raw[rule.on].str.strip().isin(other[rule.on]).sum())
+        raw = _left_join(raw, other, rule.on)
+        note = f"join {rule.file} on {rule.on}: {matched} of {len(raw)} rows matched"
+        if clashing:
+            note += f"; {', '.join(clashing)} already read, left out"
+        notes.append(note)
+    for rule in mapping.aggregate:
+        other = _read_related(rule, mapping, folder)
+        if rule.on not in raw.columns:
+            raise MappingError(
+                f"aggregate {rule.file}: {rule.on!r} is not among the columns read so far"
+            )
+        summary = aggregated(rule, other, mapping.file.error_values)
+        raw = _left_join(raw, summary, rule.on)
+        for column in summary.columns:
+            if column != rule.on and (column.endswith("count") or "=" in column):
+                raw[column] = raw[column].replace("", "0")
+        known = int(raw[rule.on].str.strip().isin(summary[rule.on]).sum())
+        notes.append(
+            f"aggregate {rule.file} on {rule.on}: {len(other)} records into "
+            f"{len(summary.columns) - 1} columns; {known} of {len(raw)} rows have records"
+        )
+    return raw, notes
+
+
+def _left_join(raw: pd.DataFrame, other: pd.DataFrame, on: str) -> pd.DataFrame:
+    """``raw`` with ``other``'s columns by the (stripped) key; unmatched cells are blank."""
+    indexed = other.set_index(on)
+    picked = indexed.reindex(raw[on].str.strip().to_numpy())
+    picked.index = raw.index
+    return pd.concat([raw, picked.fillna("")], axis=1)
+
+
+def aggregated(rule: AggregateRule, records: pd.DataFrame, error_values: list[str]) -> pd.DataFrame:
+    """One row per key of ``records``, as text: count, sums, means, maxima, last values and
+    pivot counts, named ``<prefix><what>``."""
+    groups = records.groupby(rule.on, sort=True)
+    out = pd.DataFrame(index=pd.Index(sorted(records[rule.on].unique()), name=rule.on))
+    if rule.count:
+        out[f"{rule.prefix}count"] = groups.size()
+    for operation in ("sum", "mean", "max"):
+        for column in getattr(rule, operation):
+            if column not in records.columns:
+                raise MappingError(f"aggregate {rule.file}: no column {column!r}")
+            text = records[column].str.strip()
+            numbers = pd.to_numeric(text.where(~text.isin(error_values)), errors="coerce")
+            out[f"{rule.prefix}{operation}_{column}"] = numbers.groupby(records[rule.on]).agg(
+                operation
+            )
+    for column in rule.last:
+        out[f"{rule.prefix}last_{column}"] = groups[column].last()
+    for column in rule.pivot:
+        counts = pd.crosstab(records[rule.on], records[column].str.strip())
+        for value in counts.columns:
+            out[f"{rule.prefix}{column}={value}"] = counts[value]
+    text = out.apply(lambda c: c.map(lambda v: "" if pd.isna(v) else str(v)))
+    return text.reset_index()

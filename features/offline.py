@@ -5,6 +5,7 @@ Layout under the home folder::
     offline/<table>/<source>.parquet      clean rows of a canonical table from one source
     quarantine/<table>/<source>.parquet   rejected rows with their reasons and origin
     offline/_reports/<source>.json        what the last ingestion of that source did
+    offline/_attributes/<table>/<source>.parquet   a mapping's extra columns of an entity
 
 A source is ``world`` for the simulator's raw data, or the name of an imported file's mapping.
 Writing a source replaces its previous files, so ingesting the same input twice changes nothing.
@@ -38,6 +39,9 @@ class IngestReport(BaseModel):
     shape: DataShape = DataShape.TIME_SERIES  # snapshot: one row per entity, no time axis
     tables: dict[str, TableReport]
     warnings: list[str] = Field(default_factory=list)
+    mapped: dict[str, str] = Field(
+        default_factory=dict, description="each source column a mapping reads: where it goes"
+    )
 
 
 def to_arrow(table: CanonicalTable, frame: pd.DataFrame) -> pa.Table:
@@ -68,6 +72,22 @@ class OfflineStore:
         path = self.paths.quarantine_table(table) / f"{source}.parquet"
         _atomic_parquet(rows, path)
         return path
+
+    def attributes_path(self, table: str) -> Path:
+        return self.paths.offline / "_attributes" / table
+
+    def write_attributes(self, source: str, attributes: dict[str, pd.DataFrame]) -> None:
+        """The source's entity attributes, one file per table; earlier ones of the source go."""
+        for old in self.paths.offline.glob(f"_attributes/*/{source}.parquet"):
+            old.unlink()
+        for table, frame in attributes.items():
+            rows = pa.Table.from_pandas(frame, preserve_index=False)
+            _atomic_parquet(rows, self.attributes_path(table) / f"{source}.parquet")
+
+    def read_attributes(self, table: str) -> dict[str, pd.DataFrame]:
+        """Each source's attributes of ``table``'s entities: {source: key and attribute columns}."""
+        files = sorted(self.attributes_path(table).glob("*.parquet"))
+        return {f.stem: pq.read_table(f).to_pandas() for f in files}
 
     def write_report(self, report: IngestReport) -> Path:
         path = self.paths.ingest_reports / f"{report.source}.json"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +17,7 @@ from closedloop.settings import Settings
 from features.build import CustomerSources, cell_hourly, customer_daily
 from features.offline import OfflineStore
 from features.online import save_layouts
-from features.repo import CELL_HEALTH, FeaturePaths, FeatureRepo, feature_repo
+from features.repo import CELL_HEALTH, FeaturePaths, FeatureRepo, attribute_sets, feature_repo
 from features.store import (
     Materialised,
     bulk_materialize,
@@ -30,6 +32,7 @@ class Built:
     customer_rows: int
     cell_rows: int
     paths: FeaturePaths
+    orphans: dict[str, int]  # rows per table for entities not in the inventory, left out
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -54,15 +57,57 @@ def build_features(home: Path, as_of: datetime) -> Built:
     )
     customers = customer_daily(sources, pd.Timestamp(as_of))
     _write(customers, paths.customer_daily)
-    cells = cell_hourly(offline.read("cell_telemetry"), offline.read("cells"))
+    telemetry, inventory = offline.read("cell_telemetry"), offline.read("cells")
+    orphans = orphan_records(
+        {t: getattr(sources, t) for t in ("experience", "usage", "tickets", "invoices", "credits")}
+        | {"churn_labels": offline.read("churn_labels")},
+        sources.customers,
+        "customer_id",
+    )
+    orphans |= orphan_records({"cell_telemetry": telemetry}, inventory, "cell_id")
+    cells = cell_hourly(telemetry, inventory)
     if cells.empty:
         cells = cells.reindex(columns=["cell_id", "event_timestamp", *CELL_HEALTH])
     _write(cells, paths.cell_hourly)
-    return Built(len(customers), len(cells), paths)
+    shutil.rmtree(paths.attributes, ignore_errors=True)  # a source re-imported without them
+    for table, built in (("customers", customers), ("cells", cells)):
+        for source, frame in offline.read_attributes(table).items():
+            rows = attribute_rows(frame, built, source)
+            _write(rows, paths.attributes / table / f"{source}.parquet")
+    return Built(len(customers), len(cells), paths, orphans)
+
+
+def orphan_records(
+    tables: dict[str, pd.DataFrame], entities: pd.DataFrame, key: str
+) -> dict[str, int]:
+    """Rows per table whose entity is not in the inventory (``entities``): no feature sees them."""
+    known = set(entities[key])
+    counts = {name: int((~frame[key].isin(known)).sum()) for name, frame in tables.items()}
+    return {name: n for name, n in counts.items() if n}
+
+
+def attribute_rows(attributes: pd.DataFrame, built: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A source's entity attributes as a feature table: stamped at the first stamp of the
+    entity's built-in features (static facts, seen by every snapshot), booleans as 0/1."""
+    clashing = sorted(set(attributes.columns[1:]) & set(built.columns))
+    if clashing:
+        raise ValueError(
+            f"{source}: attributes {', '.join(clashing)} have the names of built-in features; "
+            "rename them in the mapping"
+        )
+    stamp = built["event_timestamp"].min() if len(built) else pd.Timestamp(0, tz="UTC")
+    out = attributes.copy()
+    for column in out.columns[1:]:
+        values = out[column].dropna()
+        if len(values) and values.map(lambda v: isinstance(v, bool | np.bool_)).all():
+            out[column] = out[column].map({True: 1.0, False: 0.0})
+    out.insert(1, "event_timestamp", stamp)
+    return out
 
 
 def repository(settings: Settings) -> FeatureRepo:
-    return feature_repo(FeaturePaths.under(settings.paths))
+    paths = FeaturePaths.under(settings.paths)
+    return feature_repo(paths, attribute_sets(paths))
 
 
 def apply_repository(settings: Settings) -> FeatureRepo:

@@ -6,15 +6,20 @@ features; a model's feature order, request schema and drift columns all derive f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
 from closedloop.home import Home
+from closedloop.models import SPECS
+from features.build import BUILT_FROM
 from features.online import LIVE_FEATURES, LIVE_VIEW
 
 CUSTOMER_PROFILE: dict[str, object] = {
@@ -167,6 +172,7 @@ class FeaturePaths:
     customer_daily: Path
     cell_hourly: Path
     cell_telemetry: Path
+    attributes: Path  # <table>/<source>.parquet: a data set's entity attributes
 
     @classmethod
     def under(cls, paths: Home) -> FeaturePaths:
@@ -174,12 +180,51 @@ class FeaturePaths:
             customer_daily=paths.customer_daily,
             cell_hourly=paths.cell_hourly,
             cell_telemetry=paths.offline_table("cell_telemetry"),
+            attributes=paths.features / "attributes",
         )
 
 
-def _fields(features: dict[str, object]) -> list[Field]:
+ENTITY_TABLES = {"customers": "customer", "cells": "cell"}  # canonical table -> Feast entity
+
+
+@dataclass(frozen=True)
+class AttributeSet:
+    """One data set's attributes of one entity, as built (features/attributes/<table>/<src>)."""
+
+    source: str
+    table: str
+    path: Path
+    fields: dict[str, object]  # name -> Feast type, in the file's order
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "_", self.source.lower()).strip("_")
+
+    def service(self, base: str) -> str:
+        """The data set's service beside the built-in ``base`` (churn_v1 -> churn_<slug>_v1)."""
+        model, version = base.rsplit("_", 1)
+        return f"{model}_{self.slug}_{version}"
+
+
+def attribute_sets(paths: FeaturePaths) -> list[AttributeSet]:
+    """Every built attribute table, its fields read from the Parquet schema."""
+    found = []
+    for table in ENTITY_TABLES:
+        for path in sorted((paths.attributes / table).glob("*.parquet")):
+            schema = pq.read_schema(path)
+            fields = {
+                f.name: String if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                else Float64
+                for f in schema
+                if f.name not in (schema.names[0], "event_timestamp")
+            }  # fmt: skip
+            found.append(AttributeSet(path.stem, table, path, fields))
+    return found
+
+
+def _fields(features: dict[str, object], describe=DESCRIPTIONS.__getitem__) -> list[Field]:
     return [
-        Field(name=name, dtype=dtype, description=DESCRIPTIONS[name])
+        Field(name=name, dtype=dtype, description=describe(name))
         for name, dtype in features.items()
     ]
 
@@ -196,10 +241,12 @@ class FeatureRepo:
     cell_live_push: PushSource
     churn_v1: FeatureService
     fault_v1: FeatureService
+    data_sets: tuple[object, ...] = field(default=())  # each data set's view and services
 
     @property
     def objects(self) -> list[object]:
-        return [getattr(self, name) for name in self.__dataclass_fields__]
+        named = [getattr(self, name) for name in self.__dataclass_fields__ if name != "data_sets"]
+        return [*named, *self.data_sets]
 
     @property
     def views(self) -> list[FeatureView]:
@@ -207,10 +254,10 @@ class FeatureRepo:
 
     @property
     def services(self) -> dict[str, FeatureService]:
-        return {s.name: s for s in (self.churn_v1, self.fault_v1)}
+        return {o.name: o for o in self.objects if isinstance(o, FeatureService)}
 
 
-def feature_repo(paths: FeaturePaths) -> FeatureRepo:
+def feature_repo(paths: FeaturePaths, attributes: list[AttributeSet] | None = None) -> FeatureRepo:
     customer = Entity(
         name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
         description="a customer account",
@@ -279,14 +326,48 @@ def feature_repo(paths: FeaturePaths) -> FeatureRepo:
         description="the latest KPIs of each cell, pushed as telemetry arrives",
     )
     model_profile = [f for f in CUSTOMER_PROFILE if f not in POLICY_ONLY]
+    inputs = {
+        "churn_v1": [customer_profile[model_profile], customer_experience, customer_engagement],
+        "fault_v1": [cell_health],
+    }
     churn_v1 = FeatureService(
-        name="churn_v1",
-        features=[customer_profile[model_profile], customer_experience, customer_engagement],
-        description="inputs of churn model version 1",
+        name="churn_v1", features=inputs["churn_v1"], description="inputs of churn model version 1"
     )
     fault_v1 = FeatureService(
-        name="fault_v1", features=[cell_health], description="inputs of fault model version 1"
+        name="fault_v1", features=inputs["fault_v1"], description="inputs of fault model version 1"
     )
+    entities = {"customer": customer, "cell": cell}
+    built_in = {"churn_v1": churn_v1, "fault_v1": fault_v1}
+    data_sets: list[object] = []
+    for found in attributes or []:
+        entity = entities[ENTITY_TABLES[found.table]]
+        view = FeatureView(
+            name=f"{found.slug}_{entity.name}_attributes",
+            entities=[entity],
+            ttl=timedelta(days=3650),  # static facts of the entity, stamped once
+            schema=_fields(found.fields, lambda name, s=found: f"{name} ({s.source} attribute)"),
+            source=FileSource(
+                name=f"{found.slug}_{entity.name}_attributes",
+                path=str(found.path),
+                timestamp_field="event_timestamp",
+                description=f"{found.source}: attributes of each {entity.name} from its mapping",
+            ),
+            online=True,
+            description=f"attributes of each {entity.name} the {found.source} mapping carries",
+        )
+        data_sets.append(view)
+        for model in SPECS.values():
+            if model.entity != entity.name:
+                continue
+            base = built_in[model.feature_service]
+            data_sets.append(
+                FeatureService(
+                    name=found.service(base.name),
+                    features=[*inputs[base.name], view],
+                    description=f"{base.description} and the attributes of {found.source}",
+                    tags={"data_set": found.source, "built_in": base.name},
+                )
+            )
     return FeatureRepo(
         customer=customer,
         cell=cell,
@@ -298,9 +379,35 @@ def feature_repo(paths: FeaturePaths) -> FeatureRepo:
         cell_live_push=cell_live_push,
         churn_v1=churn_v1,
         fault_v1=fault_v1,
+        data_sets=tuple(data_sets),
     )
 
 
 def service_features(service: FeatureService) -> list[str]:
     """The service's features in their fixed order: the model's column order."""
     return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def unused_columns(reports: list) -> list[tuple[str, str, str]]:
+    """Mapped canonical columns no feature service reads: (source, 'table.column <- source
+    column', why). Attributes are read by their data set's services; labels label."""
+    found = []
+    for report in reports:
+        mapped = getattr(report, "mapped", {})
+        carried = {r: w.rsplit(".", 1)[1] for w, r in mapped.items() if ".attributes." in w}
+        for destination, read in mapped.items():
+            table, _, column = destination.partition(".")
+            if table not in BUILT_FROM or column.startswith("attributes."):
+                continue
+            if column in POLICY_ONLY:
+                why = "read by the action layer's policy, never a model input"
+            elif column not in BUILT_FROM[table]:
+                why = f"no built-in feature is computed from {table}.{column}; " + (
+                    f"{read} reaches models as attribute {carried[read]}"
+                    if read in carried
+                    else f"carry {read} as an attribute (features/mappings/README.md) to reach one"
+                )
+            else:
+                continue
+            found.append((report.source, f"{destination} <- {read}", why))
+    return found

@@ -39,6 +39,8 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
             f"Optuna: {outcome.search['tune_trials']:.0f} trials, best validation PR AUC "
             f"{outcome.search['tune_valid_pr_auc']:.4f}"
         )
+    name, why, count = outcome.service
+    console.print(f"features: {count} from service {name} ({why})")
     split = config.split
     shares = f"{split.train:g}/{split.valid:g}/{split.test:g}"
     if outcome.split.by == "entity":

@@ -65,7 +65,11 @@ class SplitConfig(_Strict):
 class TrainConfig(_Strict):
     """How one model is trained, evaluated and gated."""
 
-    service: str
+    service: str | None = Field(
+        None,
+        description="feature service; default: the data set's service beside the built-in one "
+        "when one data set carries attributes for the model, else the built-in one",
+    )
     horizon_hours: int = Field(gt=0, description="label: the event happens within this horizon")
     snapshot_every_hours: int = Field(gt=0, description="spacing of training snapshots")
     split: SplitConfig = SplitConfig()
@@ -84,7 +88,6 @@ def train_config(name: str, overrides: Mapping[str, Any] | None = None) -> Train
     ``train_<name>`` section of ``params.yaml``, nested mappings merged key by key)."""
     model = spec(name)
     base = TrainConfig(
-        service=model.feature_service,
         horizon_hours=model.label.horizon_hours,
         snapshot_every_hours=model.label.snapshot_every_hours,
         gate=model.gate,

@@ -118,7 +118,7 @@ def training_set(
             "per entity with the label known, declare shape: snapshot in the mapping)"
         )
     store = open_store(settings)
-    service = store.get_feature_service(config.service)
+    service = store.get_feature_service(data_set_service(settings, target, config)[0])
     joined = store.get_historical_features(entity_df=snapshots, features=service).to_df()
     key = spec(target).entity_key
     return joined.sort_values(["event_timestamp", key], kind="stable").reset_index(drop=True)
@@ -166,6 +166,7 @@ class TrainOutcome:
     rows: dict[str, int]
     search: dict[str, float]  # the Optuna search's trials and best validation PR AUC, if any
     split: SplitChoice
+    service: tuple[str, str, int]  # the feature service trained on, why, and its features
     folds: dict[str, float]  # k-fold test figures of an entity split (cv_<metric>_mean, _sd)
 
 
@@ -181,6 +182,28 @@ def reference_sample(
     frame = part[[key, "event_timestamp", "label", *model.features]]
     sample = frame.sample(min(rows, len(frame)), random_state=seed)
     return sample.assign(probability=model.score(sample)).sort_values("event_timestamp")
+
+
+def data_set_service(settings: Settings, target: str, config: TrainConfig) -> tuple[str, str]:
+    """The feature service to train on and why: ``service`` from params when given, else the
+    one data set service beside the model's built-in one, else the built-in one."""
+    model = spec(target)
+    if config.service is not None:
+        return config.service, "service in params"
+    beside = sorted(
+        name
+        for name, service in repository(settings).services.items()
+        if service.tags.get("built_in") == model.feature_service
+    )
+    if len(beside) > 1:
+        raise ValueError(
+            f"data sets carry attributes for {target} in services {', '.join(beside)}; "
+            f"name one as train_{target}.service in params.yaml"
+        )
+    if beside:
+        data_set = repository(settings).services[beside[0]].tags["data_set"]
+        return beside[0], f"{model.feature_service} and the attributes of {data_set}"
+    return model.feature_service, "the built-in service"
 
 
 def kfold_figures(
@@ -214,6 +237,8 @@ def train(
     """
     model_spec = spec(target)
     key = model_spec.entity_key
+    service, service_why = data_set_service(settings, target, config)
+    config = config.model_copy(update={"service": service})
     choice = split_choice(settings, target, config)
     data = training_set(settings, target, config, until, choice.by)
     if choice.by == "entity":
@@ -325,4 +350,5 @@ def train(
         search=search_info,
         split=choice,
         folds=folds,
+        service=(service, service_why, len(features)),
     )

@@ -232,7 +232,8 @@ class Mapping(_Strict):
             missing_keys = [k for k in table.keys if k not in table_mapping.columns]
             if missing_keys:
                 raise ValueError(f"{table_name}: no rule for key column {', '.join(missing_keys)}")
-            if all(table_mapping.columns[k].value is not None for k in table.keys):
+            keys = [table_mapping.columns[k] for k in table.keys]
+            if all(rule.value is not None and rule.sources() == 1 for rule in keys):
                 raise ValueError(
                     f"{table_name}: a constant key ({', '.join(table.keys)}) would fold the whole "
                     "file into one row; read it 'from' a column or use 'row_number: true'"

@@ -166,6 +166,11 @@ def _profile(customers: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
     month_to_month = customers["contract_type"].eq("month_to_month") | (months_left == 0)
     months_left = months_left.where(contract_end.notna(), np.where(month_to_month, 0.0, np.nan))
     mrr = customers["mrr"].astype(float)
+    if "new_mrr" in customers and "new_mrr_from" in customers:
+        new_price = day.to_numpy() >= _days(customers["new_mrr_from"]).to_numpy()
+        mrr = mrr.where(
+            ~new_price | customers["new_mrr"].isna(), customers["new_mrr"].astype(float)
+        )
     return pd.DataFrame(
         {
             "mrr": mrr,

@@ -92,6 +92,8 @@ CUSTOMERS = CanonicalTable(
             _field("cell_id", pa.string(), "serving cell"),
             _field("device_type", pa.string(), "main device"),
             _field("do_not_contact", pa.bool_(), "opted out of proactive contact"),
+            _field("new_mrr", pa.float64(), "announced new monthly price, USD"),
+            _field("new_mrr_from", pa.date32(), "first day of the new price"),
         ]
     ),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -163,6 +164,61 @@ DESCRIPTIONS = {
     "alarm_count": "active alarms",
 }  # plain words for every feature: Feast's field descriptions and the reasons serving gives
 POLICY_ONLY = ("do_not_contact",)  # in the profile for the action layer, never a model input
+
+
+class Kind(StrEnum):
+    """How a feature moves over time: what monitoring may call drift in it."""
+
+    LEVEL = "a measured level (price, latency, usage): compared as it is"
+    SPARSE = "mostly one value, moved by rare events (outages, tickets, alarms, late bills)"
+    CATEGORY = "a category or a small set of values (segment, region, a flag)"
+    CLOCK = "moves with the calendar by design (tenure, months left on a contract)"
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What monitoring must know of a feature: its kind, the history a value summarises (a
+    value is complete only once that much data lies behind it) and, for a clock, how far it
+    moves per day (down to ``floor``)."""
+
+    kind: Kind
+    history: timedelta = timedelta(0)
+    per_day: float = 0.0
+    floor: float | None = None
+
+
+def _traits(kind: Kind, names: str, history: timedelta = timedelta(0)) -> dict[str, Traits]:
+    return {name: Traits(kind, history) for name in names.split()}
+
+
+D, H = timedelta(days=1), timedelta(hours=1)
+TRAITS: dict[str, Traits] = {
+    **_traits(Kind.LEVEL, "mrr price_ratio"),
+    "tenure_months": Traits(Kind.CLOCK, per_day=1 / 30.4),
+    "contract_months_left": Traits(Kind.CLOCK, per_day=-1 / 30.4, floor=0.0),
+    **_traits(Kind.CATEGORY, "month_to_month sla_rank do_not_contact technology vendor"),
+    **_traits(Kind.CATEGORY, "segment sla_tier value_segment contract_type device_type region"),
+    **_traits(Kind.SPARSE, "outage_minutes_1d failed_sessions_1d"),
+    **_traits(Kind.LEVEL, "latency_p95_ms_1d"),
+    **_traits(Kind.SPARSE, "outage_minutes_7d degraded_minutes_7d failed_sessions_7d", 7 * D),
+    **_traits(Kind.LEVEL, "latency_p95_ms_7d data_mb_7d", 7 * D),
+    **_traits(Kind.SPARSE, "outage_minutes_30d degraded_minutes_30d failed_sessions_30d", 30 * D),
+    **_traits(Kind.SPARSE, "tickets_30d network_tickets_30d complaints_30d", 30 * D),
+    **_traits(Kind.SPARSE, "credit_amount_30d", 30 * D),
+    **_traits(Kind.LEVEL, "data_mb_30d usage_trend voice_minutes_30d", 30 * D),
+    **_traits(Kind.SPARSE, "late_invoices_90d credits_90d", 90 * D),
+    **_traits(Kind.LEVEL, "days_since_ticket", 365 * D),  # capped at 365 days
+    **_traits(Kind.LEVEL, "unpaid_amount", 60 * D),  # a balance: settles after two bill cycles
+    **_traits(Kind.SPARSE, "availability_1h alarms_1h"),
+    **_traits(Kind.SPARSE, "availability_24h down_minutes_24h alarms_24h", 24 * H),
+    **_traits(Kind.SPARSE, "missing_reports_24h", 24 * H),
+    **_traits(Kind.LEVEL, "latency_ms_1h packet_loss_1h prb_util_1h throughput_1h users_1h"),
+    **_traits(Kind.LEVEL, "latency_ms_24h", 24 * H),
+    **_traits(Kind.LEVEL, "packet_loss_6h prb_util_6h", 6 * H),
+    **_traits(Kind.LEVEL, "latency_trend_6h loss_trend_6h prb_trend_6h", 6 * H),
+    **_traits(Kind.LEVEL, "capacity_mbps baseline_latency_ms"),
+}  # the windows are those features/build.py computes; a value stamped t is complete once
+# t - history is no earlier than the first stamp of the feature table
 
 
 @dataclass(frozen=True)

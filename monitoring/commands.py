@@ -70,17 +70,25 @@ def print_summary(summary: MonitorSummary) -> None:
         title=f"{summary.model} v{summary.champion_version}: {summary.window_start:%Y-%m-%d %H:%M}"
         f" .. {summary.window_end:%Y-%m-%d %H:%M} against {summary.reference_window}"
     )
-    for column in ("feature", "method", "score", "threshold", "drifted"):
+    for column in ("feature", "kind", "method", "score", "threshold", "drifted"):
         table.add_column(column)
-    shown = [c for c in drift.columns if c.drifted] or drift.columns[:5]
+    compared = [c for c in drift.columns if c.compared]
+    shown = [c for c in compared if c.drifted] or compared[:5]
     for c in [*shown, *([drift.prediction] if drift.prediction else [])]:
         flag = "[red]yes[/]" if c.drifted else "no"
-        table.add_row(c.column, c.method, f"{c.score:.3f}", f"{c.threshold:g}", flag)
+        score = f"{c.score:.3f}" if c.score is not None else "-"
+        table.add_row(c.column, c.kind, c.method, score, f"{c.threshold:g}", flag)
     console.print(table)
     console.print(
-        f"drifted features: {len(drift.drifted_columns)}/{len(drift.columns)} "
+        f"drifted features: {len(drift.drifted_columns)}/{len(compared)} compared "
         f"({drift.drifted_share:.0%}, policy {drift.drift_share:.0%})"
     )
+    skipped = [c for c in drift.columns if not c.compared]
+    if skipped:
+        console.print(
+            f"not compared ({len(skipped)}): trailing window not yet full: "
+            + ", ".join(c.column for c in skipped)
+        )
     performance = summary.performance
     if performance is not None and performance.metrics:
         value = performance.metrics.get(performance.metric, float("nan"))

@@ -15,18 +15,55 @@ Distance = Literal["wasserstein", "jensenshannon", "psi", "hellinger", "kl_div"]
 """Evidently's distance tests: a column drifts when the distance reaches the threshold."""
 
 
-class DriftPolicy(_Strict):
-    """When the inputs count as drifted: Evidently's per-column tests and the share of columns."""
+class ColumnTest(_Strict):
+    """One Evidently distance test: a column drifts when its distance reaches the threshold."""
 
-    num_method: Distance = Field("wasserstein", description="Evidently test for numeric columns")
-    cat_method: Distance = Field("jensenshannon", description="Evidently test for text columns")
-    threshold: float = Field(0.1, gt=0, description="a column drifts when its distance reaches it")
+    method: Distance
+    threshold: float = Field(gt=0)
+
+
+class KindTests(_Strict):
+    """The default test of each feature kind (``features.repo.Kind``)."""
+
+    level: ColumnTest = Field(
+        ColumnTest(method="wasserstein", threshold=0.1),
+        description="measured levels: Wasserstein distance in reference standard deviations",
+    )
+    sparse: ColumnTest = Field(
+        ColumnTest(method="jensenshannon", threshold=0.1),
+        description="mostly one value: Jensen-Shannon on the histogram, blind to a tiny spread",
+    )
+    category: ColumnTest = Field(
+        ColumnTest(method="jensenshannon", threshold=0.1), description="categories and flags"
+    )
+    clock: ColumnTest = Field(
+        ColumnTest(method="wasserstein", threshold=0.1),
+        description="the smaller distance of the reference as it was and aged to the window",
+    )
+
+
+class DriftPolicy(_Strict):
+    """When the inputs count as drifted: a test per feature (by kind, or named), over the rows
+    whose trailing windows are full, and the share of compared features that drift."""
+
+    kinds: KindTests = KindTests()
+    features: dict[str, ColumnTest] = Field(
+        default_factory=dict, description="a model owner's test for a named feature"
+    )
     drift_share: float = Field(
-        0.3, gt=0, le=1, description="the window drifts when this share of columns drifts"
+        0.3, gt=0, le=1, description="the window drifts when this share of compared features drifts"
     )
-    prediction_threshold: float = Field(
-        0.1, gt=0, description="the probability drifts when its distance reaches this"
+    prediction: ColumnTest = Field(
+        ColumnTest(method="wasserstein", threshold=0.15),
+        description="the test of the predicted probability (calm churn windows: 0.07-0.10)",
     )
+    min_rows: int = Field(
+        200, ge=1, description="fewer complete values than this on a side: not compared"
+    )
+
+    def test(self, feature: str, kind: str) -> ColumnTest:
+        """The named feature's own test, else its kind's default."""
+        return self.features.get(feature) or getattr(self.kinds, kind)
 
 
 class PerformancePolicy(_Strict):
@@ -52,6 +89,11 @@ class MonitorConfig(_Strict):
     performance: PerformancePolicy = PerformancePolicy()
     persistence: int = Field(
         2, ge=1, description="drift must hold over this many consecutive windows to trigger"
+    )
+    matured_days: float = Field(
+        3,
+        ge=0,
+        description="retrain only once labels are known for this many days after drift began",
     )
     min_retrain_interval_hours: float = Field(
         24, ge=0, description="no retraining sooner than this after the last one"

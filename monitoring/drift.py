@@ -9,6 +9,8 @@ share of its time and memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 import pandas as pd
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
@@ -16,7 +18,8 @@ from evidently.core.report import Snapshot
 from evidently.metrics import ValueDrift
 from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 
-from monitoring.config import DriftPolicy
+from features.repo import Kind, Traits
+from monitoring.config import ColumnTest, DriftPolicy
 from monitoring.sampling import sample_positions
 from monitoring.summary import ColumnDrift, DriftResult, QualityResult
 
@@ -29,6 +32,10 @@ def sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     if len(frame) <= rows:
         return frame
     return frame.iloc[sample_positions(len(frame), rows, seed)]
+
+
+STAMP = "at"  # the instant each compared row was stamped (reference) or scored (current)
+AGED = " (aged)"  # suffix of a clock feature's reference aged to the current window
 
 
 def _definition(numeric: Sequence[str], categorical: Sequence[str]) -> DataDefinition:
@@ -45,40 +52,128 @@ def _datasets(
     )
 
 
-def drift_report(
+@dataclass(frozen=True)
+class Comparison:
+    """What a drift report compares: both samples with incomplete values blanked, clock
+    features' reference aged beside them, and each feature's test or why it is left out."""
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    features: list[str]
+    categorical: list[str]
+    kinds: dict[str, Kind]
+    tests: dict[str, ColumnTest]  # compared features only
+    rows: dict[str, tuple[int, int]]
+    notes: dict[str, str]  # features left out, and why
+
+    @property
+    def compared(self) -> list[str]:
+        return [f for f in self.features if f in self.tests]
+
+
+def _kind(name: str, frame: pd.DataFrame, traits: Mapping[str, Traits]) -> Traits:
+    if name in traits:
+        return traits[name]
+    numeric = pd.api.types.is_numeric_dtype(frame[name])
+    return Traits(Kind.LEVEL if numeric else Kind.CATEGORY)
+
+
+def _stamps(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(frame[STAMP], utc=True)
+
+
+def comparison(
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    numeric: Sequence[str],
+    features: Sequence[str],
     categorical: Sequence[str],
     policy: DriftPolicy,
-) -> Snapshot:
-    """Evidently's data drift preset on the features, plus drift of the predicted probability."""
-    features = [*numeric, *categorical]
+    traits: Mapping[str, Traits] | None = None,
+    history_start: pd.Timestamp | None = None,
+) -> Comparison:
+    """Decide what is comparable. A value stamped before ``history_start`` plus its feature's
+    history summarises a window not yet full: it is blanked on both sides, and a feature with
+    fewer than ``policy.min_rows`` complete values on either side is not compared at all."""
+    traits = traits or {}
+    reference, current = reference.copy(), current.copy()
+    kinds, tests, rows, notes = {}, {}, {}, {}
+    for name in features:
+        trait = _kind(name, reference, traits)
+        kinds[name] = trait.kind
+        if history_start is not None and trait.history > timedelta(0) and STAMP in reference:
+            complete_from = history_start + trait.history
+            reference[name] = reference[name].where(_stamps(reference) >= complete_from)
+            current[name] = current[name].where(_stamps(current) >= complete_from)
+        counts = (int(reference[name].notna().sum()), int(current[name].notna().sum()))
+        rows[name] = counts
+        if min(counts) < policy.min_rows:
+            side = "reference" if counts[0] < policy.min_rows else "current window"
+            full = f"its {_span(trait.history)} window is full in" if trait.history else "in"
+            notes[name] = (
+                f"not compared: {full} only {min(counts):,} rows of the {side} "
+                f"(at least {policy.min_rows:,} needed)"
+            )
+            continue
+        tests[name] = policy.test(name, trait.kind.name.lower())
+        if trait.kind is Kind.CLOCK and STAMP in reference:
+            elapsed = (_stamps(current).median() - _stamps(reference)) / pd.Timedelta(days=1)
+            aged = reference[name] + trait.per_day * elapsed.to_numpy()
+            reference[name + AGED] = aged if trait.floor is None else aged.clip(trait.floor)
+            current[name + AGED] = current[name]
+    return Comparison(
+        reference, current, list(features), list(categorical), kinds, tests, rows, notes
+    )
+
+
+def _span(history: timedelta) -> str:
+    if history % timedelta(days=1):
+        return f"{history / timedelta(hours=1):g}-hour"
+    return f"{history.days}-day"
+
+
+def drift_report(plan: Comparison, policy: DriftPolicy) -> Snapshot:
+    """Evidently's data drift preset on the compared features, each with its own test (clock
+    features twice: as they were and aged), plus drift of the predicted probability."""
+    reference, current = plan.reference, plan.current
     with_prediction = PROBABILITY in reference.columns and PROBABILITY in current.columns
-    metrics: list = [
-        DataDriftPreset(
-            columns=features,
-            num_method=policy.num_method,
-            cat_method=policy.cat_method,
-            threshold=policy.threshold,
-            drift_share=policy.drift_share,
+    columns, methods, thresholds = [], {}, {}
+    for name in plan.compared:
+        test = plan.tests[name]
+        for column in (name, name + AGED):
+            if column in reference.columns:
+                columns.append(column)
+                methods[column], thresholds[column] = test.method, test.threshold
+    metrics: list = []
+    if columns:
+        metrics.append(
+            DataDriftPreset(
+                columns=columns,
+                per_column_method=methods,
+                per_column_threshold=thresholds,
+                drift_share=policy.drift_share,
+            )
         )
-    ]
     if with_prediction:
         metrics.append(
             ValueDrift(
                 column=PROBABILITY,
-                method=policy.num_method,
-                threshold=policy.prediction_threshold,
+                method=policy.prediction.method,
+                threshold=policy.prediction.threshold,
             )
         )
-    numbers = [*numeric, PROBABILITY] if with_prediction else list(numeric)
+    if not metrics:
+        raise ValueError("nothing to compare: no feature has complete values on both sides")
+    categorical = [c for c in columns if c in plan.categorical]
+    numbers = [c for c in columns if c not in categorical]
+    if with_prediction:
+        numbers.append(PROBABILITY)
     current_set, reference_set = _datasets(reference, current, _definition(numbers, categorical))
     return Report(metrics).run(current_set, reference_set)
 
 
-def read_drift(snapshot: Snapshot, features: Sequence[str], drift_share: float) -> DriftResult:
-    """The per-column drift tests of a drift report, found by metric type and column."""
+def read_drift(snapshot: Snapshot, plan: Comparison, drift_share: float) -> DriftResult:
+    """The per-column drift tests of a drift report, found by metric type and column; a clock
+    feature keeps the smaller of its two distances."""
     found: dict[str, ColumnDrift] = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric["config"]
@@ -92,17 +187,41 @@ def read_drift(snapshot: Snapshot, features: Sequence[str], drift_share: float) 
             score=score,
             drifted=bool(score >= threshold),
         )
-    missing = [f for f in features if f not in found]
+    missing = [f for f in plan.compared if f not in found]
     if missing:
         raise ValueError(f"the drift report has no test for {missing}")
-    columns = [found[f] for f in features]
-    share = sum(c.drifted for c in columns) / len(columns) if columns else 0.0
+    columns = []
+    for name in plan.features:
+        kind, rows = plan.kinds[name].name.lower(), plan.rows[name]
+        if name not in plan.tests:
+            columns.append(
+                ColumnDrift(
+                    column=name,
+                    kind=kind,
+                    method="-",
+                    threshold=0,
+                    drifted=False,
+                    rows=rows,
+                    note=plan.notes[name],
+                )
+            )
+            continue
+        column, note = found[name], None
+        aged = found.get(name + AGED)
+        if aged is not None and aged.score < column.score:
+            column, note = aged, f"{column.score:.3f} as it was; the reference aged to the window"
+        columns.append(
+            column.model_copy(update={"column": name, "kind": kind, "rows": rows, "note": note})
+        )
+    compared = [c for c in columns if c.compared]
+    share = sum(c.drifted for c in compared) / len(compared) if compared else 0.0
+    prediction = found.get(PROBABILITY)
     return DriftResult(
         columns=columns,
         drifted_share=share,
         drift_share=drift_share,
-        drifted=share >= drift_share,
-        prediction=found.get(PROBABILITY),
+        drifted=share >= drift_share or bool(prediction and prediction.drifted),
+        prediction=prediction,
     )
 
 

@@ -4,7 +4,7 @@ reports on disk and in the Evidently workspace, and retraining through the train
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from closedloop.models import spec
 from closedloop.predictions import LOG_COLUMNS, PredictionBatch, log_folder, log_schema, log_table
 from closedloop.settings import Settings
 from features.offline import OfflineStore
+from features.repo import TRAITS, Traits
 from features.store import open_store
 from monitoring import drift as core
 from monitoring.config import MonitorConfig
@@ -51,18 +52,46 @@ def load_champion(settings: Settings, target: str) -> RegisteredModel:
 @dataclass(frozen=True)
 class ReportColumns:
     """The columns every report is run on: the model's features in the feature service's order,
-    and which of them are text."""
+    which of them are text, their traits, and the first instant of their feature table (values
+    are complete once their history lies behind them)."""
 
     features: list[str]
     categorical: list[str]
+    traits: dict[str, Traits] = field(default_factory=dict)
+    history_start: pd.Timestamp | None = None
 
     @property
     def numeric(self) -> list[str]:
         return [f for f in self.features if f not in self.categorical]
 
 
-def report_columns(model: ScoringModel) -> ReportColumns:
-    return ReportColumns(model.features, [f for f in model.features if f in model.categories])
+def history_start(settings: Settings, target: str) -> pd.Timestamp:
+    """The first stamp of the model's feature table, from the Parquet statistics when they are
+    there: where every trailing window began filling."""
+    path = feature_source(settings, spec(target))
+    file = pq.ParquetFile(path)
+    column = file.schema_arrow.get_field_index("event_timestamp")
+    lows = []
+    for group in range(file.metadata.num_row_groups):
+        stats = file.metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            lows = []
+            break
+        lows.append(pd.Timestamp(stats.min))
+    if not lows:
+        lows = [pd.Timestamp(pc.min(pq.read_table(path, columns=["event_timestamp"])[0]).as_py())]
+    first = min(lows)
+    return first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
+
+
+def report_columns(model: ScoringModel, start: pd.Timestamp | None = None) -> ReportColumns:
+    features = model.features
+    return ReportColumns(
+        features,
+        [f for f in features if f in model.categories],
+        {f: TRAITS[f] for f in features if f in TRAITS},
+        start,
+    )
 
 
 def download_reference(champion: RegisteredModel, folder: Path) -> Path:
@@ -205,6 +234,15 @@ def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) ->
         workspace.add_run(project.id, snapshot, name=f"{run} {kind}")
 
 
+def _sample(window: PartsWindow, config: MonitorConfig, wanted: list[str], stamp: str):
+    """The seeded sample of a window, its stamp column (when it has one) as ``core.STAMP``."""
+    names = pq.ParquetFile(window.parts[0]).schema_arrow.names
+    columns = [*wanted, stamp] if stamp in names else wanted
+    return window.sample(config.sample_rows, config.seed, columns).rename(
+        columns={stamp: core.STAMP}
+    )
+
+
 @dataclass(frozen=True)
 class WindowReports:
     drift: DriftResult
@@ -222,10 +260,19 @@ def window_reports(
     """Drift and data quality of a current window against the reference: Evidently on a seeded
     sample of each, read column by column; missing shares counted over every row."""
     wanted = [*columns.features, core.PROBABILITY]
-    sample_ref = reference.sample(config.sample_rows, config.seed, wanted)
-    sample_cur = current.sample(config.sample_rows, config.seed, wanted)
+    sample_ref = _sample(reference, config, wanted, "event_timestamp")
+    sample_cur = _sample(current, config, wanted, "scored_at")
     numeric, categorical = columns.numeric, columns.categorical
-    drift_snapshot = core.drift_report(sample_ref, sample_cur, numeric, categorical, config.drift)
+    plan = core.comparison(
+        sample_ref,
+        sample_cur,
+        columns.features,
+        categorical,
+        config.drift,
+        columns.traits,
+        columns.history_start,
+    )
+    drift_snapshot = core.drift_report(plan, config.drift)
     quality = core.quality_of(
         current.rows,
         current.missing_share(columns.features),
@@ -234,7 +281,7 @@ def window_reports(
         stale,
     )
     return WindowReports(
-        drift=core.read_drift(drift_snapshot, columns.features, config.drift.drift_share),
+        drift=core.read_drift(drift_snapshot, plan, config.drift.drift_share),
         quality=quality,
         snapshots={
             "drift": drift_snapshot,
@@ -265,21 +312,29 @@ def monitor(
     with tempfile.TemporaryDirectory() as tmp:
         reference = PartsWindow.whole(download_reference(champion, Path(tmp)))
         current = window.read(["scored_at", "entity_id", core.PROBABILITY, "stale_features"])
-        reports = window_reports(
-            reference, window, report_columns(champion.model), config, current["stale_features"]
-        )
+        columns = report_columns(champion.model, history_start(settings, target))
+        reports = window_reports(reference, window, columns, config, current["stale_features"])
         scored_reference = reference.read([core.LABEL, core.PROBABILITY])
     drift, quality = reports.drift, reports.quality
 
     as_of = pd.Timestamp(end)
-    labelled = _matured(settings, champion, current, as_of)
+    # the latest window whose labels are all known: the current one less the label horizon
+    matured_from = start - champion.horizon
+    matured = log_window(settings, target, champion.version, matured_from, end)
+    scored = matured.read(["scored_at", "entity_id", core.PROBABILITY]) if matured.rows else current
+    labelled = _matured(settings, champion, scored, as_of)
     snapshots = dict(reports.snapshots)
     performance = None
     if not labelled.empty:
         labels = labelled["label"].to_numpy()
         metrics = evaluate(labels, labelled["probability"].to_numpy(), 100).metrics
         performance = performance_verdict(
-            metrics, champion.test_metrics, len(labelled), int(labels.sum()), config
+            metrics,
+            champion.test_metrics,
+            len(labelled),
+            int(labels.sum()),
+            config,
+            pd.Timestamp(labelled["scored_at"].max()).to_pydatetime(),
         )
         if labels.sum() and labels.sum() < len(labels):
             snapshots["performance"] = core.performance_report(scored_reference, labelled)
@@ -305,7 +360,7 @@ def monitor(
         champion_version=champion.version,
         feature_service=champion.feature_service,
         created_at=datetime.now(UTC),
-        reference_window=champion.training_window,
+        reference_window=champion.reference_window,
         window_start=start,
         window_end=end,
         drift=drift,

@@ -27,6 +27,25 @@ def last_retrain(history: Sequence[MonitorSummary]) -> datetime | None:
     return max(ends, default=None)
 
 
+def _performance_streak(below: bool, history: Sequence[MonitorSummary], version: str) -> int:
+    """Consecutive runs of this champion below the floor, ending with this one."""
+    if not below:
+        return 0
+    streak = 1
+    for past in sorted(history, key=lambda s: s.window_end, reverse=True):
+        performance = past.performance
+        if past.champion_version != version or not (performance and performance.below_floor):
+            break
+        streak += 1
+    return streak
+
+
+def _held_in_streak(history: Sequence[MonitorSummary], version: str, streak: int) -> bool:
+    """Whether a run of the current drift streak already triggered and was held."""
+    recent = sorted(history, key=lambda s: s.window_end, reverse=True)[: max(streak - 1, 0)]
+    return any(s.champion_version == version and s.trigger.held for s in recent)
+
+
 def decide(
     drift: DriftResult,
     performance: Performance | None,
@@ -35,37 +54,93 @@ def decide(
     window_end: datetime,
     config: MonitorConfig,
 ) -> Trigger:
-    """Retrain when drift persisted or performance fell below the floor, unless too soon."""
+    """Retrain on evidence, unless too soon.
+
+    - drift whose period the matured labels already cover (``matured_days`` of labels since it
+      began): the labels decide, retrain when the metric is below the floor;
+    - drift that persisted ``persistence`` windows before its labels are known: triggered, and
+      held until they cover it (a model trained on what came before cannot learn the change),
+      then retrained;
+    - no drift, the metric below the floor for ``persistence`` runs in a row: retrain.
+    """
     streak = drift_streak(drift.drifted, history, version)
     columns = ", ".join(drift.drifted_columns)
-    if streak >= config.persistence:
-        status = f"{drift.drifted_share:.0%} of features drifted ({columns}) for {streak} windows"
-    elif drift.drifted:
-        status = (
-            f"{drift.drifted_share:.0%} of features drifted ({columns}): window {streak} of the "
-            f"{config.persistence} in a row that trigger"
-        )
-    else:
-        status = f"{drift.drifted_share:.0%} of features drifted, below {drift.drift_share:.0%}"
-    breaches = [status] if streak >= config.persistence else []
-    if performance is not None and performance.below_floor:
+    prediction = drift.prediction is not None and drift.prediction.drifted
+    what = f"{drift.drifted_share:.0%} of compared features drifted ({columns or 'none'})"
+    if prediction:
+        what += f", and the prediction ({drift.prediction.score:.3f})"
+    judged = performance is not None and performance.below_floor is not None
+    below = bool(judged and performance.below_floor)
+    onset = window_end - timedelta(days=config.window_days * streak)
+    covered = (
+        streak > 0
+        and judged
+        and performance.matured_until is not None
+        and performance.matured_until - onset >= timedelta(days=config.matured_days)
+    )
+    floor = ""
+    if judged:
         value = performance.metrics[performance.metric]
-        breaches.append(
-            f"{performance.metric} {value:.4f} on matured labels is below the floor "
+        relation = "below" if below else "above"
+        floor = f"{performance.metric} {value:.4f} on matured labels, {relation} the floor " + (
             f"{performance.floor:.4f}"
         )
-    if not breaches:
-        reasons = [status]
-        if performance is not None and performance.below_floor is False:
-            reasons.append(f"{performance.metric} on matured labels is above the floor")
-        return Trigger(retrain=False, reasons=reasons, drift_streak=streak)
-    if status not in breaches:
-        breaches.insert(0, status)
+
+    if not drift.drifted:
+        status = f"{what}: below {drift.drift_share:.0%}" if not prediction else what
+        if below and _performance_streak(True, history, version) >= config.persistence:
+            return _unless_too_soon(
+                [status, f"{floor} for {config.persistence} runs in a row"],
+                streak,
+                history,
+                window_end,
+                config,
+            )
+        return Trigger(
+            retrain=False, reasons=[status, *([floor] if floor else [])], drift_streak=streak
+        )
+
+    since = f"{what}, {streak} window(s) in a row since {onset:%Y-%m-%d}"
+    if covered and (below or _held_in_streak(history, version, streak)):
+        reasons = [since, floor if below else "held until its labels matured: they have"]
+        return _unless_too_soon(reasons, streak, history, window_end, config)
+    if covered:
+        return Trigger(
+            retrain=False,
+            reasons=[since, f"{floor}: the drift has not hurt the model"],
+            drift_streak=streak,
+        )
+    if streak >= config.persistence:
+        return Trigger(
+            retrain=False,
+            held=True,
+            reasons=[
+                since,
+                f"retraining held until labels cover {config.matured_days:g} days since "
+                f"{onset:%Y-%m-%d} (a model trained on what came before cannot learn it)",
+            ],
+            drift_streak=streak,
+        )
+    return Trigger(
+        retrain=False,
+        reasons=[since + f": {config.persistence} in a row, or labels below the floor, trigger"],
+        drift_streak=streak,
+    )
+
+
+def _unless_too_soon(
+    breaches: list[str],
+    streak: int,
+    history: Sequence[MonitorSummary],
+    window_end: datetime,
+    config: MonitorConfig,
+) -> Trigger:
     previous = last_retrain(history)
     wait = timedelta(hours=config.min_retrain_interval_hours)
     if previous is not None and window_end - previous < wait:
         return Trigger(
             retrain=False,
+            held=True,
             reasons=[
                 *breaches,
                 f"last retrain at {previous:%Y-%m-%d %H:%M}, less than "
@@ -82,6 +157,7 @@ def performance_verdict(
     rows: int,
     positives: int,
     config: MonitorConfig,
+    matured_until: datetime | None = None,
 ) -> Performance:
     """The champion's matured-window metrics against the floor set by its own test figures."""
     policy = config.performance
@@ -99,4 +175,5 @@ def performance_verdict(
         metric=policy.metric,
         floor=floor,
         below_floor=below,
+        matured_until=matured_until,
     )

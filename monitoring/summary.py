@@ -13,15 +13,24 @@ class _Frozen(BaseModel):
 
 class ColumnDrift(_Frozen):
     column: str
+    kind: str = Field("level", description="the feature's kind (features.repo.Kind), by name")
     method: str
     threshold: float
-    score: float = Field(description="the test's value: a distance, or a p-value")
+    score: float | None = Field(None, description="the test's distance; None: not compared")
     drifted: bool
+    rows: tuple[int, int] = Field(
+        (0, 0), description="complete values compared: reference, current"
+    )
+    note: str | None = Field(None, description="why it was not compared, or how")
+
+    @property
+    def compared(self) -> bool:
+        return self.score is not None
 
 
 class DriftResult(_Frozen):
     columns: list[ColumnDrift]
-    drifted_share: float = Field(description="share of feature columns that drifted")
+    drifted_share: float = Field(description="share of the compared features that drifted")
     drift_share: float = Field(description="the policy's share at which the window drifts")
     drifted: bool
     prediction: ColumnDrift | None = Field(None, description="drift of the predicted probability")
@@ -29,6 +38,10 @@ class DriftResult(_Frozen):
     @property
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def skipped_columns(self) -> list[str]:
+        return [c.column for c in self.columns if not c.compared]
 
 
 class QualityResult(_Frozen):
@@ -51,6 +64,7 @@ class Performance(_Frozen):
     metric: str
     floor: float | None = None
     below_floor: bool | None = Field(None, description="None: too few matured labels to judge")
+    matured_until: datetime | None = Field(None, description="the latest matured row scored")
 
 
 class Trigger(_Frozen):
@@ -59,6 +73,7 @@ class Trigger(_Frozen):
     retrain: bool
     reasons: list[str]
     drift_streak: int = Field(description="consecutive drifted windows, this one included")
+    held: bool = Field(False, description="the evidence is there but retraining must wait")
 
 
 class RetrainOutcome(_Frozen):

@@ -37,7 +37,7 @@ from training.splits import (
 from training.trainer import fit
 from training.tuning import search
 
-REFERENCE_ROWS = 50_000  # rows of the training window kept for monitoring's drift reference
+REFERENCE_ROWS = 50_000  # rows of the held-out windows kept for monitoring's drift reference
 
 
 def feature_source(settings: Settings, model: ModelSpec) -> Path:
@@ -177,7 +177,7 @@ def _window(frame: pd.DataFrame) -> str:
 def reference_sample(
     part: pd.DataFrame, key: str, model: ScoringModel, rows: int, seed: int
 ) -> pd.DataFrame:
-    """A seeded sample of the training window with its labels and scores: monitoring's reference.
+    """A seeded sample of a window with its labels and scores: monitoring's reference.
     Only the sampled rows are scored."""
     frame = part[[key, "event_timestamp", "label", *model.features]]
     sample = frame.sample(min(rows, len(frame)), random_state=seed)
@@ -276,6 +276,8 @@ def train(
         parts["valid"]["label"].to_numpy(), model.score(parts["valid"]), config.action_budget
     ).metrics
 
+    # monitoring's reference: the latest windows the model was judged on, scored out of sample
+    held_out = pd.concat([parts["valid"], test])
     registry.connect(settings)
     experiment_id = registry.experiment(settings, f"closedloop-{target}")
     champion = registry.load_champion(target)
@@ -312,6 +314,7 @@ def train(
                 "window_train": _window(parts["train"]),
                 "window_valid": _window(parts["valid"]),
                 "window_test": _window(test),
+                "window_reference": _window(held_out),
             }
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
@@ -323,7 +326,7 @@ def train(
             folder = Path(tmp)
             _plots(evaluation, model, test, folder)
             reference = reference_sample(
-                parts["train"], model_spec.entity_key, model, REFERENCE_ROWS, config.seed
+                held_out, model_spec.entity_key, model, REFERENCE_ROWS, config.seed
             )
             reference.to_parquet(folder / "reference.parquet", index=False)
             evaluation.lift.to_csv(folder / "lift.csv", index=False)

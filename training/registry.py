@@ -168,6 +168,7 @@ class RegisteredModel:
     snapshot_every: pd.Timedelta
     training_window: str
     test_metrics: dict[str, float]
+    reference_window: str = "unknown"  # monitoring's reference: the held-out windows
 
 
 def champion_version(name: str) -> ModelVersion | None:
@@ -214,6 +215,7 @@ def load_version(version: ModelVersion) -> RegisteredModel:
         horizon=pd.Timedelta(hours=int(run.data.params["horizon_hours"])),
         snapshot_every=pd.Timedelta(hours=int(run.data.params["snapshot_every_hours"])),
         training_window=run.data.tags.get("window_train", "unknown"),
+        reference_window=run.data.tags.get("window_reference", "unknown"),
         test_metrics={
             k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
         },

@@ -15,10 +15,11 @@ import numpy as np
 from closedloop.world import catalog
 from closedloop.world.config import WorldConfig
 from closedloop.world.experience import CellDays, Credits, Experience, Tickets
-from closedloop.world.inventory import Customers
+from closedloop.world.inventory import Customers, mrr_by_day
 
 EFFECT_DAYS = 30
 SEGMENT_BASE = np.array([0.0, -0.3, -0.8])
+PRICE_RISE_WEIGHT = 4.0  # a rise on one's own bill weighs more than the price's level
 
 
 def rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
@@ -101,6 +102,9 @@ def hazard(
     tenure_months = (customers.tenure_days[:, None] + day) / 30.4
     network, price = customers.network_sensitivity[:, None], customers.price_sensitivity[:, None]
     price_gap = np.clip(customers.mrr / customers.list_price - 1, -0.5, 1)[:, None]
+    mrr = mrr_by_day(config, customers)
+    price_gap_now = np.clip(mrr / customers.list_price[:, None] - 1, -0.5, 1)
+    price_rise = np.log(mrr / customers.mrr[:, None])  # 0 unless the price changed
 
     linear = (
         SEGMENT_BASE[customers.segment][:, None]
@@ -121,7 +125,10 @@ def hazard(
     np.add.at(credited, (credits.customer, credits.day), 1)
     under_credit = rolling_sum(credited, EFFECT_DAYS) > 0
     relative *= np.where(under_credit, effects.credit[:, None], 1.0)
-    return relative * (config.monthly_churn_rate / 30 / relative.mean())
+    scale = config.monthly_churn_rate / 30 / relative.mean()
+    # a price change moves the hazard after the calibration: the churn it causes is extra
+    changed = 1.2 * price * (price_gap_now - price_gap) + PRICE_RISE_WEIGHT * price * price_rise
+    return relative * np.exp(changed) * scale
 
 
 def churn_at(hazard_daily: np.ndarray, threshold: np.ndarray) -> Churn:

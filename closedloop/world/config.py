@@ -75,10 +75,21 @@ class FirmwareUpdate(_Strict):
     )
 
 
+class PriceChange(_Strict):
+    """From ``day`` on, every customer of one region pays ``factor`` times their price, announced
+    in the inventory (``new_mrr``, ``new_mrr_from``); price-sensitive customers answer the rise
+    by leaving more (a drift scenario)."""
+
+    region: Literal["metro-east", "east-rural", "central", "mountain", "metro-west"] = "central"
+    day: int = Field(ge=0, description="first day (from the world's start) of the new price")
+    factor: float = Field(1.25, gt=0, description="new price over old")
+
+
 class Drift(_Strict):
     """Changes that start part-way through a world, for monitoring to find (none by default)."""
 
     firmware: FirmwareUpdate | None = None
+    price: PriceChange | None = None
 
 
 class WorldConfig(_Strict):

@@ -12,7 +12,7 @@ import numpy as np
 
 from closedloop.world import catalog
 from closedloop.world.config import WorldConfig
-from closedloop.world.inventory import Cells, Customers
+from closedloop.world.inventory import Cells, Customers, mrr_by_day
 from closedloop.world.network import Network
 
 DEGRADED_LATENCY_FACTOR = 2.0  # latency above this many times the idle latency is degraded
@@ -232,6 +232,6 @@ def simulate_invoices(
     return Invoices(
         customer=customer,
         day=day,
-        amount=(customers.mrr[customer] * rng.uniform(1.0, 1.08, n)).round(2),
+        amount=(mrr_by_day(config, customers)[customer, day] * rng.uniform(1.0, 1.08, n)).round(2),
         days_to_pay=days_to_pay,
     )

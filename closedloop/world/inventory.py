@@ -155,3 +155,21 @@ def make_customers(config: WorldConfig, cells: Cells, rng: np.random.Generator) 
         financial_stress=rng.beta(1.5, 6.0, n),
         exposure=rng.uniform(0.6, 1.0, n),
     )
+
+
+def price_changed(config: WorldConfig, customers: Customers) -> np.ndarray:
+    """Which customers the configured price change (if any) applies to."""
+    change = config.drift.price
+    if change is None:
+        return np.zeros(len(customers), dtype=bool)
+    names = [r.name for r in catalog.REGIONS]
+    return customers.region == names.index(change.region)
+
+
+def mrr_by_day(config: WorldConfig, customers: Customers) -> np.ndarray:
+    """(customers, days): the price each customer pays each day, after any price change."""
+    mrr = np.broadcast_to(customers.mrr[:, None], (len(customers), config.days)).copy()
+    change = config.drift.price
+    if change is not None:
+        mrr[price_changed(config, customers), change.day :] *= change.factor
+    return mrr

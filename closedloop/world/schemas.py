@@ -50,7 +50,7 @@ def masked(values: np.ndarray, type_: pa.DataType, missing: np.ndarray) -> pa.Ar
 CUSTOMERS = TableSpec(
     "customers",
     "inventory/customers.parquet",
-    "One row per customer as known at the world's start.",
+    "One row per customer as known at the world's start, announced price changes included.",
     pa.schema(
         [
             _field("customer_id", pa.string(), "customer key, cus_NNNNNNN"),
@@ -68,6 +68,10 @@ CUSTOMERS = TableSpec(
             _field("device_type", pa.string(), "main device on the account"),
             _field("do_not_contact", pa.bool_(), "customer opted out of proactive contact"),
             _field("bill_cycle_day", pa.int8(), "day of month invoices are issued"),
+            _field(
+                "new_mrr", pa.float64(), "announced new price, USD per month; null if none", True
+            ),
+            _field("new_mrr_from", pa.date32(), "first day of the new price; null if none", True),
         ]
     ),
 )

@@ -24,7 +24,7 @@ from closedloop.world.experience import (
     Tickets,
     Usage,
 )
-from closedloop.world.inventory import Cells, Customers
+from closedloop.world.inventory import Cells, Customers, price_changed
 from closedloop.world.network import Incidents
 from closedloop.world.schemas import build_table, id_array, masked
 
@@ -67,6 +67,9 @@ class Tabulator:
     def customer_table(self) -> pa.Table:
         c = self.customers
         no_term = c.contract_end_day < 0
+        changed = price_changed(self.config, c)
+        change = self.config.drift.price
+        factor, day = (change.factor, change.day) if change else (1.0, 0)
         return build_table(
             schemas.CUSTOMERS,
             {
@@ -85,6 +88,8 @@ class Tabulator:
                 "device_type": _names(catalog.DEVICES, c.device),
                 "do_not_contact": c.do_not_contact,
                 "bill_cycle_day": c.bill_cycle_day,
+                "new_mrr": masked(c.mrr * factor, pa.float64(), ~changed),
+                "new_mrr_from": masked(self.dates(np.full(len(c.ids), day)), pa.date32(), ~changed),
             },
         )
 

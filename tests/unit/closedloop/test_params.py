@@ -50,11 +50,17 @@ def test_params_file_overrides_only_what_it_names(tmp_path):
 
 
 def test_params_monitor_section_is_validated(tmp_path):
-    path = write(tmp_path, "monitor:\n  persistence: 3\n  drift: {threshold: 0.2}\n")
-    config = load_params(path).monitor
-    assert (config.persistence, config.drift.threshold, config.window_days) == (3, 0.2, 7)
-    write(tmp_path, "monitor:\n  drift: {num_method: ks}\n")
-    with pytest.raises(UserError, match=r"monitor\.drift\.num_method"):
+    text = (
+        "monitor:\n  persistence: 3\n  drift:\n    kinds: {sparse: {method: psi, threshold: 0.2}}\n"
+        "    features: {tenure_months: {method: wasserstein, threshold: 0.5}}\n"
+    )
+    config = load_params(write(tmp_path, text)).monitor
+    assert (config.persistence, config.window_days) == (3, 7)
+    assert config.drift.test("outage_minutes_7d", "sparse").method == "psi"
+    assert config.drift.test("tenure_months", "clock").threshold == 0.5
+    assert config.drift.test("mrr", "level").method == "wasserstein"  # the other kinds keep theirs
+    path = write(tmp_path, "monitor:\n  drift: {kinds: {level: {method: ks, threshold: 0.1}}}\n")
+    with pytest.raises(UserError, match=r"monitor\.drift\.kinds\.level\.method"):
         load_params(path)
     with pytest.raises(UserError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")

@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.repo import Kind, Traits
 from monitoring import drift as core
-from monitoring.config import DriftPolicy, MonitorConfig
+from monitoring.config import ColumnTest, DriftPolicy, KindTests, MonitorConfig
 from monitoring.policy import decide, drift_streak, performance_verdict
 from monitoring.summary import (
     ColumnDrift,
     DriftResult,
     MonitorSummary,
+    Performance,
     QualityResult,
     RetrainOutcome,
     Trigger,
@@ -20,6 +22,8 @@ from monitoring.summary import (
 from training.labels import churn_labels, fault_labels
 
 T0 = pd.Timestamp("2026-02-01", tz="UTC")
+END = datetime(2026, 3, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 H = pd.Timedelta(hours=1)
 
 
@@ -72,12 +76,17 @@ def _frames(shift: float, rows: int = 3_000, seed: int = 0):
     return frame(0), frame(shift)
 
 
+def _drift_of(reference, current, categorical, policy, traits=None, start=None, features=None):
+    features = features or ["latency", "loss", "vendor"]
+    plan = core.comparison(reference, current, features, categorical, policy, traits, start)
+    return core.read_drift(core.drift_report(plan, policy), plan, policy.drift_share)
+
+
 @pytest.mark.parametrize(("shift", "drifted"), [(0.0, []), (40.0, ["latency"])])
 def test_drift_report_is_read_by_column_into_a_typed_result(shift, drifted):
     reference, current = _frames(shift)
     policy = DriftPolicy(drift_share=0.3)
-    snapshot = core.drift_report(reference, current, ["latency", "loss"], ["vendor"], policy)
-    result = core.read_drift(snapshot, ["latency", "loss", "vendor"], policy.drift_share)
+    result = _drift_of(reference, current, ["vendor"], policy)
     assert [c.column for c in result.columns] == ["latency", "loss", "vendor"]
     assert result.drifted_columns == drifted
     assert result.drifted is bool(drifted)
@@ -100,7 +109,9 @@ def _drift(drifted: bool) -> DriftResult:
     )
 
 
-def _past(end: datetime, drifted: bool, version="1", retrained=False) -> MonitorSummary:
+def _past(
+    end: datetime, drifted: bool, version="1", retrained=False, held=False, performance=None
+) -> MonitorSummary:
     return MonitorSummary(
         run="r",
         model="fault",
@@ -114,22 +125,38 @@ def _past(end: datetime, drifted: bool, version="1", retrained=False) -> Monitor
         quality=QualityResult(
             rows=1, reference_rows=1, missing_share={}, reference_missing_share={}
         ),
-        performance=None,
-        trigger=Trigger(retrain=retrained, reasons=[], drift_streak=0),
+        performance=performance,
+        trigger=Trigger(retrain=retrained, held=held, reasons=[], drift_streak=0),
         retrain=RetrainOutcome(retrained=True, version="2") if retrained else None,
     )
 
 
-END = datetime(2026, 3, 1, tzinfo=UTC)
-DAY = timedelta(days=1)
+def _perf(value: float, until: datetime | None = END) -> Performance:
+    return performance_verdict({"pr_auc": value}, {"pr_auc": 0.2}, 500, 20, MonitorConfig(), until)
 
 
-def test_drift_must_persist_before_it_triggers():
-    config = MonitorConfig(persistence=2)
+def test_drift_without_labels_must_persist_and_is_held_until_they_cover_it():
+    config = MonitorConfig(persistence=2, matured_days=3)
     once = decide(_drift(True), None, [_past(END - 7 * DAY, False)], "1", END, config)
-    assert not once.retrain and once.drift_streak == 1
+    assert not once.retrain and not once.held and once.drift_streak == 1
     twice = decide(_drift(True), None, [_past(END - 7 * DAY, True)], "1", END, config)
-    assert twice.retrain and twice.drift_streak == 2 and "latency" in twice.reasons[0]
+    assert not twice.retrain and twice.held and twice.drift_streak == 2
+    assert "latency" in twice.reasons[0] and "held until labels cover" in twice.reasons[1]
+    # labels 30 days behind do not reach back to the drift's start: still held
+    old = _perf(0.19, until=END - 30 * DAY)
+    assert decide(_drift(True), old, [_past(END - 7 * DAY, True)], "1", END, config).held
+    # once they cover it, the held trigger retrains even though the metric holds
+    history = [_past(END - (7 * k) * DAY, True, held=True) for k in range(1, 5)]
+    covered = decide(_drift(True), _perf(0.19), history, "1", END, config)
+    assert covered.retrain and "held until its labels matured" in covered.reasons[1]
+
+
+def test_labels_that_cover_the_drift_decide_at_once():
+    config = MonitorConfig(persistence=2, matured_days=3)
+    hurt = decide(_drift(True), _perf(0.05), [], "1", END, config)
+    assert hurt.retrain and hurt.drift_streak == 1 and "below the floor" in hurt.reasons[1]
+    unhurt = decide(_drift(True), _perf(0.19), [_past(END - 7 * DAY, True)], "1", END, config)
+    assert not unhurt.retrain and not unhurt.held and "has not hurt" in unhurt.reasons[1]
 
 
 def test_drift_of_an_earlier_champion_does_not_count():
@@ -144,18 +171,20 @@ def test_no_drift_no_trigger():
 def test_a_recent_retrain_holds_the_next_one():
     config = MonitorConfig(persistence=1, min_retrain_interval_hours=48)
     history = [_past(END - DAY, True, retrained=True)]
-    held = decide(_drift(True), None, history, "1", END, config)
-    assert not held.retrain and "not retraining yet" in held.reasons[-1]
-    later = decide(_drift(True), None, history, "1", END + 2 * DAY, config)
+    held = decide(_drift(True), _perf(0.05), history, "1", END, config)
+    assert not held.retrain and held.held and "not retraining yet" in held.reasons[-1]
+    later = decide(_drift(True), _perf(0.05, END + 2 * DAY), history, "1", END + 2 * DAY, config)
     assert later.retrain
 
 
-def test_performance_below_the_floor_triggers_without_drift():
-    config = MonitorConfig(persistence=3)
-    low = performance_verdict({"pr_auc": 0.05}, {"pr_auc": 0.2}, 500, 20, config)
+def test_performance_below_the_floor_without_drift_must_persist():
+    config = MonitorConfig(persistence=2)
+    low = _perf(0.05)
     assert low.below_floor and low.floor == pytest.approx(0.16)
-    trigger = decide(_drift(False), low, [], "1", END, config)
-    assert trigger.retrain and "below the floor" in trigger.reasons[-1]
+    assert not decide(_drift(False), low, [], "1", END, config).retrain
+    before = _past(END - 7 * DAY, False, performance=low)
+    trigger = decide(_drift(False), low, [before], "1", END, config)
+    assert trigger.retrain and "for 2 runs in a row" in trigger.reasons[-1]
 
 
 def test_too_few_matured_labels_give_no_verdict():
@@ -170,9 +199,7 @@ def test_measurement_noise_and_a_few_gaps_do_not_trigger():
     noisy = reference.sample(frac=1.0, random_state=2).reset_index(drop=True)
     noisy["latency"] = noisy["latency"] * rng.lognormal(0, 0.03, len(noisy))
     noisy.loc[rng.random(len(noisy)) < 0.01, "loss"] = np.nan
-    policy = DriftPolicy()
-    snapshot = core.drift_report(reference, noisy, ["latency", "loss"], ["vendor"], policy)
-    result = core.read_drift(snapshot, ["latency", "loss", "vendor"], policy.drift_share)
+    result = _drift_of(reference, noisy, ["vendor"], DriftPolicy())
     assert not result.drifted_columns
     config = MonitorConfig(persistence=1)
     assert not decide(result, None, [], "1", END, config).retrain
@@ -214,3 +241,69 @@ def test_a_window_over_parts_samples_the_rows_its_filter_keeps_as_the_frame_samp
     pd.testing.assert_frame_equal(window.sample(4_000, 9, ["b"]), expected[["b"]])
     shares = window.missing_share(["a", "b"])
     assert shares == pytest.approx({"a": whole.a.isna().mean(), "b": whole.b.isna().mean()})
+
+
+def _stamped(frame: pd.DataFrame, start: pd.Timestamp, days: int) -> pd.DataFrame:
+    spread = pd.to_timedelta(np.linspace(0, days, len(frame)), unit="D")
+    return frame.assign(**{core.STAMP: start + spread})
+
+
+def test_values_whose_trailing_window_is_not_full_are_not_compared():
+    # a 30-day count filling up from the first day of history: it grows with the days seen
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rng = np.random.default_rng(3)
+    reference = _stamped(
+        pd.DataFrame({"late_90d": rng.poisson(0.2, 4_000).astype(float)}), start, 40
+    )
+    reference["late_90d"] *= np.linspace(0.1, 1, len(reference))
+    reference["calls_30d"] = rng.poisson(3, len(reference)) * np.minimum(
+        1, np.linspace(0.025, 1, len(reference)) * 40 / 30
+    )
+    current = _stamped(
+        pd.DataFrame(
+            {"late_90d": rng.poisson(0.9, 1_000).astype(float), "calls_30d": rng.poisson(3, 1_000)}
+        ),
+        start + pd.Timedelta(days=50),
+        7,
+    )
+    traits = {
+        "late_90d": Traits(Kind.SPARSE, timedelta(days=90)),
+        "calls_30d": Traits(Kind.LEVEL, timedelta(days=30)),
+    }
+    features = ["late_90d", "calls_30d"]
+    blind = _drift_of(reference, current, [], DriftPolicy(), features=features)
+    assert set(blind.drifted_columns) == {"late_90d", "calls_30d"}  # the false alarm
+    result = _drift_of(reference, current, [], DriftPolicy(), traits, start, features)
+    late, calls = result.columns
+    assert not late.compared and not late.drifted and "90-day window" in late.note
+    assert calls.compared and not calls.drifted and calls.rows[0] < len(reference)
+    assert result.drifted_share == 0 and not result.drifted
+
+
+def test_a_clock_feature_is_compared_with_its_reference_aged_to_the_window():
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rng = np.random.default_rng(8)
+    tenure = rng.gamma(2, 12, 4_000)
+    reference = _stamped(pd.DataFrame({"tenure": tenure}), start, 14)
+    current = _stamped(
+        pd.DataFrame({"tenure": rng.gamma(2, 12, 1_500) + 3}), start + pd.Timedelta(days=91), 7
+    )
+    traits = {"tenure": Traits(Kind.CLOCK, per_day=1 / 30.4)}
+    policy = DriftPolicy()
+    aged = _drift_of(reference, current, [], policy, traits, start, ["tenure"])
+    assert not aged.drifted_columns and "aged" in aged.columns[0].note
+    as_level = _drift_of(reference, current, [], policy, None, start, ["tenure"])
+    assert as_level.drifted_columns == ["tenure"]
+    wave = current.assign(tenure=np.where(rng.random(len(current)) < 0.4, 0.5, current.tenure))
+    assert _drift_of(reference, wave, [], policy, traits, start, ["tenure"]).drifted_columns
+
+
+def test_a_model_owner_overrides_a_features_test_in_params():
+    reference, current = _frames(3.0)
+    default = _drift_of(reference, current, ["vendor"], DriftPolicy())
+    assert default.drifted_columns == ["latency"]
+    owned = DriftPolicy(features={"latency": ColumnTest(method="wasserstein", threshold=1.0)})
+    result = _drift_of(reference, current, ["vendor"], owned)
+    assert not result.drifted_columns and result.columns[0].threshold == 1.0
+    loose = DriftPolicy(kinds=KindTests(level=ColumnTest(method="psi", threshold=5)))
+    assert _drift_of(reference, current, ["vendor"], loose).columns[0].method == "psi"

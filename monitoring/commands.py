@@ -98,6 +98,8 @@ def print_summary(summary: MonitorSummary) -> None:
             f"{performance.metric} {value:.4f} (floor {floor})"
         )
     verdict = "[red]retrain[/]" if summary.trigger.retrain else "[green]no retrain[/]"
+    if summary.trigger.held:
+        verdict = "[yellow]held[/] (the evidence is there; retraining waits)"
     console.print(f"trigger: {verdict}")
     for reason in summary.trigger.reasons:
         console.print(f"  - {reason}")
@@ -199,6 +201,6 @@ def history_row(summary: MonitorSummary) -> list[str]:
         f"{summary.window_end:%Y-%m-%d %H:%M}",
         f"{summary.drift.drifted_share:.0%}" + (" drifted" if summary.drift.drifted else ""),
         perf,
-        "retrain" if summary.trigger.retrain else "-",
+        "retrain" if summary.trigger.retrain else "held" if summary.trigger.held else "-",
         outcome,
     ]

@@ -8,7 +8,7 @@ from features.repo import TRAITS, FeaturePaths, Kind, feature_repo, service_feat
 
 
 def test_every_input_of_every_service_has_traits_and_its_named_window():
-    paths = FeaturePaths(Path("/d.parquet"), Path("/h.parquet"), Path("/t"))
+    paths = FeaturePaths(Path("/d.parquet"), Path("/h.parquet"), Path("/t"), Path("/a"))
     repo = feature_repo(paths)
     for service in repo.services.values():
         for name in service_features(service):

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 def intake_backend(settings: Settings) -> Backend:
     """Where network events come in, and where they are decided."""
     if settings.profile is Profile.CLUSTER:
+        redis = redis_address(settings.redis_url.get_secret_value())
         where = (
-            f"{settings.stream_key} on {redis_address(settings.redis_url)}, group "
+            f"{settings.stream_key} on {redis}, group "
             f"{settings.stream_group}: POST /events appends, closedloop consume decides and "
             f"commits, then acknowledges (taken over after {settings.stream_claim_idle_seconds:g}"
             f" s idle, dead-lettered to {settings.stream_key}:dead after "
@@ -50,7 +51,7 @@ def open_stream(settings: Settings) -> EventStream | None:
     from actions.streams import RedisStream
 
     return RedisStream(
-        settings.redis_url,
+        settings.redis_url.get_secret_value(),
         settings.stream_key,
         settings.stream_group,
         settings.stream_claim_idle_seconds,

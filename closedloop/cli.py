@@ -20,7 +20,7 @@ from closedloop import __version__
 from closedloop.backends import Backend
 from closedloop.models import SPECS, ModelName
 from closedloop.params import load_params
-from closedloop.settings import Profile, Settings
+from closedloop.settings import Profile, Settings, redact_logs
 from closedloop.terminal import (
     UserError,
     console,
@@ -101,6 +101,7 @@ def _load_settings(
         raise UserError(
             f"invalid settings (CLOSEDLOOP_* environment): {describe_validation(error)}"
         ) from None
+    redact_logs(ctx.obj)
 
 
 @app.command()

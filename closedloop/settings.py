@@ -8,8 +8,10 @@ needs no servers, ``cluster`` uses real PostgreSQL and Redis.
 from __future__ import annotations
 
 import json
+import logging
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +37,9 @@ class Settings(BaseSettings):
         SecretStr("postgresql://postgres@127.0.0.1:5432/closedloop"),
         description="PostgreSQL for the cluster profile",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the cluster profile")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Redis for the cluster profile"
+    )
     serve_host: str = Field("127.0.0.1", description="address the scoring service listens on")
     serve_port: int = Field(3000, ge=1, le=65535, description="port of the scoring service")
     serve_workers: int = Field(1, ge=1, le=16, description="worker processes of the service")
@@ -124,6 +128,7 @@ class Settings(BaseSettings):
         """These settings as ``CLOSEDLOOP_*`` variables, for a child process to load again."""
         values = self.model_dump(mode="json", exclude_none=True)
         values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
+        values["redis_url"] = self.redis_url.get_secret_value()
         if self.audit_key is not None:
             values["audit_key"] = self.audit_key.get_secret_value()
         values["home"] = str(self.paths.root)
@@ -134,12 +139,52 @@ class Settings(BaseSettings):
             for name, value in values.items()
         }
 
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold (passwords, the audit key), longest first:
+        what no output or log may show."""
+        found = {
+            urlsplit(self.postgres_dsn.get_secret_value()).password,
+            urlsplit(self.redis_url.get_secret_value()).password,
+            self.audit_key.get_secret_value() if self.audit_key is not None else None,
+        }
+        return sorted((s for s in found if s), key=len, reverse=True)
 
-def redacted(dsn: str) -> str:
-    """A DSN with any password replaced, fit for printing."""
+
+def redacted(dsn: str, mask: str = "***") -> str:
+    """A DSN (or URL) with any password replaced by ``mask``, fit for printing."""
     scheme, sep, rest = dsn.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not at or ":" not in credentials:
         return dsn
     user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    return f"{scheme}{sep}{user}:{mask}@{host}"
+
+
+_HIDDEN: set[str] = set()
+
+
+def _hide(text: str) -> str:
+    for secret in sorted(_HIDDEN, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def redact_logs(settings: Settings) -> None:
+    """From now on every log record of this process, message and traceback, shows each of the
+    settings' secrets as ``***`` (called by the entry points once settings are loaded)."""
+    make = logging.getLogRecordFactory()
+    if not getattr(make, "hides_secrets", False):
+
+        def factory(*args, **kwargs) -> logging.LogRecord:
+            record = make(*args, **kwargs)
+            message = record.getMessage()
+            hidden = _hide(message)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+            if record.exc_info:
+                record.exc_text = _hide(logging.Formatter().formatException(record.exc_info))
+            return record
+
+        factory.hides_secrets = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
+    _HIDDEN.update(settings.secrets())

@@ -29,19 +29,27 @@ from features.online import (
     load_layouts,
 )
 
+POSTGRES_PASSWORD = "CLOSEDLOOP_POSTGRES_PASSWORD"
+REDIS_PASSWORD = "CLOSEDLOOP_REDIS_PASSWORD"
+"""The variables ``feature_store.yaml`` names for the passwords, filled in by Feast from the
+environment when it reads the file (the stock ``feast`` CLI); the file never holds them."""
 
-def redis_connection(url: str) -> str:
-    """Feast's Redis ``connection_string`` (``host:port,db=N[,password=...]``) for a URL."""
+
+def redis_connection(url: str, password: str | None = None) -> str:
+    """Feast's Redis ``connection_string`` (``host:port,db=N[,password=...]``) for a URL; its
+    password replaced by ``password`` (a ``${VAR}`` reference) when given."""
     parts = urlsplit(url)
     host = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
     options = [host, f"db={parts.path.strip('/') or 0}"]
     if parts.password:
-        options.append(f"password={parts.password}")
+        options.append(f"password={password or parts.password}")
     return ",".join(options)
 
 
-def feast_config(settings: Settings) -> dict[str, Any]:
-    """The ``feature_store.yaml`` content for a home and profile."""
+def feast_config(settings: Settings, reveal: bool = True) -> dict[str, Any]:
+    """The Feast configuration for a home and profile: with the passwords (``reveal``, what
+    the store is opened with in this process), or with ``${VAR}`` references to them (what
+    ``feature_store.yaml`` holds)."""
     paths = settings.paths
     config: dict[str, Any] = {
         "project": PROJECT,
@@ -51,6 +59,9 @@ def feast_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.profile is Profile.CLUSTER:
         dsn = settings.postgres_dsn.get_secret_value()
+        redis = settings.redis_url.get_secret_value()
+        if not reveal:
+            dsn = redacted(dsn, f"${{{POSTGRES_PASSWORD}}}")
         config["registry"] = {
             "registry_type": "sql",
             "path": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
@@ -58,7 +69,9 @@ def feast_config(settings: Settings) -> dict[str, Any]:
         }
         config["online_store"] = {
             "type": "redis",
-            "connection_string": redis_connection(settings.redis_url),
+            "connection_string": redis_connection(
+                redis, None if reveal else f"${{{REDIS_PASSWORD}}}"
+            ),
         }
     else:
         config["registry"] = {"path": str(paths.feast_registry), "cache_ttl_seconds": 60}
@@ -118,7 +131,7 @@ class RedisOnlineStore:
 
     @property
     def address(self) -> str:
-        return redis_address(self.settings.redis_url)
+        return redis_address(self.settings.redis_url.get_secret_value())
 
     @property
     def backend(self) -> Backend:
@@ -136,7 +149,8 @@ class RedisOnlineStore:
 
         layouts = load_layouts(self.settings.paths.online_layout)
         try:
-            with redis.Redis.from_url(self.settings.redis_url, socket_timeout=5) as client:
+            url = self.settings.redis_url.get_secret_value()
+            with redis.Redis.from_url(url, socket_timeout=5) as client:
                 client.ping()
         except redis.RedisError as error:
             raise OnlineStoreError(f"redis {self.address} is unreachable: {error}") from None

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import yaml
-from feast import FeatureService, FeatureStore, FeatureView
+from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.data_source import PushMode
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.protos.feast.types.Value_pb2 import Value
@@ -43,17 +43,29 @@ from features.online import (
 DOUBLE_TAG = b"\x29"  # Value.double_val: field 5, 64-bit wire type
 
 
-def open_store(settings: Settings) -> FeatureStore:
-    """Write ``feature_store.yaml`` for this profile into the home's Feast repository and open
-    the store on it."""
+def write_config(settings: Settings) -> Path:
+    """Write ``feature_store.yaml`` for this profile into the home's Feast repository, for the
+    stock ``feast`` CLI: mode 0600, each password a ``${VAR}`` reference (never the value)."""
     paths = settings.paths
     paths.feast.mkdir(parents=True, exist_ok=True)
-    content = yaml.safe_dump(feast_config(settings))
+    content = yaml.safe_dump(feast_config(settings, reveal=False))
     if not paths.feast_yaml.is_file() or paths.feast_yaml.read_text() != content:
         partial = paths.feast_yaml.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(content)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(content)
         partial.replace(paths.feast_yaml)  # a reader in another process never sees half a file
-    return FeatureStore(repo_path=str(paths.feast))
+    paths.feast_yaml.chmod(0o600)  # a file an earlier release wrote 0644
+    return paths.feast_yaml
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """Write ``feature_store.yaml`` (:func:`write_config`) and open the store with the same
+    configuration, the passwords filled in from the settings."""
+    write_config(settings)
+    config = RepoConfig(**feast_config(settings))
+    config.repo_path = settings.paths.feast
+    return FeatureStore(repo_path=str(settings.paths.feast), config=config)
 
 
 def sqlite_path(store: FeatureStore) -> Path | None:

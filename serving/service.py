@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from closedloop.models import SPECS
-from closedloop.settings import Settings
+from closedloop.settings import Settings, redact_logs
 from serving.api import (
     CellRequest,
     CustomerRequest,
@@ -131,6 +131,7 @@ class Closedloop:
 
         settings = Settings()  # the worker is the service's entry point
         quiet_client_errors()
+        redact_logs(settings)
         self.metrics = service_metrics()
         registry.point_at(settings)  # opened later by the watcher, never blocking
         cache = ModelCache(settings.paths.model_cache)

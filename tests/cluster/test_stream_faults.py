@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import redis
 from actionkit import anchor
+from pydantic import SecretStr
 
 from actions.backends import open_ledger
 from actions.ledger import Ledger
@@ -168,7 +169,7 @@ def wait_until(done, running: list[subprocess.Popen], what: str) -> None:
 
 def stream_of(settings: Settings) -> RedisStream:
     return RedisStream(
-        settings.redis_url, settings.stream_key, settings.stream_group,
+        settings.redis_url.get_secret_value(), settings.stream_key, settings.stream_group,
         settings.stream_claim_idle_seconds,
     )  # fmt: skip
 
@@ -293,7 +294,7 @@ def own_redis(tmp_path, free_port):
 def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(
     cluster, events, expected_keys, receiver, own_redis
 ):
-    settings = cluster.model_copy(update={"redis_url": own_redis.url})
+    settings = cluster.model_copy(update={"redis_url": SecretStr(own_redis.url)})
     stream = stream_of(settings)
     consumer = consume(settings, "c1")
     chunks = [events[start : start + 25] for start in range(0, len(events), 25)]

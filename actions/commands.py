@@ -18,10 +18,11 @@ from actions.intake import Record
 from actions.ledger import LedgerBusyError, Status
 from actions.policy import PolicyError, load_policy, runbook_text
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
+from closedloop.access import Permission, Principal, local_admin
 from closedloop.clock import running_clock
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, settings_of
+from closedloop.terminal import UserError, console, principal_of, settings_of
 
 if TYPE_CHECKING:
     from actions.backtest import Estimates
@@ -166,11 +167,12 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
         no line of the file was a valid event. The decisions are committed, then delivered
         here unless another dispatcher holds the ledger's lease."""
         settings = settings_of(ctx)
+        by = principal_of(ctx, Permission.POST_EVENTS)
         records = read_records(file)
         scores = _scores(settings, open_scores) if models else NoScores()
         runtime = _runtime(settings, scores)
         try:
-            outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE)
+            outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE, by.label)
         except LedgerBusyError as error:
             raise UserError(
                 f"{error} for {REPLAY_PATIENCE:g} s; what committed stays committed: "
@@ -326,6 +328,7 @@ def actions_dispatch(
     ] = False,
 ) -> None:
     """Deliver what the ledger holds as pending, if no other dispatcher holds its lease."""
+    principal_of(ctx, Permission.DISPATCH)
     if not follow:
         deliver(settings_of(ctx))
         return
@@ -440,18 +443,23 @@ def actions_show(ctx: typer.Context, key: Annotated[str, typer.Argument()]) -> N
     console.print(Markdown(runbook_text(row["runbook"])))
 
 
-def _settle(ctx: typer.Context, key: str, approve: bool, by: str, note: str) -> None:
+def _settle(ctx: typer.Context, key: str, approve: bool, note: str) -> None:
     from actions.approvals import ApprovalError, settle
 
     settings = settings_of(ctx)
+    by = principal_of(ctx, Permission.SETTLE)
+    try:
+        limit = load_policy(settings.action_policy).exception_above
+    except PolicyError as error:
+        raise UserError(str(error)) from None
     ledger = _open(ctx)
     try:
-        status = settle(ledger, key, approve, by, note, clock_of(settings)())
+        status = settle(ledger, key, approve, by, note, clock_of(settings)(), limit)
     except ApprovalError as error:
         raise UserError(str(error)) from None
     finally:
         ledger.close()
-    console.print(f"{key}: {status} by {by}")
+    console.print(f"{key}: {status} by {by.label}")
     if approve:
         deliver(settings)
         _print_statuses(ctx, [key])
@@ -461,28 +469,27 @@ def _settle(ctx: typer.Context, key: str, approve: bool, by: str, note: str) -> 
 def actions_approve(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument()],
-    by: Annotated[str, typer.Option(help="who approves")],
     note: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
-    """Approve a waiting action; it is dispatched at once. Expired ones cannot be approved."""
-    _settle(ctx, key, True, by, note)
+    """Approve a waiting action as your key's principal (operator up to the policy's exception
+    limit, approver above; not an action you requested); it is dispatched at once. Expired ones
+    cannot be approved."""
+    _settle(ctx, key, True, note)
 
 
 @actions_app.command("reject")
 def actions_reject(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument()],
-    by: Annotated[str, typer.Option(help="who rejects")],
     note: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
-    """Reject a waiting action; it is never executed."""
-    _settle(ctx, key, False, by, note)
+    """Reject a waiting action as your key's principal; it is never executed."""
+    _settle(ctx, key, False, note)
 
 
 @actions_app.command("retry")
 def actions_retry(
     ctx: typer.Context,
-    by: Annotated[str, typer.Option(help="who retries")],
     key: Annotated[str | None, typer.Argument(help="a dead-lettered decision or update")] = None,
     every: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
     note: Annotated[str, typer.Option(help="why")] = "",
@@ -493,6 +500,7 @@ def actions_retry(
     if (key is None) == (not every):
         raise UserError("give a KEY or --all")
     settings = settings_of(ctx)
+    by = principal_of(ctx, Permission.SETTLE)
     ledger = _open(ctx)
     try:
         keys = retry(ledger, key, by, note, clock_of(settings)())
@@ -500,7 +508,7 @@ def actions_retry(
         raise UserError(str(error)) from None
     finally:
         ledger.close()
-    console.print(f"{len(keys)} dead letter(s) back to pending by {by}")
+    console.print(f"{len(keys)} dead letter(s) back to pending by {by.label}")
     deliver(settings)
     _print_statuses(ctx, keys)
 
@@ -565,6 +573,11 @@ def _what(kind: str, payload: dict[str, Any]) -> str:
         return f"{payload['verdict']} by {payload['by']}: {payload['note']}"
     if kind == "retry":
         return f"retried by {payload['by']}: {payload['note']} (after {payload['last_error']})"
+    if kind == "key":
+        named = f"{payload['key_id']} ({payload['name']}, {payload['role']})"
+        return f"key {named} {payload['verb']} by {payload['by']}"
+    if kind in ("promotion", "training"):
+        return f"{payload['model']} v{payload['version']} {kind} by {payload['by']}"
     return json.dumps(payload)[:120]
 
 
@@ -631,10 +644,10 @@ def run_demo_actions(
     console.print(f"replaying {len(events):,} events from {path} (outage on {cell_id})")
     runtime = _runtime(settings, _scores(settings, open_scores))
     try:
-        print_outcomes(runtime.handle(events))
+        print_outcomes(runtime.handle(events, local_admin().label))
         deliver(settings)
         print_ledger(runtime.ledger)
-        again = runtime.handle(events)
+        again = runtime.handle(events, local_admin().label)
         new = sum(len(o.decisions) for o in again)
         console.print(f"replayed the same file again: {new} new decisions (idempotent)")
         from actions import audit
@@ -731,3 +744,23 @@ def print_backtest(result, source: str) -> None:
             )
         )
     console.print(table)
+
+
+def record_change(
+    settings: Settings, kind: str, by: Principal, payload: dict[str, Any], key: str
+) -> None:
+    """One state change made outside the ledger (a training run, a promotion) in the audit
+    trail, with its principal."""
+    from datetime import UTC
+
+    from actions import audit
+    from actions.audit import Entry
+    from actions.backends import open_ledger
+
+    ledger = open_ledger(settings)
+    try:
+        with ledger.write() as tx:
+            entry = Entry(kind, datetime.now(UTC), {**payload, "by": by.label}, key=key)
+            audit.append(tx, [entry])
+    finally:
+        ledger.close()

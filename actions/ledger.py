@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     status TEXT NOT NULL, guard TEXT, reason TEXT, decided_at TEXT NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT, decided_by TEXT, decision_note TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
-    resolved_at TEXT, claimed_by TEXT);
+    resolved_at TEXT, claimed_by TEXT, requested_by TEXT);
 CREATE INDEX IF NOT EXISTS decisions_target ON decisions (target, created_at);
 CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
     WHERE status IN ('{Status.PENDING}', '{Status.AWAITING_APPROVAL}');
@@ -105,12 +105,17 @@ CREATE TABLE IF NOT EXISTS rejected_events (
     source TEXT NOT NULL, line INTEGER, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL, created_by TEXT NOT NULL, expires_at TEXT NOT NULL,
+    last_used_at TEXT, revoked_at TEXT, revoked_by TEXT);
 """
-ADDED_COLUMNS = {
-    "decisions": ("claimed_by", "TEXT"),
-    "updates": ("claimed_by", "TEXT"),
-    "alarms": ("sender", "TEXT"),  # NULL: raised before alarms had a sender, read as ""
-}
+ADDED_COLUMNS = [
+    ("decisions", "claimed_by", "TEXT"),
+    ("updates", "claimed_by", "TEXT"),
+    ("alarms", "sender", "TEXT"),  # NULL: raised before alarms had a sender, read as ""
+    ("decisions", "requested_by", "TEXT"),  # who sent the event (the four-eyes rule)
+]
 """Columns newer than a ledger created by an earlier release, added when it is opened."""
 
 WRITE_LOCK = 7_346_201  # PostgreSQL advisory lock id of the ledger's writers
@@ -191,7 +196,7 @@ class Ledger:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     tx.run(statement)
-            for table, (column, kind) in ADDED_COLUMNS.items():
+            for table, column, kind in ADDED_COLUMNS:
                 if column not in tx.columns(table):
                     tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             if "sender" not in tx.columns("events"):

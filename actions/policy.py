@@ -209,6 +209,10 @@ class Costs(_Strict):
 class Policy(_Strict):
     version: str = Field(min_length=1, description="part of every idempotency key")
     approval_ttl_minutes: float = Field(gt=0, description="how long an approval may wait")
+    exception_above: float | None = Field(
+        None, ge=0, description="impact above which only an approver (not an operator) may "
+        "approve, reject or retry an action",
+    )  # fmt: skip
     value_months: float = Field(12, gt=0, description="months of MRR a customer is worth")
     priorities: list[PriorityBand] = Field(
         min_length=1, description="priority by value at risk, highest band first"

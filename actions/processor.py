@@ -163,6 +163,7 @@ class Processor:
         hours = [f.window_hours for f in guards.frequency] + list(guards.cooldown_hours.values())
         self._params: dict[str, str] = {}  # JSON of each rule's action parameters
         self._open_incidents: int | None = None
+        self._by: str | None = None  # who sent the batch being processed
         self.lookback = max([timedelta(hours=max(hours, default=0)), CREDIT_WINDOW])
 
     def process(self, event: NetworkEvent, sender: str = "") -> Outcome:
@@ -175,6 +176,7 @@ class Processor:
         rejected: list[RejectedRow] = (),
         hold: float | None = None,
         sender: str = "",
+        by: str | None = None,
     ) -> list[Outcome]:
         """Events in order, committed together in one transaction (all or none) with the
         records the intake ``rejected`` (a rejected record seen before is kept as it was).
@@ -183,8 +185,10 @@ class Processor:
 
         ``sender`` (the authenticated event source; "" when there is none) scopes event and
         alarm ids: its events never make another sender's a duplicate, its clears only clear
-        its own alarms."""
+        its own alarms. ``by``: the principal who sent them, kept on each decision (the
+        four-eyes rule)."""
         outcomes, entries = [], []
+        self._by = by
         self._open_incidents = None  # counted once per transaction, then kept up to date
         self._readings = []
         with self.ledger.write() as tx:
@@ -206,6 +210,7 @@ class Processor:
         hold: float | None = None,
         patience: float = 0.0,
         sender: str = "",
+        by: str | None = None,
     ) -> list[Outcome]:
         """Each record validated on its own against the clock and the inventory; the valid ones
         processed, the others recorded as rejected with their reason; one outcome per record,
@@ -224,7 +229,7 @@ class Processor:
         while not done or len(done) < len(events):
             try:
                 done += self.process_many(
-                    events[len(done) :], [] if done else rejected, hold, sender
+                    events[len(done) :], [] if done else rejected, hold, sender, by
                 )
             except LedgerBusyError:
                 if time.monotonic() >= deadline:
@@ -260,7 +265,12 @@ class Processor:
         if self.telemetry is not None:
             self._read_live(tx, event, kind)
         outcome = Outcome(event.event_id, kind, incident)
-        seen = {"event": event.model_dump(mode="json"), "sender": sender, "outcome": kind}
+        seen = {
+            "event": event.model_dump(mode="json"),
+            "sender": sender,
+            "outcome": kind,
+            "by": self._by,
+        }
         entries = [
             Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
         ]
@@ -467,6 +477,7 @@ class Processor:
             decided_at=decided_at,
             created_at=created_at,
             expires_at=expires_at if status is Status.AWAITING_APPROVAL else None,
+            requested_by=self._by,
         )
 
     def _entry(

@@ -63,6 +63,7 @@ class DecisionRow(NamedTuple):
     decided_at: str
     created_at: str
     expires_at: str | None
+    requested_by: str | None = None  # the principal who sent the event
 
 
 class UpdateRow(NamedTuple):

@@ -68,9 +68,10 @@ class Runtime:
     processor: Processor
     telemetry: ReadingWriter | None = None
 
-    def handle(self, events: list[NetworkEvent]) -> list[Outcome]:
-        """Decide and commit each event; delivery is the dispatcher's business."""
-        return self.processor.process_many(events)
+    def handle(self, events: list[NetworkEvent], by: str | None = None) -> list[Outcome]:
+        """Decide and commit each event, sent by ``by`` (a principal's label); delivery is the
+        dispatcher's business."""
+        return self.processor.process_many(events, by=by)
 
     def take(
         self,
@@ -78,11 +79,12 @@ class Runtime:
         hold: float | None = None,
         patience: float = 0.0,
         sender: str = "",
+        by: str | None = None,
     ) -> list[Outcome]:
         """Validate each record on its own, then decide and commit the valid ones; the others
         are recorded as rejected (see :meth:`Processor.take`); ``sender``, the authenticated
-        event source, scopes the events' ids."""
-        return self.processor.take(records, hold, patience, sender)
+        event source, scopes the events' ids; ``by`` (a principal's label) sent them."""
+        return self.processor.take(records, hold, patience, sender, by)
 
     def close(self) -> None:
         self.ledger.close()

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,6 +63,7 @@ class Peer:
     request: Callable[[str], tuple[str, dict]]  # customer -> (path, json body)
     probability: Callable[[dict], float]  # answer -> the customer's probability
     cold_start: bool = True  # False: a variant of a server whose cold start is measured already
+    headers: dict[str, str] = field(default_factory=dict)  # ours: a viewer's API key
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -137,6 +138,7 @@ def peers(
     ours = settings.model_copy(update={"serve_port": ports[0]})
     explaining = settings.model_copy(update={"serve_port": ports[3]})
     columns = list(next(iter(expected.values()))[0])
+    key = viewer_key(settings)
 
     def ours_request(customer: str) -> tuple[str, dict]:
         return "/churn/score", {"customer_ids": [customer], "explain": 0}
@@ -159,6 +161,7 @@ def peers(
             f"http://127.0.0.1:{ports[0]}",
             ours_request,
             lambda answer: answer["scores"][0]["probability"],
+            headers=key,
         ),
         Peer(
             "mlflow models serve (features in payload)",
@@ -210,8 +213,26 @@ def peers(
             explained_request,
             lambda answer: answer["scores"][0]["probability"],
             cold_start=False,
+            headers=key,
         ),
     ]
+
+
+def viewer_key(settings: Settings) -> dict[str, str]:
+    """The Authorization header of a new viewer key of the home (the service requires one)."""
+    from actions.backends import open_ledger
+    from actions.keys import KeyStore
+    from closedloop.access import Role, local_admin
+
+    now = datetime.now(UTC)
+    ledger = open_ledger(settings)
+    try:
+        made = KeyStore(ledger).create(
+            "bench", Role.VIEWER, now + timedelta(days=1), local_admin(), now
+        )
+    finally:
+        ledger.close()
+    return {"Authorization": f"Bearer {made.token}"}
 
 
 def import_into_bentoml(settings: Settings) -> None:
@@ -248,7 +269,7 @@ def free_port() -> int:
 def correct(peer: Peer, client: httpx.Client, customer: str, expected: float) -> bool:
     path, body = peer.request(customer)
     try:
-        answer = client.post(peer.url + path, json=body, timeout=5)
+        answer = client.post(peer.url + path, json=body, timeout=5, headers=peer.headers)
     except httpx.TransportError:
         return False
     return answer.status_code == 200 and abs(peer.probability(answer.json()) - expected) < 1e-6
@@ -271,7 +292,7 @@ def cold_start(peer: Peer, customer: str, expected: float, limit: float = 180) -
 def one_at_a_time(peer: Peer, customers: list[str], requests: int) -> list[float]:
     """Latencies (ms) of sequential requests over one kept-alive connection."""
     latencies = []
-    with httpx.Client(base_url=peer.url, timeout=10) as client:
+    with httpx.Client(base_url=peer.url, timeout=10, headers=peer.headers) as client:
         for i in range(requests):
             path, body = peer.request(customers[i % len(customers)])
             began = time.perf_counter()
@@ -297,7 +318,8 @@ async def open_loop(
         async def send(scheduled: float, path: str, body: dict) -> None:
             nonlocal errors
             try:
-                async with session.post(path, data=json.dumps(body), headers=JSON) as answer:
+                headers = {**JSON, **peer.headers}
+                async with session.post(path, data=json.dumps(body), headers=headers) as answer:
                     await answer.read()
                     if answer.status != 200:
                         errors += 1

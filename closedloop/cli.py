@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -16,17 +16,21 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from actions import commands as action_commands
+from actions import key_commands
 from closedloop import __version__
+from closedloop.access import Permission, Role
 from closedloop.backends import Backend
 from closedloop.models import SPECS, ModelName
 from closedloop.params import load_params
 from closedloop.settings import Profile, Settings, redact_logs
 from closedloop.terminal import (
+    PRINCIPAL,
     UserError,
     console,
     describe_validation,
     err_console,
     known_failure,
+    principal_of,
     settings_of,
 )
 from closedloop.world import schemas
@@ -80,6 +84,7 @@ app.command("consume")(action_commands.consume_command(in_process_scores))
 app.add_typer(action_commands.actions_app, name="actions")
 app.add_typer(action_commands.audit_app, name="audit")
 app.add_typer(action_commands.events_app, name="events")
+app.add_typer(key_commands.keys_app, name="keys")
 app.command("monitor-score")(monitoring_commands.monitor_score)
 app.command("monitor-history")(monitoring_commands.monitor_history)
 
@@ -102,6 +107,25 @@ def _load_settings(
             f"invalid settings (CLOSEDLOOP_* environment): {describe_validation(error)}"
         ) from None
     redact_logs(ctx.obj)
+    ctx.meta[PRINCIPAL] = _principal_resolver(ctx.obj)
+
+
+def _principal_resolver(settings: Settings):
+    """Who the command acts as, resolved when a command first asks (a key is checked against
+    the store then, so commands that change nothing never open it)."""
+    resolved = []
+
+    def resolve():
+        from actions.keys import cli_principal
+
+        if not resolved:
+            try:
+                resolved.append(cli_principal(settings, datetime.now(UTC)))
+            except ValueError as error:
+                raise UserError(str(error)) from None
+        return resolved[0]
+
+    return resolve
 
 
 @app.command()
@@ -126,13 +150,45 @@ def train(
         typer.Option(min=0, help="Optuna trials before the final fit (overrides tune.trials)"),
     ] = None,
 ) -> None:
-    """Train on point-in-time training sets, log to MLflow, register, and gate the champion."""
+    """Train on point-in-time training sets, log to MLflow, register, and gate the champion
+    (role data_scientist or admin)."""
+    by = principal_of(ctx, Permission.TRAIN)
     config = load_params(params).train(target.value)
     if trials is not None:
         config = config.model_copy(
             update={"tune": config.tune.model_copy(update={"trials": trials})}
         )
-    training_commands.run_train(settings_of(ctx), target.value, config)
+    settings = settings_of(ctx)
+    outcome = training_commands.run_train(settings, target.value, config)
+    action_commands.record_change(
+        settings, "training", by,
+        {"model": target.value, "version": outcome.version,
+         "promoted": outcome.decision.promote, "reasons": outcome.decision.reasons},
+        f"model:{target.value}",
+    )  # fmt: skip
+
+
+@training_commands.models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: Annotated[ModelName, typer.Argument(help="Registered model")],
+    version: Annotated[int, typer.Argument(help="Version to make champion")],
+    why: Annotated[str, typer.Option(help="Reason, recorded on the version and in the audit")],
+) -> None:
+    """Override the gate: make VERSION the champion, recorded with your principal and why. A
+    newer version than the champion's (a challenger) takes a data_scientist, an older one (a
+    rollback) a model_owner; an admin may do both."""
+    settings = settings_of(ctx)
+    champion = training_commands.champion_version(settings, name.value)
+    rollback = champion is not None and version < champion
+    by = principal_of(ctx, Permission.ROLLBACK if rollback else Permission.PROMOTE)
+    training_commands.run_promote(settings, name.value, version, why, by.label)
+    action_commands.record_change(
+        settings, "promotion", by,
+        {"model": name.value, "version": version, "previous": champion,
+         "rollback": rollback, "why": why},
+        f"model:{name.value}",
+    )  # fmt: skip
 
 
 class UpliftLearner(StrEnum):
@@ -176,7 +232,9 @@ def monitor(
         bool, typer.Option("--retrain/--no-retrain", help="Retrain when the policy says so")
     ] = True,
 ) -> None:
-    """Drift, data quality and matured-label performance of the champion; retrain on a breach."""
+    """Drift, data quality and matured-label performance of the champion; retrain on a breach
+    (role model_owner or admin)."""
+    principal_of(ctx, Permission.MONITOR)
     settings = settings_of(ctx)
     loaded = load_params(params)
     monitoring_commands.run_monitor(
@@ -388,8 +446,14 @@ def demo(
         training_commands.run_train(settings, target, load_params(None).train(target))
 
     console.rule("5. serving: BentoML service, online features, scores with reasons", style="dim")
+    by = principal_of(ctx, Permission.MANAGE_KEYS)
+    key_id, token, _ = key_commands.make_key(settings, f"demo {by.name}", Role.ADMIN, "1d", by)
+    console.print(
+        f"API key {key_id} for the local admin (role admin, 1 day), for the service's "
+        f"'Authorization: Bearer' header or CLOSEDLOOP_API_KEY:\n{token}"
+    )
     serving_commands.run_demo_scoring(
-        settings.model_copy(update={"clock_start": end}), customers, cells
+        settings.model_copy(update={"clock_start": end}), customers, cells, token
     )
 
     console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")

@@ -102,6 +102,24 @@ class Settings(BaseSettings):
         "head checkpoint; default: a key generated into HOME/secrets/audit.key (mode 0600) — set "
         "it on the cluster profile, where processes on other homes share the trail",
     )
+    api_key: SecretStr | None = Field(
+        None,
+        description="the API key the CLI acts with (its role decides what it may do); "
+        "without one the CLI acts as the local admin of an embedded home",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="largest request body the service reads (413)"
+    )
+    events_per_second: float = Field(
+        1000.0, gt=0, description="events one API key may post per second, sustained (429)"
+    )
+    events_burst: int = Field(
+        2000, ge=1, description="events one API key may post at once before the rate applies"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins a browser may call the service from (CORS); none by default",
+    )
     ledger_schema: str = Field(
         "closedloop", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL schema of the ledger"
     )
@@ -126,7 +144,7 @@ class Settings(BaseSettings):
 
     def environment(self) -> dict[str, str]:
         """These settings as ``CLOSEDLOOP_*`` variables, for a child process to load again."""
-        values = self.model_dump(mode="json", exclude_none=True)
+        values = self.model_dump(mode="json", exclude_none=True, exclude={"api_key"})
         values["postgres_dsn"] = self.postgres_dsn.get_secret_value()
         values["redis_url"] = self.redis_url.get_secret_value()
         if self.audit_key is not None:

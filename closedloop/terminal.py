@@ -8,6 +8,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from closedloop.access import AccessDeniedError, Permission, Principal
 from closedloop.settings import Settings
 
 console = Console()
@@ -50,6 +51,18 @@ def known_failure(error: BaseException) -> str | None:
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings the entry point loaded (sub-commands reach them through the root context)."""
     return ctx.find_root().obj
+
+
+PRINCIPAL = "closedloop.principal"  # the entry point's resolver, in the root context's meta
+
+
+def principal_of(ctx: typer.Context, permission: Permission) -> Principal:
+    """Who runs this command (``CLOSEDLOOP_API_KEY``'s key, or the local admin of an embedded
+    home), refused as a user error unless its role may ``permission``."""
+    try:
+        return ctx.find_root().meta[PRINCIPAL]().require(permission)
+    except AccessDeniedError as error:
+        raise UserError(str(error)) from None
 
 
 def describe_validation(error: ValidationError) -> str:

@@ -51,22 +51,32 @@ def _with(settings: Settings, port: int | None, clock_start: datetime | None) ->
     return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
 
 
-def run_demo_scoring(settings: Settings, customers: list[str], cells: list[str]) -> None:
-    """Start the service, score through it over HTTP, show the answers, stop it."""
+def run_demo_scoring(
+    settings: Settings, customers: list[str], cells: list[str], token: str
+) -> None:
+    """Start the service, score through it over HTTP with the API key ``token`` (an anonymous
+    request is refused first), show the answers, stop it."""
     import httpx
 
     from serving.process import start_service
 
     service = start_service(settings)
     console.print(f"service ready at {service.url} (pid {service.process.pid})")
+    auth = {"Authorization": f"Bearer {token}"}
     try:
+        anonymous = httpx.post(f"{service.url}/churn/score", json={"customer_ids": customers})
         answers = [
-            httpx.post(f"{service.url}/churn/score", json={"customer_ids": customers}),
-            httpx.post(f"{service.url}/fault/score", json={"cell_ids": cells}),
+            httpx.post(
+                f"{service.url}/churn/score", json={"customer_ids": customers}, headers=auth
+            ),
+            httpx.post(f"{service.url}/fault/score", json={"cell_ids": cells}, headers=auth),
         ]
-        health = httpx.get(f"{service.url}/status/health").json()
+        health = httpx.get(f"{service.url}/status/health", headers=auth).json()
     finally:
         code = service.stop()
+    console.print(
+        f"without a key: {anonymous.status_code} ({anonymous.json()['error']['message']})"
+    )
     for answer in answers:
         if answer.status_code != 200:
             console.print(f"[yellow]{answer.json()['error']['message']}[/yellow]")

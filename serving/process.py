@@ -30,7 +30,14 @@ def serve_command(settings: Settings) -> list[str]:
 def service_environment(settings: Settings) -> dict[str, str]:
     """The service's environment: the settings, and BentoML's own options taken from them."""
     quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    workers = {"services": {SERVICE_NAME: {"workers": settings.serve_workers}}}
+    ours: dict = {"workers": settings.serve_workers}
+    if settings.cors_origins:  # no CORS headers at all unless origins are configured
+        ours["http"] = {"cors": {
+            "enabled": True, "access_control_allow_origins": settings.cors_origins,
+            "access_control_allow_methods": ["GET", "POST"],
+            "access_control_allow_headers": ["Authorization", "Content-Type"],
+        }}  # fmt: skip
+    workers = {"services": {SERVICE_NAME: ours}}
     bentoml = {
         "BENTOML_CONFIG_OVERRIDES": json.dumps(workers),
         "BENTOML_HOME": str(settings.paths.service_bentoml_home(settings.serve_port)),

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 
 from closedloop.models import SPECS
 from closedloop.settings import Settings, redact_logs
+from serving.access import AccessControl, TokenBucket, principal_in, retry_after
 from serving.api import (
     CellRequest,
     CustomerRequest,
@@ -145,6 +146,7 @@ class Closedloop:
         self.stream = _stream(settings)  # cluster: POST /events appends, consumers decide
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
         self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
+        self.events_rate = TokenBucket(settings.events_per_second, settings.events_burst)
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -199,22 +201,34 @@ class Closedloop:
         )
 
     @bentoml.api(route="/events")
-    async def events(self, request: EventsRequest, /) -> EventsResponse:
+    async def events(self, request: EventsRequest, /, ctx: bentoml.Context) -> EventsResponse:
         """Network events in; what the action layer decided, suppressed or queued for approval
         out, committed to the ledger (delivery follows, by the dispatcher holding the ledger's
         lease). A re-sent event changes nothing. Each event is answered on its own: 200 when
         every one was accepted (or a duplicate), 207 when some were rejected (each with its
         reason, recorded in the ledger), 422 when all were. On the cluster profile the valid
         events are appended to the event stream and decided by 'closedloop consume': 202 with
-        their ids (207 and 422 as above), 503 when the stream cannot be reached."""
+        their ids (207 and 422 as above), 503 when the stream cannot be reached. 429 (with
+        Retry-After) when the key has posted more events than its rate allows."""
+        principal = principal_in(ctx.request.scope)
+        wait = self.events_rate.take(principal.id, len(request.events), time.monotonic())
+        if wait:
+            error = RequestError(
+                429, "too_many_events", f"{principal.label} may post "
+                f"{self.events_rate.rate:g} events per second; retry in {wait:.1f} s",
+            )  # fmt: skip
+            headers = {"Retry-After": retry_after(wait)}
+            return JSONResponse(error.body(), status_code=error.status, headers=headers)
         if self.actions is None:
             error = RequestError(
                 503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
             )
             return JSONResponse(error.body(), status_code=error.status)
-        return await asyncio.to_thread(self._act, request)
+        return await asyncio.to_thread(self._act, request, principal)
 
-    def _act(self, request: EventsRequest) -> EventsResponse | JSONResponse:
+    def _act(self, request: EventsRequest, sent_by: Principal) -> EventsResponse | JSONResponse:
+        """Decide and commit; the key's name scopes the event ids (it outlives a rotated key),
+        its label is kept on each decision."""
         from actions.intake import Record
         from actions.ledger import LedgerBusyError, Status
 
@@ -224,7 +238,7 @@ class Closedloop:
         if not self._acting.acquire(timeout=self._patience):
             return retry_later("ledger_busy", "this worker is still committing other events")
         try:
-            outcomes = self.actions.take(records)
+            outcomes = self.actions.take(records, sender=sent_by.name, by=sent_by.label)
         except LedgerBusyError as error:
             return retry_later("ledger_busy", str(error))
         finally:
@@ -333,3 +347,6 @@ class Closedloop:
             self.metrics.probability.labels(model=champion.name).observe(score.probability)
             if score.stale_features:
                 self.metrics.stale.labels(model=champion.name).inc()
+
+
+Closedloop.add_asgi_middleware(AccessControl)  # keys, roles and limits before every route

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from closedloop.models import SPECS, ModelName
+from closedloop.models import SPECS
 from closedloop.settings import Profile, Settings
 from closedloop.terminal import UserError, console, quiet_logging, settings_of
 from training.config import TrainConfig
@@ -95,26 +94,30 @@ def list_models(ctx: typer.Context) -> None:
     console.print(table)
 
 
-@models_app.command("promote")
-def promote(
-    ctx: typer.Context,
-    name: Annotated[ModelName, typer.Argument(help="Registered model")],
-    version: Annotated[int, typer.Argument(help="Version to make champion")],
-    why: Annotated[str, typer.Option(help="Reason, recorded on the version")],
-    by: Annotated[str | None, typer.Option(help="Who decides (default: your user name)")] = None,
-) -> None:
-    """Override the gate: make VERSION the champion, recording who and why."""
+def champion_version(settings: Settings, name: str) -> int | None:
+    """The version the champion alias names now, if any."""
+    from training import registry
+
+    quiet_logging()
+    registry.connect(settings)
+    found = registry.champion_version(name)
+    return None if found is None else int(found.version)
+
+
+def run_promote(settings: Settings, name: str, version: int, why: str, by: str) -> None:
+    """Override the gate: make ``version`` the champion, recording ``by`` (a principal) and why
+    on the version (the CLI checks the principal's role and writes the audit row)."""
     from mlflow.exceptions import MlflowException
 
     from training import registry
 
     quiet_logging()
-    registry.connect(settings_of(ctx))
+    registry.connect(settings)
     try:
-        registry.promote_by_hand(name.value, str(version), why, by)
+        registry.promote_by_hand(name, str(version), why, by)
     except MlflowException:
-        raise UserError(f"{name.value} has no version {version}") from None
-    console.print(f"{name.value} version {version} is now the champion ({why})")
+        raise UserError(f"{name} has no version {version}") from None
+    console.print(f"{name} version {version} is now the champion ({why}), by {by}")
 
 
 def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"):

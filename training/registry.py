@@ -7,7 +7,6 @@ Every decision, automatic or manual, is recorded with its reasons on the model v
 
 from __future__ import annotations
 
-import getpass
 import json
 import subprocess
 import tempfile
@@ -260,10 +259,10 @@ def record_decision(name: str, version: str, decision: GateDecision) -> None:
         set_champion(name, version, "gate", "; ".join(decision.reasons))
 
 
-def promote_by_hand(name: str, version: str, why: str, by: str | None = None) -> None:
-    """A manual override of the gate, recorded with who and why."""
+def promote_by_hand(name: str, version: str, why: str, by: str) -> None:
+    """A manual override of the gate, recorded with who (a principal) and why."""
     MlflowClient().get_model_version(name, version)  # raises if there is no such version
-    set_champion(name, version, by or getpass.getuser(), why)
+    set_champion(name, version, by, why)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
 ):
     """Registry and tracking on PostgreSQL, online features in Redis only (the home's SQLite
     store is applied but never loaded): the service becomes ready and scores with them."""
+    from access_kit import bearer
+
     from serving.process import start_service
     from training.config import LightGBMParams, churn_defaults, fault_defaults
     from training.pipeline import train
@@ -163,13 +165,18 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
         "event_id": "svc-1", "event_type": "alarm_onset", "cell_id": cell, "severity": "critical",
         "occurred_at": (SERVED_END - timedelta(minutes=5)).isoformat(), "alarm_id": "svc-a",
     }  # fmt: skip
+    auth = bearer(cluster, "admin")  # in the PostgreSQL ledger's key store
     running = start_service(cluster, ready_within=300)  # a loaded machine starts slowly
     try:
-        health = httpx.get(f"{running.url}/status/health").json()
-        answer = httpx.post(f"{running.url}/churn/score", json={"customer_ids": chosen})
-        streamed = httpx.post(f"{running.url}/events", json={"events": [onset]})
+        health = httpx.get(f"{running.url}/status/health", headers=auth).json()
+        answer = httpx.post(
+            f"{running.url}/churn/score", json={"customer_ids": chosen}, headers=auth
+        )
+        streamed = httpx.post(f"{running.url}/events", json={"events": [onset]}, headers=auth)
         mixed = httpx.post(
-            f"{running.url}/events", json={"events": [{**onset, "event_id": "svc-2"}, {"x": 1}]}
+            f"{running.url}/events",
+            json={"events": [{**onset, "event_id": "svc-2"}, {"x": 1}]},
+            headers=auth,
         )
     finally:
         running.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from access_kit import principal
 from actionkit import AUDIT_KEY, Clock, FixedScores, customer, event
 
 from actions import audit
@@ -62,7 +63,8 @@ def test_processor_on_postgresql_is_idempotent_and_audited(ledger: Ledger, polic
     assert ledger.delivery_status(f"{ticket['key']}:resolved") == Status.DISPATCHED
     with ledger.write() as tx:
         tx.run("UPDATE decisions SET status = ? WHERE key = ?", (Status.DEAD_LETTER, ticket["key"]))
-    assert retry(ledger, None, "ana", "receiver back", clock()) == [ticket["key"]]
+    ana = principal("operator", "ana")
+    assert retry(ledger, None, ana, "receiver back", clock()) == [ticket["key"]]
     assert dispatcher.drain() == {Status.DISPATCHED: 1}
     verdict = audit.verify(ledger)
     assert verdict.intact and verdict.rows > len(first.decisions)

@@ -27,6 +27,7 @@ DAYS = timedelta(days=WORLD.days)
 POLICY = """
 version: cli-test
 approval_ttl_minutes: 60
+exception_above: 15
 priorities: [{min_value_at_risk: 0, priority: 3}]
 guards: {amount: {bill_credit: {min: 1, max: 100}}}
 rules:
@@ -63,9 +64,21 @@ def customers_of(home) -> pd.DataFrame:
     return OfflineStore(home).read("customers")
 
 
-def run(home, *args: str):
-    env = {"CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"), "COLUMNS": "250"}
+def run(home, *args: str, key: str | None = None):
+    """The command as the holder of ``key`` runs it (None: the local admin)."""
+    env = {
+        "CLOSEDLOOP_ACTION_POLICY": str(home / "policy.yaml"),
+        "COLUMNS": "250",
+        "CLOSEDLOOP_API_KEY": key,
+    }
     return runner.invoke(app, ["--home", str(home), *args], env=env)
+
+
+def new_key(home, name: str, role: str) -> str:
+    """A key made with ``closedloop keys create`` by the local admin: its printed token."""
+    made = run(home, "keys", "create", "--name", name, "--role", role)
+    assert made.exit_code == 0, made.output
+    return made.output.strip().splitlines()[-1]
 
 
 def waiting_keys(home) -> list[str]:
@@ -98,23 +111,34 @@ def test_replay_approve_reject_and_audit(home):
     shown = run(home, "actions", "show", keys[0])
     assert "bill_credit" in shown.output and "Escalation path" in shown.output
 
-    approved = run(home, "actions", "approve", keys[0], "--by", "ana", "--note", "agreed")
+    ana, bob = new_key(home, "ana", "approver"), new_key(home, "bob", "approver")
+    olga, vic = new_key(home, "olga", "operator"), new_key(home, "vic", "viewer")
+
+    def refused(key: str | None, words: str) -> None:
+        answer = run(home, "actions", "approve", keys[0], key=key)
+        assert isinstance(answer.exception, UserError) and words in str(answer.exception)
+
+    refused(None, "local-admin requested this action")  # four eyes: it replayed the event
+    refused(vic, "role viewer may not settle")
+    refused(olga, "above the policy's exception limit 15.00")  # a 20.00 credit
+    refused("clk_000000000000_" + "x" * 43, "CLOSEDLOOP_API_KEY: unknown API key")
+    approved = run(home, "actions", "approve", keys[0], "--note", "agreed", key=ana)
     assert approved.exit_code == 0 and f"{keys[0]}: dispatched" in approved.output
-    rejected = run(home, "actions", "reject", keys[1], "--by", "bob", "--note", "no")
-    assert rejected.exit_code == 0 and "rejected by bob" in rejected.output
-    again = run(home, "actions", "approve", keys[1], "--by", "ana")
+    rejected = run(home, "actions", "reject", keys[1], "--note", "no", key=bob)
+    assert rejected.exit_code == 0 and "rejected by bob (" in rejected.output
+    again = run(home, "actions", "approve", keys[1], key=ana)
     assert isinstance(again.exception, UserError) and "is rejected" in str(again.exception)
     assert waiting_keys(home) == keys[2:]
 
     trail = run(home, "audit", "--action", keys[0])
-    for word in ("decision", "approved by ana: agreed", "dispatch"):
+    for word in ("decision", "approved by ana (", "): agreed", "dispatch"):
         assert word in trail.output
     with sqlite3.connect(home / "ledger.db") as db:
         (rejected_customer,) = db.execute(
             "SELECT customer_id FROM decisions WHERE key = ?", (keys[1],)
         ).fetchone()
     by_customer = run(home, "audit", "--customer", rejected_customer)
-    assert "rejected by bob" in by_customer.output
+    assert "rejected by bob (" in by_customer.output
     assert run(home, "audit", "--cell", cell).output.count("alarm_onset") == 1
 
     verified = run(home, "audit", "verify")
@@ -167,23 +191,23 @@ def test_dead_letters_are_retried_with_who_and_why(home, tmp_path, receiver):
     assert status == "dead_letter" and receiver.keys() == []
 
     receiver.failures["/tickets"] = 0
-    neither = cli("actions", "retry", "--by", "ana")
+    neither = cli("actions", "retry")
     assert isinstance(neither.exception, UserError) and "KEY or --all" in str(neither.exception)
-    retried = cli("actions", "retry", ticket, "--by", "ana", "--note", "ticketing back")
+    retried = cli("actions", "retry", ticket, "--note", "ticketing back")
     assert retried.exit_code == 0, retried.output
     assert f"{ticket}: dispatched" in retried.output
     assert receiver.keys("/tickets") == [ticket, f"{ticket}:resolved"]  # then its update
     trail = cli("audit", "--action", ticket).output
-    assert "retried by ana: ticketing back (after HTTP 503" in trail
-    assert trail.index("retried by ana") < trail.rindex("dispatched after 1 attempt")
-    again = cli("actions", "retry", ticket, "--by", "ana")
+    assert "retried by local-admin: ticketing back (after HTTP 503" in trail
+    assert trail.index("retried by local-admin") < trail.rindex("dispatched after 1 attempt")
+    again = cli("actions", "retry", ticket)
     assert isinstance(again.exception, UserError) and "is not a dead letter" in str(again.exception)
 
     receiver.failures["/tickets"] = -1
     with sqlite3.connect(tmp_path / "ledger.db") as db:
         db.execute("UPDATE decisions SET status = 'dead_letter' WHERE key = ?", (ticket,))
-    every = cli("actions", "retry", "--all", "--by", "bob", "--note", "all of them")
-    assert "1 dead letter(s) back to pending by bob" in every.output
+    every = cli("actions", "retry", "--all", "--note", "all of them")
+    assert "1 dead letter(s) back to pending by local-admin" in every.output
     assert f"{ticket}: dead_letter" in every.output  # tried again, failed again
     assert receiver.attempts["/tickets"] == 4
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from access_kit import bearer, make_key
 
 from actions.policy import ActionType
 from closedloop.settings import Settings
@@ -25,12 +29,14 @@ from training.config import LightGBMParams
 CONFIG = WorldConfig(customers=1_200, days=50, seed=9, customers_per_cell=40)
 END = datetime(2026, 2, 20, tzinfo=UTC)
 FAST = LightGBMParams(num_boost_round=60, early_stopping_rounds=10)
+AUTH: dict[str, str] = {}  # an admin key's Authorization header, made with the home
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, prepare_serving) -> Settings:
     settings = prepare_serving(tmp_path_factory.mktemp("actions-service"), CONFIG, END, FAST)
     shutil.rmtree(settings.world_dir)  # everything after ingest reads the canonical tables
+    AUTH.update(bearer(settings, "admin"))
     return settings
 
 
@@ -51,6 +57,10 @@ def wait_delivered(home: Settings, timeout: float = 60) -> None:
 def service_settings(home: Settings, port: int, **update) -> Settings:
     values = {**home.model_dump(), "serve_port": port, "clock_start": END, **update}
     return Settings.model_validate(values)
+
+
+def post_events(url: str, events: list, timeout: float = 60) -> httpx.Response:
+    return httpx.post(f"{url}/events", json={"events": events}, timeout=timeout, headers=AUTH)
 
 
 def outage(cell: str) -> list[dict]:
@@ -76,7 +86,7 @@ def test_events_posted_to_the_service_become_actions_once(home, free_port, recei
     service = start_service(service_settings(home, free_port(), action_endpoints=endpoints))
     try:
         url = service.url
-        answer = httpx.post(f"{url}/events", json={"events": outage(cell)}, timeout=60)
+        answer = post_events(url, outage(cell), 60)
         assert answer.status_code == 200, answer.text
         first, flap = answer.json()["outcomes"]
         assert first["outcome"] == "new" and flap["outcome"] == "repeated_alarm"
@@ -87,15 +97,15 @@ def test_events_posted_to_the_service_become_actions_once(home, free_port, recei
         pending = {k for k, d in decided.items() if d["status"] == "pending"}
         assert sum(answer.json()["queued"].values()) == len(pending)
 
-        again = httpx.post(f"{url}/events", json={"events": outage(cell)}, timeout=60).json()
+        again = post_events(url, outage(cell), 60).json()
         assert [o["outcome"] for o in again["outcomes"]] == ["duplicate", "duplicate"]
         assert again["queued"] == {}
 
-        bad = httpx.post(f"{url}/events", json={"events": [{"event_id": "x"}]}, timeout=30)
+        bad = post_events(url, [{"event_id": "x"}], 30)
         assert 400 <= bad.status_code < 500 and "event_type" in bad.text
-        empty = httpx.post(f"{url}/events", json={"events": []}, timeout=30)
+        empty = post_events(url, [], 30)
         assert 400 <= empty.status_code < 500
-        health = httpx.get(f"{url}/status/health", timeout=30).json()
+        health = httpx.get(f"{url}/status/health", timeout=30, headers=AUTH).json()
         wait_delivered(home)
     finally:
         service.stop()
@@ -116,8 +126,8 @@ def test_a_bad_policy_is_a_health_problem_and_events_answer_503(home, free_port,
     policy.write_text("version: x\nrules: []\n")
     service = start_service(service_settings(home, free_port(), action_policy=policy))
     try:
-        health = httpx.get(f"{service.url}/status/health", timeout=30).json()
-        answer = httpx.post(f"{service.url}/events", json={"events": outage("c")}, timeout=30)
+        health = httpx.get(f"{service.url}/status/health", timeout=30, headers=AUTH).json()
+        answer = post_events(service.url, outage("c"), 30)
     finally:
         service.stop()
     assert any(p.startswith("actions:") and "rules" in p for p in health["problems"])
@@ -132,7 +142,7 @@ def test_two_workers_each_with_a_dispatcher_deliver_each_action_once(home, free_
     try:
         pending = set()
         for cell in cells:  # the posts spread over the workers as the OS hands them out
-            answer = httpx.post(f"{service.url}/events", json={"events": outage(cell)}, timeout=60)
+            answer = post_events(service.url, outage(cell), 60)
             assert answer.status_code == 200, answer.text
             first = answer.json()["outcomes"][0]
             pending |= {d["key"] for d in first["decisions"] if d["status"] == "pending"}
@@ -159,11 +169,14 @@ def test_a_mixed_batch_is_answered_per_event_and_bad_ones_never_fail_it(home, fr
     batch = json.dumps({"events": [good, *bad, flap]})  # NaN as JSON's NaN literal
     service = start_service(service_settings(home, free_port()))
     try:
-        post = {"content": batch, "headers": {"content-type": "application/json"}, "timeout": 60}
+        json_type = {"content-type": "application/json", **AUTH}
+        post = {"content": batch, "headers": json_type, "timeout": 60}
         answer = httpx.post(f"{service.url}/events", **post)
         again = httpx.post(f"{service.url}/events", **post)
-        broken = httpx.post(f"{service.url}/events", content="{not json", timeout=30)
-        all_bad = httpx.post(f"{service.url}/events", json={"events": bad[:1]}, timeout=30)
+        broken = httpx.post(
+            f"{service.url}/events", content="{not json", timeout=30, headers=json_type
+        )
+        all_bad = post_events(service.url, bad[:1], 30)
     finally:
         service.stop()
     assert answer.status_code == 207, answer.text
@@ -193,3 +206,115 @@ def test_a_mixed_batch_is_answered_per_event_and_bad_ones_never_fail_it(home, fr
         (5, "bad-type"),
         (6, None),
     ]  # once each, the repost added none; fmt: skip
+
+
+def counts(home: Settings) -> tuple[int, int]:
+    with sqlite3.connect(home.home / "ledger.db") as db:
+        (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
+        (decisions,) = db.execute("SELECT COUNT(*) FROM decisions").fetchone()
+    return events, decisions
+
+
+def test_the_door_refuses_anonymous_wrong_role_non_json_large_and_too_fast(home, free_port):
+    """Each attack of issue 14 on the door, on the real service: it answers and creates
+    nothing."""
+    cell = OfflineStore(home.home).read("customers").cell_id.value_counts().index[9]
+    settings = service_settings(
+        home, free_port(), max_body_bytes=65_536, events_per_second=1, events_burst=2
+    )
+    source, viewer = bearer(home, "event_source", "nms-east"), bearer(home, "viewer")
+    revoked = make_key(home, "event_source", "old nms")
+    revoke(home, revoked)
+    url = f"http://{settings.serve_host}:{settings.serve_port}"
+    service = start_service(settings)
+    before = counts(home)
+    try:
+        forged = {"events": outage(cell)}
+        anonymous = httpx.post(f"{url}/events", json=forged, timeout=30)
+        plain = httpx.post(
+            f"{url}/events", content=json.dumps(forged), timeout=30,
+            headers={**source, "Content-Type": "text/plain", "Origin": "https://evil.example"},
+        )  # fmt: skip
+        as_viewer = httpx.post(f"{url}/events", json=forged, timeout=30, headers=viewer)
+        gone = httpx.post(
+            f"{url}/events", json=forged, timeout=30, headers={"Authorization": f"Bearer {revoked}"}
+        )
+        huge = httpx.post(
+            f"{url}/churn/what-if", json={"rows": [{"x": "y" * 100_000}]}, timeout=30,
+            headers=viewer,
+        )  # fmt: skip
+        scores = httpx.post(f"{url}/churn/score", json={"customer_ids": ["c"]}, headers=source)
+        closed = {p: httpx.get(f"{url}{p}").status_code for p in ("/metrics", "/docs.json",
+                                                                    "/status/health")}  # fmt: skip
+        live = httpx.get(f"{url}/livez").status_code
+        assert counts(home) == before  # nothing above created anything
+        first = httpx.post(f"{url}/events", json=forged, timeout=60, headers=source)
+        fast = httpx.post(f"{url}/events", json=forged, timeout=60, headers=source)
+    finally:
+        service.stop()
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthenticated"
+    assert plain.status_code == 415 and "access-control-allow-origin" not in plain.headers
+    assert as_viewer.status_code == 403 and gone.status_code == 401 and "revoked" in gone.text
+    assert huge.status_code == 413 and scores.status_code == 403
+    assert closed == {"/metrics": 401, "/docs.json": 401, "/status/health": 401} and live == 200
+    assert first.status_code == 200, first.text
+    assert fast.status_code == 429 and int(fast.headers["Retry-After"]) >= 1
+    assert fast.json()["error"]["code"] == "too_many_events"
+    with sqlite3.connect(home.home / "ledger.db") as db:
+        senders = db.execute(
+            "SELECT DISTINCT requested_by FROM decisions WHERE cell_id = ?", (cell,)
+        ).fetchall()
+    assert [s for (s,) in senders] == [f"nms-east ({source['Authorization'].split('_')[1]})"]
+
+
+def revoke(home: Settings, token: str) -> None:
+    from actions.backends import open_ledger
+    from actions.keys import KeyStore
+    from closedloop.access import local_admin, parse
+
+    ledger = open_ledger(home)
+    try:
+        KeyStore(ledger).revoke(parse(token)[0], local_admin(), datetime.now(UTC))
+    finally:
+        ledger.close()
+
+
+FUZZ_CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance,ignored_auth"
+)
+
+
+def test_schemathesis_finds_no_server_error_no_schema_break_and_no_open_route(
+    home, free_port, tmp_path
+):
+    """schemathesis 4 on the running service's published OpenAPI with an admin key, bounded:
+    the examples, coverage and fuzzing phases, a few examples per operation, 150 s at most. A
+    route that answers without its key fails ``ignored_auth``. Its figures are printed."""
+    settings = service_settings(home, free_port(), events_per_second=1e6, events_burst=10**6)
+    report = tmp_path / "schemathesis.json"
+    service = start_service(settings)
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "schemathesis"), "run",
+             f"{service.url}/docs.json", "--header", f"Authorization: {AUTH['Authorization']}",
+             "--checks", FUZZ_CHECKS, "--phases", "examples,coverage,fuzzing",
+             "--max-examples", "25", "--max-time", "150", "--seed", "14", "--workers", "1",
+             "--generation-database", "none", "--suppress-health-check", "all",
+             "--request-timeout", "30", "--no-color",
+             "--report", "json", "--report-json-path", str(report)],
+            capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+    finally:
+        service.stop()
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    cases, operations = figures["test_cases"], figures["operations"]
+    print(
+        f"schemathesis {figures['schemathesis_version']}: {operations['tested']} operations, "
+        f"{cases['generated']} cases, {cases['with_failures']} with failures, "
+        f"{len(figures['failures'])} kinds of failure, {figures['running_time']}"
+    )
+    assert operations["tested"] >= 8 and cases["generated"] >= 100
+    assert figures["failures"] == [] and figures["errors"] == [], done.stdout[-6000:]
+    assert done.returncode == 0, done.stdout[-6000:]

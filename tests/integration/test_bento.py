@@ -14,6 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from access_kit import bearer
 from import_graph import PACKAGES, modules, project_imports
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -145,17 +146,23 @@ def test_the_built_bento_scores_and_takes_events(bento, home, free_port, tmp_pat
         "cell_id": cell, "severity": "critical", "alarm_id": f"alm-{cell}",
         "description": "cell down",
     }  # fmt: skip
+    auth = bearer(home, "admin")
     service = serve(tag, environment, settings, tmp_path)
     try:
+        anonymous = httpx.post(f"{service.url}/events", json={"events": [onset]}, timeout=60)
         scored = httpx.post(
             f"{service.url}/churn/score",
             json={"customer_ids": customers.customer_id.head(3).tolist()},
             timeout=60,
+            headers=auth,
         )
-        events = httpx.post(f"{service.url}/events", json={"events": [onset]}, timeout=60)
-        health = httpx.get(f"{service.url}/status/health", timeout=30).json()
+        events = httpx.post(
+            f"{service.url}/events", json={"events": [onset]}, timeout=60, headers=auth
+        )
+        health = httpx.get(f"{service.url}/status/health", timeout=30, headers=auth).json()
     finally:
         service.stop()
+    assert anonymous.status_code == 401  # the Bento's door is the service's
     assert scored.status_code == 200, scored.text
     assert [s["entity_id"] for s in scored.json()["scores"]] == customers.customer_id.head(
         3

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from access_kit import bearer
 
 import actions
 from actions.policy import ActionType
@@ -146,11 +147,11 @@ def test_two_replays_at_once_commit_each_event_once_and_deliver_each_action_once
     assert_once_and_within_budgets(home, receiver, {e["event_id"] for e in first + second})
 
 
-def post_until_committed(url: str, events: list[dict], answers: Counter) -> None:
+def post_until_committed(url: str, events: list[dict], answers: Counter, auth: dict) -> None:
     """Each event posted alone, sent again after a 503 (as its Retry-After says)."""
     for event in events:
         while True:
-            answer = httpx.post(f"{url}/events", json={"events": [event]}, timeout=60)
+            answer = httpx.post(f"{url}/events", json={"events": [event]}, timeout=60, headers=auth)
             answers[answer.status_code] += 1
             if answer.status_code != 503:
                 break
@@ -177,10 +178,13 @@ def test_the_service_beside_a_replay_loses_no_event_and_sends_nothing_twice(
             "action_lease_seconds": 10.0,
         }
     )
+    auth = bearer(home, "event_source")
     service = start_service(settings)
     answers: Counter[int] = Counter()
     try:
-        poster = threading.Thread(target=post_until_committed, args=(service.url, by_http, answers))
+        poster = threading.Thread(
+            target=post_until_committed, args=(service.url, by_http, answers, auth)
+        )
         replayed = replay(env | {"CLOSEDLOOP_CLOCK_START": END.isoformat()}, path)
         poster.start()
         out, err = replayed.communicate(timeout=300)

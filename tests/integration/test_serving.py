@@ -14,6 +14,7 @@ import jsonschema
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from access_kit import bearer
 from prometheus_client.parser import text_string_to_metric_families
 
 from closedloop.models import spec
@@ -30,6 +31,7 @@ from training.pipeline import train
 CONFIG = WorldConfig(customers=2_000, days=63, seed=5, customers_per_cell=50)
 END = datetime(2026, 3, 5, tzinfo=UTC)
 FAST = LightGBMParams(num_boost_round=120, early_stopping_rounds=20)
+AUTH: dict[str, str] = {}  # a viewer key's Authorization header, made with the home
 
 
 def serving_settings(home_settings: Settings, port: int, **update) -> Settings:
@@ -49,6 +51,7 @@ def home(tmp_path_factory, prepare_serving) -> Settings:
     settings = prepare_serving(tmp_path_factory.mktemp("serving"), CONFIG, END, FAST)
     retrained = train(settings, "churn", churn_defaults().model_copy(update={"lightgbm": FAST}))
     assert retrained.version == "2"
+    AUTH.update(bearer(settings, "viewer"))
     return settings
 
 
@@ -85,7 +88,7 @@ def service(home, free_port):
 
 @pytest.fixture(scope="module")
 def openapi(service) -> dict:
-    return httpx.get(f"{service.url}/docs.json").json()
+    return httpx.get(f"{service.url}/docs.json", headers=AUTH).json()
 
 
 def body_schema(document: dict, path: str, part: str) -> dict:
@@ -104,7 +107,7 @@ def conforms(document: dict, path: str, instance: object, part: str = "response"
 
 def metric(service: RunningService, name: str, **labels: str) -> float:
     """The sum of a Prometheus sample's values over the samples matching ``labels``."""
-    text = httpx.get(f"{service.url}/metrics").text
+    text = httpx.get(f"{service.url}/metrics", headers=AUTH).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -114,7 +117,7 @@ def metric(service: RunningService, name: str, **labels: str) -> float:
 
 
 def post(service: RunningService, path: str, body: object) -> httpx.Response:
-    return httpx.post(f"{service.url}{path}", json=body, timeout=30)
+    return httpx.post(f"{service.url}{path}", json=body, timeout=30, headers=AUTH)
 
 
 def test_openapi_publishes_every_route_with_typed_models(openapi):
@@ -243,22 +246,22 @@ def test_nan_and_non_json_never_crash_the_service(service):
     nan = httpx.post(
         f"{service.url}/churn/what-if",
         content='{"rows": [{"outage_minutes_30d": NaN}]}',
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **AUTH},
     )
     assert 400 <= nan.status_code < 500
     assert "finite" in nan.text or "NaN" in nan.text
     garbage = httpx.post(
         f"{service.url}/churn/score",
         content="{not json",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **AUTH},
     )
     assert 400 <= garbage.status_code < 500
-    assert httpx.get(f"{service.url}/status/health").json()["status"] == "ok"
+    assert httpx.get(f"{service.url}/status/health", headers=AUTH).json()["status"] == "ok"
 
 
 def test_health_and_metrics_name_the_models_served(service, openapi, customers):
     post(service, "/churn/score", {"customer_ids": customers[:3]})
-    health = httpx.get(f"{service.url}/status/health").json()
+    health = httpx.get(f"{service.url}/status/health", headers=AUTH).json()
     conforms(openapi, "/status/health", health)
     assert health["status"] == "ok" and health["problems"] == []
     assert health["models"]["churn"]["version"] == "1"
@@ -291,7 +294,7 @@ def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=running.url, timeout=10) as client:
+        with httpx.Client(base_url=running.url, timeout=10, headers=AUTH) as client:
             while not stop.is_set():
                 answer = client.post("/churn/score", json={"customer_ids": customers[:4]})
                 if answer.status_code != 200:
@@ -306,7 +309,7 @@ def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost
     try:
         time.sleep(1.0)
         registry.connect(home)
-        registry.promote_by_hand("churn", "2", "hot reload test", by="platform")
+        registry.promote_by_hand("churn", "2", "hot reload test", by="platform (test)")
         deadline = time.monotonic() + 20
         while "2" not in versions and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -314,7 +317,7 @@ def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost
     finally:
         stop.set()
         worker.join()
-        registry.promote_by_hand("churn", "1", "back to the first version", by="platform")
+        registry.promote_by_hand("churn", "1", "back to the first version", by="platform (test)")
         code = running.stop()
     assert failures == []
     first_new = versions.index("2")
@@ -336,7 +339,7 @@ def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, cust
     try:
         running = start_service(serving_settings(home, free_port(), registry_timeout_seconds=3))
         try:
-            health = httpx.get(f"{running.url}/status/health").json()
+            health = httpx.get(f"{running.url}/status/health", headers=AUTH).json()
             answer = post(running, "/churn/score", {"customer_ids": customers[:2]})
         finally:
             running.stop()

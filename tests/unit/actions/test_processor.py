@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from access_kit import principal
 from actionkit import FixedScores, customer, event
 
 from actions import audit
@@ -128,18 +129,19 @@ def test_approval_then_dispatch_and_reject_and_expiry(make_processor):
     waiting = processor.ledger.decisions(status=Status.AWAITING_APPROVAL)
     assert len(waiting) == 3 and all(w["action"] == "retention_offer" for w in waiting)
     ledger = processor.ledger
-    assert settle(ledger, waiting[0]["key"], True, "ana", "good customer", clock()) == "pending"
-    assert settle(ledger, waiting[1]["key"], False, "ana", "too generous", clock()) == "rejected"
+    ana, bob = principal("approver", "ana"), principal("approver", "bob", "0b0b0b0b0b0b")
+    assert settle(ledger, waiting[0]["key"], True, ana, "good customer", clock()) == "pending"
+    assert settle(ledger, waiting[1]["key"], False, ana, "too generous", clock()) == "rejected"
     with pytest.raises(ApprovalError, match="not waiting"):
-        settle(ledger, waiting[1]["key"], True, "bob", "", clock())
+        settle(ledger, waiting[1]["key"], True, bob, "", clock())
     clock.now += timedelta(minutes=241)
     with pytest.raises(ApprovalError, match="expired"):
-        settle(ledger, waiting[2]["key"], True, "bob", "late", clock())
+        settle(ledger, waiting[2]["key"], True, bob, "late", clock())
     assert expire(ledger, clock()) == 0  # already marked by the refused approval
     dispatcher.drain()
     final = {r["key"]: r for r in ledger.decisions(action="retention_offer")}
     assert final[waiting[0]["key"]]["status"] == Status.DISPATCHED
-    assert final[waiting[0]["key"]]["decided_by"] == "ana"
+    assert final[waiting[0]["key"]]["decided_by"] == "ana (0a1b2c3d4e5f)"
     assert final[waiting[1]["key"]]["status"] == Status.REJECTED
     assert final[waiting[2]["key"]]["status"] == Status.EXPIRED
     trail = audit.query(ledger, action=waiting[0]["key"])

@@ -16,6 +16,7 @@ from serving.service import Closedloop
 
 assert Closedloop.name == {name!r}, Closedloop.name
 Closedloop.inject_config()
+print(BentoMLContainer.config.services[Closedloop.name].http.cors.enabled.get())
 print(BentoMLContainer.config.services[Closedloop.name].workers.get())
 """
 
@@ -34,4 +35,12 @@ def test_the_workers_setting_reaches_bentoml_under_the_service_name(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-1] == "3"
+    assert done.stdout.split()[-2:] == ["False", "3"]  # no CORS unless configured
+
+
+def test_cors_is_configured_only_for_the_origins_given(tmp_path):
+    settings = Settings(home=tmp_path, cors_origins=["https://noc.example"])
+    overrides = json.loads(service_environment(settings)["BENTOML_CONFIG_OVERRIDES"])
+    cors = overrides["services"][SERVICE_NAME]["http"]["cors"]
+    assert cors["enabled"] and cors["access_control_allow_origins"] == ["https://noc.example"]
+    assert "Authorization" in cors["access_control_allow_headers"]

@@ -316,3 +316,49 @@ def test_replay_quarantines_bad_lines_and_commits_the_others_once(home, tmp_path
     assert json.loads(listed[0]["raw"])["occurred_at"] == "0001-01-01T00:00:00Z"
     table = cli("events", "rejected")
     assert "rejected events: 6" in table.output and "meteor_strike" in table.output
+
+
+def test_each_state_changing_command_refuses_a_role_that_may_not(home, tmp_path):
+    shutil.copytree(home / "offline", tmp_path / "offline")  # a ledger of its own
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    events = tmp_path / "none.jsonl"
+    events.write_text("{}\n")
+    viewer, source = new_key(tmp_path, "vic", "viewer"), new_key(tmp_path, "nms", "event_source")
+    refusals = {
+        ("train", "churn"): (viewer, "may not train"),
+        ("monitor", "churn"): (viewer, "may not monitor"),
+        ("replay", "--no-models", str(events)): (viewer, "may not post_events"),
+        ("actions", "dispatch"): (source, "may not dispatch"),
+        ("actions", "retry", "--all"): (source, "may not settle"),
+        ("keys", "create", "--name", "x", "--role", "admin"): (viewer, "may not manage_keys"),
+        ("keys", "list"): (source, "may not manage_keys"),
+    }
+    for args, (key, words) in refusals.items():
+        answer = run(tmp_path, *args, key=key)
+        assert isinstance(answer.exception, UserError), (args, answer.output)
+        assert words in str(answer.exception), args
+    allowed = run(tmp_path, "replay", "--no-models", str(events), key=source)
+    assert "may not" not in str(allowed.exception)  # refused for its content, not its role
+
+
+def test_keys_are_listed_without_secrets_and_revoked_keys_act_no_more(home, tmp_path):
+    shutil.copytree(home / "offline", tmp_path / "offline")
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    token = new_key(tmp_path, "olga", "operator")
+    key_id = token.split("_")[1]
+    listed = json.loads(run(tmp_path, "keys", "list", "--json").output)
+    assert [(k["key_id"], k["name"], k["role"], k["state"]) for k in listed] == [
+        (key_id, "olga", "operator", "active")
+    ]
+    assert token.split("_", 2)[2] not in json.dumps(listed)
+    assert run(tmp_path, "actions", "retry", "--all", key=token).exit_code == 0
+    revoked = run(tmp_path, "keys", "revoke", key_id)
+    assert revoked.exit_code == 0 and f"API key {key_id} (olga) revoked by local-admin" in (
+        revoked.output
+    )
+    after = run(tmp_path, "actions", "retry", "--all", key=token)
+    assert isinstance(after.exception, UserError) and "was revoked" in str(after.exception)
+    trail = run(tmp_path, "audit", "--action", f"key:{key_id}").output
+    assert "created by local-admin" in trail and "revoked by local-admin" in trail
+    bad = run(tmp_path, "keys", "create", "--name", "x", "--role", "viewer", "--expires", "soon")
+    assert isinstance(bad.exception, UserError) and "--expires" in str(bad.exception)

@@ -31,6 +31,16 @@ ERRORS = {
     "413": "the body is larger than the service reads",
     "415": "the body is not application/json",
 }
+BAD_REQUEST = {
+    "title": "BadRequestBody",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong with the request"},
+        "detail": {"description": "each problem the request's validation found"},
+    },
+}
+"""BentoML's own answer to a request its schema refuses (400), as it is sent."""
 POST_ERRORS = {
     "404": "none of the ids is known",
     "422": "the request is well-formed but cannot be scored or taken",
@@ -48,7 +58,8 @@ def publish(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with security and the error responses of every operation."""
     out = copy.deepcopy(document)
     components = out.setdefault("components", {})
-    components.setdefault("schemas", {})["ErrorBody"] = ERROR_BODY
+    schemas = components.setdefault("schemas", {})
+    schemas["ErrorBody"], schemas["BadRequestBody"] = ERROR_BODY, BAD_REQUEST
     components["securitySchemes"] = {
         SCHEME: {"type": "http", "scheme": "bearer", "description": "a closedloop API key"}
     }
@@ -66,6 +77,11 @@ def publish(document: dict[str, Any]) -> dict[str, Any]:
             responses = operation["responses"]
             for status, description in errors.items():
                 responses[status] = _response(description)
+            if method == "post":
+                responses["400"] = _response("the request does not match its schema")
+                responses["400"]["content"]["application/json"]["schema"] = {
+                    "$ref": "#/components/schemas/BadRequestBody"
+                }
             if path == "/events" and "200" in responses:
                 responses["207"] = {**responses["200"], "description": "some events rejected"}
                 responses["202"] = {

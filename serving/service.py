@@ -45,6 +45,7 @@ from serving.shedding import retry_later
 
 if TYPE_CHECKING:
     from actions.runtime import Runtime
+    from closedloop.access import Principal
     from features.online import FeatureReader
     from serving.champion import Champion
     from serving.scoring import Scored
@@ -210,7 +211,14 @@ class Closedloop:
         events are appended to the event stream and decided by 'closedloop consume': 202 with
         their ids (207 and 422 as above), 503 when the stream cannot be reached. 429 (with
         Retry-After) when the key has posted more events than its rate allows."""
-        principal = principal_in(ctx.request.scope)
+        answer = await self._events(request, principal_in(ctx.request.scope))
+        if isinstance(answer, JSONResponse):  # BentoML answers with the context's status
+            ctx.response.status_code = answer.status_code
+        return answer
+
+    async def _events(
+        self, request: EventsRequest, principal: Principal
+    ) -> EventsResponse | JSONResponse:
         wait = self.events_rate.take(principal.id, len(request.events), time.monotonic())
         if wait:
             error = RequestError(

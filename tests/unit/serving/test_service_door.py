@@ -112,6 +112,8 @@ def test_the_published_document_names_the_key_and_every_error_body(client):
     assert score["security"] == [{"bearerKey": []}]
     assert {"401", "403", "404", "413", "415", "422", "503"} <= set(score["responses"])
     assert "429" not in score["responses"]
+    bad = score["responses"]["400"]["content"]["application/json"]["schema"]
+    assert bad == {"$ref": "#/components/schemas/BadRequestBody"}  # BentoML's own 400
     assert {"207", "429"} <= set(served["paths"]["/events"]["post"]["responses"])
     assert served["paths"]["/livez"]["get"]["security"] == []
     error = score["responses"]["401"]["content"]["application/json"]["schema"]

@@ -303,7 +303,7 @@ def test_schemathesis_finds_no_server_error_no_schema_break_and_no_open_route(
              "--generation-database", "none", "--suppress-health-check", "all",
              "--request-timeout", "30", "--no-color",
              "--report", "json", "--report-json-path", str(report)],
-            capture_output=True, text=True, timeout=400,
+            capture_output=True, text=True, timeout=400, cwd=tmp_path,  # its cache goes there
         )  # fmt: skip
     finally:
         service.stop()

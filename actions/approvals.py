@@ -87,6 +87,10 @@ def retry(
 ) -> list[str]:
     """Move one dead letter (``key``), or every one (None), back to pending, recording who and
     why; returns the keys moved."""
+    try:
+        principal.require(Permission.SETTLE)
+    except AccessDeniedError as error:
+        raise ApprovalError(str(error)) from None
     who = principal.label
     which = "status = ?" + (" AND key = ?" if key is not None else "")
     params = (Status.DEAD_LETTER,) + ((key,) if key is not None else ())

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from closedloop.settings import Settings
 
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
+FORMS = "/console/"  # the console's pages post HTML forms (no CSRF: the key is a header)
 POST_EVENTS = "/events"
 PRINCIPAL = "closedloop.principal"  # where the principal is put in the request's scope
 
@@ -120,7 +121,8 @@ class AccessControl:
         scope = {**scope, "state": {**scope.get("state", {}), PRINCIPAL: principal}}
         if method == "POST":
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
+            form = path.startswith(FORMS) and kind == "application/x-www-form-urlencoded"
+            if kind != "application/json" and not form:
                 message = f"send the body as application/json, not {kind or 'nothing'}"
                 await _answer(send, 415, error_body("unsupported_media_type", message))
                 return

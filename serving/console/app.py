@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 if TYPE_CHECKING:
     from actions.ledger import Ledger
     from actions.policy import Policy
+    from closedloop.access import Principal
     from closedloop.settings import Settings
 
 HERE = Path(__file__).parent
@@ -124,7 +125,10 @@ def settle_action(
         try:
             if not comment.strip():
                 raise ApprovalError("a comment is required: say why")
-            status = settle(opened.ledger, key, verdict == "approve", who, comment.strip(), now)
+            status = settle(
+                opened.ledger, key, verdict == "approve", who, comment.strip(), now,
+                opened.policy.exception_above,
+            )  # fmt: skip
             message = f"{verdict}d: the action is now {status}"
         except ApprovalError as error:
             message = str(error)
@@ -227,6 +231,8 @@ def report(model: str, run: str, name: str) -> FileResponse:
     raise HTTPException(404, f"no report {name} in run {run} of {model}")
 
 
-def principal_label(request: Request) -> str:
-    """Who acts, as the audit trail names them."""
-    return "console"
+def principal_label(request: Request) -> Principal:
+    """Who acts: the key the service's door let in (serving/access.py)."""
+    from serving.access import principal_in
+
+    return principal_in(request.scope)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from access_kit import bearer
 
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
@@ -59,7 +60,9 @@ def service(tmp_path_factory, prepare_serving, free_port):
         "occurred_at": (END - timedelta(minutes=30)).isoformat(), "severity": "critical",
         "alarm_id": f"alm-{cell}", "description": "cell down",
     }  # fmt: skip
-    answer = httpx.post(f"{running.url}/events", json={"events": [onset]}, timeout=60)
+    answer = httpx.post(
+        f"{running.url}/events", json={"events": [onset]}, timeout=60, headers=bearer(home)
+    )
     assert answer.status_code == 200, answer.text
     yield running, home
     running.stop()
@@ -92,7 +95,8 @@ def open_waiting(page, url: str, nth: int) -> str:
 
 def test_approve_reject_and_expiry_in_the_browser(service, browser):
     running, home = service
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    key = bearer(home, "approver", "ana")  # the browser sends it with every request
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, extra_http_headers=key)
     page.goto(f"{running.url}/console/")
     assert page.locator("h1").first.inner_text().startswith("Waiting for approval:")
     assert page.locator("article.card").count() >= 3
@@ -140,8 +144,10 @@ def test_approve_reject_and_expiry_in_the_browser(service, browser):
 
 
 def test_the_inbox_fits_a_phone(service, browser):
-    running, _ = service
-    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    running, home = service
+    page = browser.new_page(
+        viewport={"width": 390, "height": 844}, is_mobile=True, extra_http_headers=bearer(home)
+    )
     page.goto(f"{running.url}/console/inbox")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "inbox-phone")

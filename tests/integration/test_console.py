@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from access_kit import bearer
 from actionkit import T0, FixedScores, customer, event
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from actions.backends import open_ledger
@@ -11,6 +14,7 @@ from actions.ledger import Status
 from actions.policy import load_policy
 from actions.processor import Directory, Processor
 from closedloop.settings import Settings
+from serving.access import AccessControl
 from serving.console import app as console
 
 PEOPLE = [
@@ -39,7 +43,10 @@ def decided(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(decided):
-    with TestClient(console.console_app) as client:
+    """The console behind the service's door, as mounted, with an approver's key."""
+    served = AccessControl(Starlette(routes=[Mount("/console", console.console_app)]))
+    key = bearer(Settings(), "approver", "ana")
+    with TestClient(served, base_url="http://testserver/console", headers=key) as client:
         yield client
 
 

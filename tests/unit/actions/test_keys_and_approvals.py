@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from access_kit import principal
-from actionkit import FixedScores, customer, event
+from actionkit import FixedScores, anchor, customer, event
 
 from actions import audit
 from actions.approvals import ApprovalError, expire, settle
@@ -22,7 +22,7 @@ NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
 @pytest.fixture
 def ledger(tmp_path):
-    opened = Ledger.sqlite(tmp_path / "ledger.db")
+    opened = Ledger.sqlite(tmp_path / "ledger.db", anchor(tmp_path))
     yield opened
     opened.close()
 

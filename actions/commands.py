@@ -172,7 +172,7 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
         scores = _scores(settings, open_scores) if models else NoScores()
         runtime = _runtime(settings, scores)
         try:
-            outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE, by.label)
+            outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE, by=by.label)
         except LedgerBusyError as error:
             raise UserError(
                 f"{error} for {REPLAY_PATIENCE:g} s; what committed stays committed: "

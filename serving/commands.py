@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime
 from typing import Annotated
 
@@ -22,7 +21,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve churn and fault scores with reasons over HTTP (BentoML) until interrupted."""
-    from serving.process import PROJECT, serve_command, service_environment
+    from serving.process import supervise
 
     settings = _with(settings_of(ctx), port, clock_start)
     console.print(
@@ -30,14 +29,9 @@ def serve(
         "(console at /console/, OpenAPI at /docs.json, health at /status/health, metrics at"
         " /metrics)"
     )
-    try:
-        subprocess.run(
-            serve_command(settings), env=service_environment(settings), cwd=PROJECT, check=True
-        )
-    except KeyboardInterrupt:
-        pass
-    except subprocess.CalledProcessError as error:
-        raise UserError(f"the service stopped with exit code {error.returncode}") from None
+    code = supervise(settings)  # SIGTERM, SIGINT: every process it started is stopped
+    if code != 0:
+        raise UserError(f"the service stopped with exit code {code}")
 
 
 def _with(settings: Settings, port: int | None, clock_start: datetime | None) -> Settings:

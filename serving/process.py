@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -45,6 +47,95 @@ def service_environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.environment(), **quiet, **bentoml}
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def die_with_parent() -> None:
+    """Run in the child before exec: SIGTERM it when the process that started it dies, even by
+    kill -9, so no orphaned server keeps the port (Linux; elsewhere nothing happens)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; BentoML's workers run in their own sessions,
+    so a process group does not hold them)."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                children = [int(c) for c in task.read_text().split()]
+                found += children
+                todo += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 30, known: list[int] = ()) -> int:
+    """SIGTERM ``process`` (the BentoML server, which stops its workers), wait up to
+    ``timeout`` seconds for it and every process below it to exit, SIGKILL what is left;
+    returns its exit code. ``known``: processes seen below it earlier (a worker whose server
+    died is no longer below it)."""
+    tree = [*descendants(process.pid), *known]
+    if process.poll() is None:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None and not any(alive(pid) for pid in tree):
+            break
+        time.sleep(0.2)
+    for pid in [process.pid, *tree]:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    process.wait()
+    return process.returncode
+
+
+class _StopRequestedError(Exception):
+    """SIGTERM or SIGINT reached ``closedloop serve``."""
+
+
+def supervise(settings: Settings) -> int:
+    """Run the service in the foreground until it exits or this process gets SIGTERM/SIGINT;
+    either way every process it started is stopped (the server and its workers), and if this
+    process is killed outright its server gets SIGTERM (its workers too, when the server dies).
+    Returns the service's exit code."""
+
+    def stop(signum, frame) -> None:
+        raise _StopRequestedError
+
+    process = subprocess.Popen(
+        serve_command(settings),
+        env=service_environment(settings),
+        cwd=PROJECT,
+        start_new_session=True,  # Ctrl-C reaches this process only, which stops the server
+        preexec_fn=die_with_parent,
+    )
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    known: list[int] = []
+    try:
+        while process.poll() is None:
+            known = sorted({*known, *descendants(process.pid)})
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(1)
+        code = process.returncode
+    except _StopRequestedError:
+        code = 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_group(process, known=known)  # also the workers of a server that died by itself
+    return code
+
+
 @dataclass
 class RunningService:
     process: subprocess.Popen
@@ -52,15 +143,9 @@ class RunningService:
     log_path: Path
 
     def stop(self, timeout: float = 30) -> int:
-        """Graceful shutdown (SIGTERM), as a process manager would; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        """Graceful shutdown (SIGTERM to the server and its workers), as a process manager
+        would; returns the exit code."""
+        return stop_group(self.process, timeout)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

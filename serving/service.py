@@ -128,12 +128,14 @@ class Closedloop:
         from serving.champion import Champions, ModelCache
         from serving.logs import quiet_client_errors
         from serving.prediction_log import PredictionLog
+        from serving.process import die_with_parent
         from serving.scoring import Scorer
         from training import registry
 
         settings = Settings()  # the worker is the service's entry point
         quiet_client_errors()
         redact_logs(settings)
+        die_with_parent()  # a worker whose server was killed stops instead of keeping the port
         self.metrics = service_metrics()
         registry.point_at(settings)  # opened later by the watcher, never blocking
         cache = ModelCache(settings.paths.model_cache)

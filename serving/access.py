@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from closedloop.settings import Settings
 
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
-FORMS = "/console/"  # the console's pages post HTML forms (no CSRF: the key is a header)
+FORMS = "/console/"  # the console's pages post HTML forms
+CONSOLE_OPEN = ("/console/signin", "/console/static/")  # before signing in
+SESSION_COOKIE = "closedloop_key"  # the console's sign-in: the key, HttpOnly, SameSite=Strict
 POST_EVENTS = "/events"
 PRINCIPAL = "closedloop.principal"  # where the principal is put in the request's scope
 
@@ -104,10 +106,24 @@ class AccessControl:
         if method == "OPTIONS" and settings.cors_origins:
             await self.app(scope, receive, send)  # a CORS preflight carries no key
             return
+        console = path.startswith(FORMS)
+        if console and path.startswith(CONSOLE_OPEN):
+            await self.app(scope, receive, send)
+            return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            await self._refuse(send, 401, "unauthenticated", "send 'Authorization: Bearer <key>'")
-            return
+            token = session_token(headers) if console else ""
+            if console and not token and method == "GET":
+                await _redirect(send, "/console/signin")
+                return
+            if not token:
+                message = "send 'Authorization: Bearer <key>'"
+                await self._refuse(send, 401, "unauthenticated", message)
+                return
+            if method == "POST" and not same_origin(headers):
+                message = "a form signed in by cookie must be posted from the console itself"
+                await _answer(send, 403, error_body("cross_site", message))
+                return
         loop = asyncio.get_running_loop()
         try:
             principal = await loop.run_in_executor(self.thread, self._authenticate, token.strip())
@@ -160,6 +176,33 @@ class AccessControl:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def session_token(headers: dict[str, str]) -> str:
+    """The key the console's sign-in left in its cookie, or ''."""
+    from http.cookies import CookieError, SimpleCookie
+
+    jar = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return ""
+    found = jar.get(SESSION_COOKIE)
+    return found.value.strip() if found else ""
+
+
+def same_origin(headers: dict[str, str]) -> bool:
+    """Whether a form post came from a page of this host (``Origin``, else ``Referer``)."""
+    from urllib.parse import urlsplit
+
+    source = headers.get("origin") or headers.get("referer") or ""
+    return bool(source) and urlsplit(source).netloc == headers.get("host", "")
+
+
+async def _redirect(send, location: str) -> None:
+    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _replay(body: bytes):

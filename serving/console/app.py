@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -67,19 +67,67 @@ def _open() -> Opened:
 
 
 state = ConsoleState()
+SESSION_SECONDS = 8 * 3600
 
 
-def page(request: Request, name: str, began: float, **context) -> HTMLResponse:
+def page(
+    request: Request, name: str, began: float, status_code: int = 200, **context
+) -> HTMLResponse:
     """Render a template; the server time it took is in ``Server-Timing``."""
-    response = templates.TemplateResponse(request, name, context)
+    from serving.access import PRINCIPAL
+
+    who = request.scope.get("state", {}).get(PRINCIPAL)
+    response = templates.TemplateResponse(
+        request, name, {**context, "who": who}, status_code=status_code
+    )
     elapsed = (time.perf_counter() - began) * 1000
     response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
     return response
 
 
-@console_app.get("/", include_in_schema=False)
+@console_app.get("/", include_in_schema=False, name="home")
 def home(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url_for("inbox"), status_code=303)
+
+
+@console_app.get("/signin", response_class=HTMLResponse, name="signin")
+def signin_page(request: Request) -> HTMLResponse:
+    return page(request, "signin.html", time.perf_counter(), error=None)
+
+
+@console_app.post("/signin", response_class=HTMLResponse)
+def signin(request: Request, key: Annotated[str, Form(max_length=200)]) -> HTMLResponse:
+    """Check the key as the service's door would; keep it in an HttpOnly, SameSite=Strict
+    cookie of the console's path for eight hours at most."""
+    from actions.keys import KeyStore
+    from closedloop.access import InvalidKeyError
+    from serving.access import SESSION_COOKIE
+
+    began = time.perf_counter()
+    with state.use() as opened:
+        try:
+            KeyStore(opened.ledger).authenticate(key.strip(), datetime.now(UTC))
+        except InvalidKeyError as error:
+            return page(request, "signin.html", began, status_code=401, error=str(error))
+    answer = RedirectResponse(request.url_for("inbox"), status_code=303)
+    answer.set_cookie(
+        SESSION_COOKIE, key.strip(), max_age=SESSION_SECONDS, path=_console_path(request),
+        secure=request.url.scheme == "https", httponly=True, samesite="strict",
+    )  # fmt: skip
+    return answer
+
+
+@console_app.post("/signout", name="signout")
+def signout(request: Request) -> RedirectResponse:
+    from serving.access import SESSION_COOKIE
+
+    answer = RedirectResponse(request.url_for("signin"), status_code=303)
+    answer.delete_cookie(SESSION_COOKIE, path=_console_path(request))
+    return answer
+
+
+def _console_path(request: Request) -> str:
+    return request.url_for("home").path.rstrip("/") or "/"
 
 
 @console_app.get("/inbox", response_class=HTMLResponse, name="inbox")

@@ -1,6 +1,7 @@
 """The ops console in a real browser (Debian's Chromium, driven by Playwright) against the real
-service: open the inbox, open an action, approve it with a comment and see it delivered in the
-history and the audit; reject another; an expired one is refused; usable on a phone.
+service: sign in with a key, open the inbox, open an action, approve it with a comment and see
+it delivered in the history and the audit; reject another; an expired one is refused; usable
+on a phone.
 
 Screenshots are kept in ``test-artifacts/console/``.
 """
@@ -83,6 +84,18 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def signed_in(browser, url: str, home: Settings, role: str, name: str, **options):
+    """A new page signed in through the console's form with a new key of ``role``."""
+    token = bearer(home, role, name)["Authorization"].removeprefix("Bearer ")
+    page = browser.new_page(**options)
+    page.goto(f"{url}/console/")
+    page.wait_for_url("**/console/signin")
+    page.fill("#key", token)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console/inbox")
+    return page
+
+
 def open_waiting(page, url: str, nth: int) -> str:
     """Open the ``nth`` action of the inbox; returns its key."""
     page.goto(f"{url}/console/inbox")
@@ -95,9 +108,10 @@ def open_waiting(page, url: str, nth: int) -> str:
 
 def test_approve_reject_and_expiry_in_the_browser(service, browser):
     running, home = service
-    key = bearer(home, "approver", "ana")  # the browser sends it with every request
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, extra_http_headers=key)
-    page.goto(f"{running.url}/console/")
+    page = signed_in(
+        browser, running.url, home, "approver", "ana", viewport={"width": 1280, "height": 900}
+    )
+    assert "ana" in page.locator("header").inner_text()
     assert page.locator("h1").first.inner_text().startswith("Waiting for approval:")
     assert page.locator("article.card").count() >= 3
     shot(page, "inbox")
@@ -145,9 +159,9 @@ def test_approve_reject_and_expiry_in_the_browser(service, browser):
 
 def test_the_inbox_fits_a_phone(service, browser):
     running, home = service
-    page = browser.new_page(
-        viewport={"width": 390, "height": 844}, is_mobile=True, extra_http_headers=bearer(home)
-    )
-    page.goto(f"{running.url}/console/inbox")
+    page = signed_in(
+        browser, running.url, home, "viewer", "vic",
+        viewport={"width": 390, "height": 844}, is_mobile=True,
+    )  # fmt: skip
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "inbox-phone")

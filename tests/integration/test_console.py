@@ -99,3 +99,46 @@ def test_history_feed_and_models_pages_answer(client, decided):
     assert f"{len(waiting_keys(decided))} awaiting approval</span>" in feed
     assert client.get("/dead-letters").status_code == 200
     assert client.get("/static/htmx.min.js").status_code == 200
+
+
+@pytest.fixture
+def browser(decided):
+    """The console behind the service's door, as a browser meets it: no key until signing in."""
+    served = AccessControl(Starlette(routes=[Mount("/console", console.console_app)]))
+    with TestClient(served, base_url="http://testserver/console", follow_redirects=False) as c:
+        yield c
+
+
+def test_a_browser_signs_in_with_a_key_and_its_cookie_acts_as_that_key(browser, decided):
+    assert browser.get("/inbox").headers["location"] == "/console/signin"
+    assert browser.post("/actions/x/settle", data={"verdict": "approve"}).status_code == 401
+    wrong = browser.post("/signin", data={"key": "clk_000000000000_" + "x" * 43})
+    assert wrong.status_code == 401 and "Sign in" in wrong.text
+    token = bearer(Settings(), "approver", "ana")["Authorization"].removeprefix("Bearer ")
+    signed = browser.post("/signin", data={"key": token})
+    assert signed.status_code == 303 and signed.headers["location"].endswith("/console/inbox")
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+    inbox = browser.get("/inbox")
+    assert inbox.status_code == 200 and "ana" in inbox.text and "Sign out" in inbox.text
+    key = waiting_keys(decided)[0]
+    form = {"verdict": "approve", "comment": "checked with the NOC"}
+    forged = browser.post(f"/actions/{key}/settle", data=form, headers={"Origin": "http://evil"})
+    assert forged.status_code == 403 and "posted from the console" in forged.text
+    ours = {"Origin": "http://testserver"}
+    done = browser.post(f"/actions/{key}/settle", data=form, headers=ours)
+    assert "approved: the action is now pending" in done.text and "ana" in done.text
+    as_a_form = {**ours, "Content-Type": "application/x-www-form-urlencoded"}
+    out = browser.post("/signout", headers=as_a_form)
+    assert out.status_code == 303 and 'closedloop_key=""' in out.headers["set-cookie"]
+
+
+def test_a_viewer_signed_in_may_look_but_not_approve(browser, decided):
+    token = bearer(Settings(), "viewer", "vic")["Authorization"].removeprefix("Bearer ")
+    browser.post("/signin", data={"key": token})
+    key = waiting_keys(decided)[0]
+    page = browser.post(
+        f"/actions/{key}/settle", data={"verdict": "approve", "comment": "looks fine"},
+        headers={"Origin": "http://testserver"},
+    )  # fmt: skip
+    assert "awaiting approval" in page.text and "may not" in page.text

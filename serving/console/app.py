@@ -177,7 +177,7 @@ def settle_action(
                 opened.ledger, key, verdict == "approve", who, comment.strip(), now,
                 opened.policy.exception_above,
             )  # fmt: skip
-            message = f"{verdict}d: the action is now {status}"
+            message = f"{verdict.rstrip('e')}ed: the action is now {status}"
         except ApprovalError as error:
             message = str(error)
         view = action_view(opened.ledger, key)

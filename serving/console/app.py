@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -28,6 +28,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 console_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 console_app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+pages = APIRouter(include_in_schema=False)  # pages for people, not operations of the API
 
 
 @dataclass
@@ -85,17 +86,17 @@ def page(
     return response
 
 
-@console_app.get("/", include_in_schema=False, name="home")
+@pages.get("/", name="home")
 def home(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url_for("inbox"), status_code=303)
 
 
-@console_app.get("/signin", response_class=HTMLResponse, name="signin")
+@pages.get("/signin", response_class=HTMLResponse, name="signin")
 def signin_page(request: Request) -> HTMLResponse:
     return page(request, "signin.html", time.perf_counter(), error=None)
 
 
-@console_app.post("/signin", response_class=HTMLResponse)
+@pages.post("/signin", response_class=HTMLResponse)
 def signin(request: Request, key: Annotated[str, Form(max_length=200)]) -> HTMLResponse:
     """Check the key as the service's door would; keep it in an HttpOnly, SameSite=Strict
     cookie of the console's path for eight hours at most."""
@@ -117,7 +118,7 @@ def signin(request: Request, key: Annotated[str, Form(max_length=200)]) -> HTMLR
     return answer
 
 
-@console_app.post("/signout", name="signout")
+@pages.post("/signout", name="signout")
 def signout(request: Request) -> RedirectResponse:
     from serving.access import SESSION_COOKIE
 
@@ -130,7 +131,7 @@ def _console_path(request: Request) -> str:
     return request.url_for("home").path.rstrip("/") or "/"
 
 
-@console_app.get("/inbox", response_class=HTMLResponse, name="inbox")
+@pages.get("/inbox", response_class=HTMLResponse, name="inbox")
 def inbox_page(request: Request) -> HTMLResponse:
     from actions.approvals import expire
     from actions.views import inbox
@@ -143,7 +144,7 @@ def inbox_page(request: Request) -> HTMLResponse:
     return page(request, "inbox.html", began, inbox=found, now=now)
 
 
-@console_app.get("/actions/{key}", response_class=HTMLResponse, name="action")
+@pages.get("/actions/{key}", response_class=HTMLResponse, name="action")
 def action_page(request: Request, key: str) -> HTMLResponse:
     from actions.views import action_view
 
@@ -156,7 +157,7 @@ def action_page(request: Request, key: str) -> HTMLResponse:
     return page(request, "action.html", began, view=view, now=now, message=None)
 
 
-@console_app.post("/actions/{key}/settle", response_class=HTMLResponse, name="settle")
+@pages.post("/actions/{key}/settle", response_class=HTMLResponse, name="settle")
 def settle_action(
     request: Request,
     key: str,
@@ -186,7 +187,7 @@ def settle_action(
     return page(request, "action.html", began, view=view, now=now, message=message)
 
 
-@console_app.get("/history", response_class=HTMLResponse, name="history")
+@pages.get("/history", response_class=HTMLResponse, name="history")
 def history_page(
     request: Request,
     customer: str | None = None,
@@ -207,7 +208,7 @@ def history_page(
     )  # fmt: skip
 
 
-@console_app.get("/feed", response_class=HTMLResponse, name="feed")
+@pages.get("/feed", response_class=HTMLResponse, name="feed")
 def feed_page(request: Request, fragment: bool = False) -> HTMLResponse:
     from actions.views import budget_today, feed
 
@@ -219,7 +220,7 @@ def feed_page(request: Request, fragment: bool = False) -> HTMLResponse:
     return page(request, name, began, entries=entries, budget=budget)
 
 
-@console_app.get("/dead-letters", response_class=HTMLResponse, name="dead_letters")
+@pages.get("/dead-letters", response_class=HTMLResponse, name="dead_letters")
 def dead_letters_page(request: Request, message: str | None = None) -> HTMLResponse:
     from actions.views import dead_letters
 
@@ -229,7 +230,7 @@ def dead_letters_page(request: Request, message: str | None = None) -> HTMLRespo
     return page(request, "dead_letters.html", began, rows=rows, message=message)
 
 
-@console_app.post("/dead-letters/{key}/retry", name="retry")
+@pages.post("/dead-letters/{key}/retry", name="retry")
 def retry_letter(
     request: Request, key: str, comment: Annotated[str, Form(max_length=2_000)] = ""
 ) -> RedirectResponse:
@@ -245,7 +246,7 @@ def retry_letter(
     return RedirectResponse(target, status_code=303)
 
 
-@console_app.get("/models", response_class=HTMLResponse, name="models")
+@pages.get("/models", response_class=HTMLResponse, name="models")
 def models_page(request: Request) -> HTMLResponse:
     from closedloop.models import SPECS
     from monitoring.pipeline import history
@@ -263,7 +264,7 @@ def models_page(request: Request) -> HTMLResponse:
     )  # fmt: skip
 
 
-@console_app.get("/reports/{model}/{run}/{name}", name="report")
+@pages.get("/reports/{model}/{run}/{name}", name="report")
 def report(model: str, run: str, name: str) -> FileResponse:
     """An Evidently report of a monitoring run, as the monitor wrote it."""
     from closedloop.models import SPECS
@@ -284,3 +285,6 @@ def principal_label(request: Request) -> Principal:
     from serving.access import principal_in
 
     return principal_in(request.scope)
+
+
+console_app.include_router(pages)

@@ -26,7 +26,13 @@ from monitoring import drift as core
 from monitoring.config import MonitorConfig
 from monitoring.policy import decide, performance_verdict
 from monitoring.sampling import PartsWindow
-from monitoring.summary import DriftResult, MonitorSummary, QualityResult, RetrainOutcome
+from monitoring.summary import (
+    DriftResult,
+    MonitorSummary,
+    QualityResult,
+    RetrainOutcome,
+    runs_in,
+)
 from training import registry
 from training.config import TrainConfig
 from training.evaluate import evaluate
@@ -209,9 +215,7 @@ def monitoring_home(settings: Settings, target: str) -> Path:
 
 def history(settings: Settings, target: str) -> list[MonitorSummary]:
     """Every past run of ``target``, oldest first."""
-    folder = monitoring_home(settings, target)
-    paths = sorted(folder.glob("*/summary.json")) if folder.is_dir() else []
-    return [MonitorSummary.model_validate_json(p.read_text()) for p in paths]
+    return runs_in(monitoring_home(settings, target))
 
 
 def _matured(

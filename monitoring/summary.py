@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,3 +102,9 @@ class MonitorSummary(_Frozen):
     trigger: Trigger
     retrain: RetrainOutcome | None = None
     reports: dict[str, str] = Field(default_factory=dict, description="report name -> HTML file")
+
+
+def runs_in(folder: Path) -> list[MonitorSummary]:
+    """Every monitoring run kept in ``folder`` (one sub-folder per run), oldest first."""
+    paths = sorted(folder.glob("*/summary.json")) if folder.is_dir() else []
+    return [MonitorSummary.model_validate_json(p.read_text()) for p in paths]

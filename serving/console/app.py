@@ -249,7 +249,7 @@ def retry_letter(
 @pages.get("/models", response_class=HTMLResponse, name="models")
 def models_page(request: Request) -> HTMLResponse:
     from closedloop.models import SPECS
-    from monitoring.pipeline import history
+    from monitoring.summary import runs_in
     from training import registry
 
     began = time.perf_counter()
@@ -257,7 +257,8 @@ def models_page(request: Request) -> HTMLResponse:
         settings = opened.settings
     tracking = registry.point_at(settings)
     versions = registry.list_versions(list(SPECS))
-    latest = {name: runs[-1] for name in SPECS if (runs := history(settings, name))}
+    runs = {name: runs_in(settings.paths.monitoring(name)) for name in SPECS}
+    latest = {name: found[-1] for name, found in runs.items() if found}
     return page(
         request, "models.html", began, versions=versions, latest=latest, tracking=tracking,
         workspace=settings.paths.evidently_workspace,
@@ -268,13 +269,13 @@ def models_page(request: Request) -> HTMLResponse:
 def report(model: str, run: str, name: str) -> FileResponse:
     """An Evidently report of a monitoring run, as the monitor wrote it."""
     from closedloop.models import SPECS
-    from monitoring.pipeline import history
+    from monitoring.summary import runs_in
 
     if model not in SPECS:
         raise HTTPException(404, f"no model {model}")
     with state.use() as opened:
         settings = opened.settings
-    for summary in history(settings, model):
+    for summary in runs_in(settings.paths.monitoring(model)):
         if summary.run == run and name in summary.reports:
             return FileResponse(summary.reports[name], media_type="text/html")
     raise HTTPException(404, f"no report {name} in run {run} of {model}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from access_kit import principal
 from actionkit import FixedScores, customer, event
 
 from actions.approvals import settle
@@ -49,10 +50,11 @@ def test_one_action_comes_with_its_event_incident_trail_and_runbook(make_process
     onset = event()
     outcome = processor.process(onset)
     key = next(d["key"] for d in outcome.decisions if d["status"] == Status.AWAITING_APPROVAL)
-    settle(processor.ledger, key, True, "ops", "customer called twice", clock())
+    ops = principal("approver", "ops")
+    settle(processor.ledger, key, True, ops, "customer called twice", clock())
     view = action_view(processor.ledger, key)
     assert view is not None and not view.waiting
-    assert view.decision["decided_by"] == "ops"
+    assert view.decision["decided_by"] == ops.label
     assert view.event["event_id"] == onset.event_id
     assert len(view.incident) == len(outcome.decisions) - 1
     assert key not in {row["key"] for row in view.incident}

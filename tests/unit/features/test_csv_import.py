@@ -353,8 +353,11 @@ def test_import_csv_writes_admitted_rows_quarantine_and_a_report(tiny):
 
 
 def test_telemetry_of_a_cell_missing_from_the_imported_cells_is_quarantined():
-    only_cell_a = TINY_MAPPING.replace("cell_id: {from: Cell}", "cell_id: {value: A}", 1)
-    raw = _raw(Time=["1:00", "2:00", "3:00"], Cell=["A", "B", "A"], PRB=["1", "2", "3"])
+    only_cell_a = TINY_MAPPING.replace("cell_id: {from: Cell}", "cell_id: {from: Site}", 1)
+    raw = _raw(
+        Time=["1:00", "2:00", "3:00"], Cell=["A", "B", "A"], Site=["A", "A", "A"],
+        PRB=["1", "2", "3"],
+    )  # fmt: skip
     imported = import_frame(parse_mapping(only_cell_a), raw, AS_OF)
     reasons = imported.tables["cell_telemetry"].report.reasons
     assert reasons == {"cell_id not in the cell inventory": 1}

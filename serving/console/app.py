@@ -69,6 +69,7 @@ def _open() -> Opened:
 
 state = ConsoleState()
 SESSION_SECONDS = 8 * 3600
+PAST = {"approve": "approved", "reject": "rejected"}  # a verdict as the page reports it
 
 
 def page(
@@ -152,9 +153,7 @@ def action_page(request: Request, key: str) -> HTMLResponse:
     with state.use() as opened:
         view = action_view(opened.ledger, key)
         now = opened.clock()
-    if view is None:
-        raise HTTPException(404, f"no action {key}")
-    return page(request, "action.html", began, view=view, now=now, message=None)
+    return _action_page(request, began, key, view, now, None)
 
 
 @pages.post("/actions/{key}/settle", response_class=HTMLResponse, name="settle")
@@ -168,7 +167,7 @@ def settle_action(
     from actions.views import action_view
 
     began = time.perf_counter()
-    who = principal_label(request)
+    who = principal_of(request)
     with state.use() as opened:
         now = opened.clock()
         try:
@@ -178,10 +177,14 @@ def settle_action(
                 opened.ledger, key, verdict == "approve", who, comment.strip(), now,
                 opened.policy.exception_above,
             )  # fmt: skip
-            message = f"{verdict.rstrip('e')}ed: the action is now {status}"
+            message = f"{PAST[verdict]}: the action is now {status}"
         except ApprovalError as error:
             message = str(error)
         view = action_view(opened.ledger, key)
+    return _action_page(request, began, key, view, now, message)
+
+
+def _action_page(request: Request, began: float, key: str, view, now, message) -> HTMLResponse:
     if view is None:
         raise HTTPException(404, f"no action {key}")
     return page(request, "action.html", began, view=view, now=now, message=message)
@@ -238,7 +241,7 @@ def retry_letter(
 
     with state.use() as opened:
         try:
-            moved = retry(opened.ledger, key, principal_label(request), comment, opened.clock())
+            moved = retry(opened.ledger, key, principal_of(request), comment, opened.clock())
             message = f"{len(moved)} back to pending"
         except ApprovalError as error:
             message = str(error)
@@ -281,7 +284,7 @@ def report(model: str, run: str, name: str) -> FileResponse:
     raise HTTPException(404, f"no report {name} in run {run} of {model}")
 
 
-def principal_label(request: Request) -> Principal:
+def principal_of(request: Request) -> Principal:
     """Who acts: the key the service's door let in (serving/access.py)."""
     from serving.access import principal_in
 

@@ -127,31 +127,43 @@ def payload_for(decision: dict[str, Any]) -> dict[str, Any]:
 
 
 def trouble_ticket(decision: dict[str, Any], params: dict[str, Any], runbook: str) -> dict:
-    """A TM Forum TMF621 troubleTicket."""
-    target = decision["customer_id"] or decision["cell_id"]
+    """A TM Forum TMF621 troubleTicket: of a cell or customer, or of a model for its owner."""
+    target = decision["customer_id"] or decision["cell_id"] or decision["target"]
     related_party = [{"id": "closedloop", "role": "originator", "@referredType": "Organization"}]
     if decision["customer_id"]:
         related_party.append(
             {"id": decision["customer_id"], "role": "customer", "@referredType": "Customer"}
         )
+    if decision.get("team"):
+        related_party.append({"id": decision["team"], "role": "owner", "@referredType": "Team"})
+    entities = [{"id": decision["event_id"], "role": "triggeringEvent", "@referredType": "Event"}]
+    if decision["cell_id"]:
+        entities.insert(
+            0, {"id": decision["cell_id"], "role": "affectedCell", "@referredType": "Cell"}
+        )
+    if "model" in params:
+        entities.insert(0, {
+            "id": f"{params['model']}/{params['version']}", "role": "affectedModel",
+            "@referredType": "Model", "href": params.get("report"),
+        })  # fmt: skip
+    description = (
+        params["summary"] + "".join(f"; {reason}" for reason in params.get("reasons", []))
+        if "summary" in params
+        else f"Opened by rule {decision['rule_id']}: probability {decision['probability']:.2f}, "
+        f"value at risk {decision['value_at_risk']:,.0f} USD"
+    )
     return {
         "@type": "TroubleTicket",
         "id": decision["key"],
         "externalId": decision["incident"],
         "name": f"{params.get('ticketType', 'trouble')} on {target}",
-        "description": (
-            f"Opened by rule {decision['rule_id']}: probability {decision['probability']:.2f}, "
-            f"value at risk {decision['value_at_risk']:,.0f} USD"
-        ),
+        "description": description,
         "severity": SEVERITY_BY_PRIORITY[int(decision["priority"])],
         "priority": str(decision["priority"]),
         "ticketType": params.get("ticketType", "trouble"),
         "status": "acknowledged",
         "creationDate": decision["created_at"],
-        "relatedEntity": [
-            {"id": decision["cell_id"], "role": "affectedCell", "@referredType": "Cell"},
-            {"id": decision["event_id"], "role": "triggeringEvent", "@referredType": "Event"},
-        ],
+        "relatedEntity": entities,
         "relatedParty": related_party,
         "note": [
             {"author": "closedloop", "date": decision["created_at"], "text": runbook},

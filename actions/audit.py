@@ -19,7 +19,7 @@ GENESIS = "0" * 64
 COLUMNS = ("seq", "at", "kind", "event_id", "customer_id", "cell_id", "action", "key", "payload")
 DECISION_FIELDS = (
     "action", "target", "priority", "probability", "value_at_risk", "amount", "impact", "params",
-    "runbook",
+    "runbook", "team",
 )  # fmt: skip
 """A decision's fields as its audit row's ``decision`` records them (``params`` as a mapping)."""
 DECISION_LINKS = {"event_id": "event_id", "incident": "incident", "rule_id": "rule",
@@ -189,7 +189,7 @@ def _differs(row: dict[str, Any], audited: dict[str, Any] | None) -> str | None:
                 "customer_id": audited["customer_id"], "cell_id": audited["cell_id"]}  # fmt: skip
     stored = {**row, "params": json.loads(row["params"])}
     for name in (*DECISION_FIELDS, *DECISION_LINKS, "customer_id", "cell_id"):
-        if stored[name] != recorded[name]:
+        if stored[name] != recorded.get(name):  # a field newer than the row: None
             return (f"decision {key}: {name} is {stored[name]!r} in the decisions table, "
                     f"{recorded[name]!r} in its audit row {audited['seq']}")  # fmt: skip
     return None

@@ -19,6 +19,7 @@ from actions.ledger import LedgerBusyError, Status
 from actions.policy import PolicyError, load_policy, runbook_text
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
 from closedloop.access import Permission, Principal, local_admin
+from closedloop.alerts import ModelAlert
 from closedloop.clock import running_clock
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.settings import Settings
@@ -764,3 +765,25 @@ def record_change(
             audit.append(tx, [entry])
     finally:
         ledger.close()
+
+
+def tell_owner(settings: Settings, alert: ModelAlert, by: Principal) -> None:
+    """Open the owner's ticket for a monitoring run's ``alert`` (once per run) and deliver it."""
+    from actions.backends import open_ledger
+    from actions.model_alerts import open_alert
+
+    try:
+        policy = load_policy(settings.action_policy)
+    except PolicyError as error:
+        raise UserError(str(error)) from None
+    ledger = open_ledger(settings)
+    try:
+        key, new = open_alert(ledger, policy, alert, clock_of(settings)(), by.label)
+    finally:
+        ledger.close()
+    if key is None:
+        console.print(f"{alert.headline}: the policy opens no ticket for '{alert.kind}'")
+        return
+    state = "opened" if new else "was opened before"
+    console.print(f"ticket {key} for {alert.owner} {state}: {alert.headline}")
+    deliver(settings)

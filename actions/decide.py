@@ -60,6 +60,7 @@ class Decision:
     runbook: str
     params: dict[str, object]
     score: Score | None
+    team: str | None = None  # who answers for the action: the rule's team, a model's owner
 
 
 def idempotency_key(incident: str, target: str, action: ActionType, version: str) -> str:
@@ -154,6 +155,7 @@ def _decide_one(
         runbook=rule.runbook,
         params=dict(rule.action.params),
         score=score,
+        team=rule.team,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from closedloop.alerts import AlertKind
 from closedloop.events import EventType, Severity
 from closedloop.models import ModelName
 
@@ -111,6 +112,9 @@ class Rule(_Strict):
         "must approve",
     )  # fmt: skip
     runbook: str = Field(description="runbook id: actions/runbooks/<id>.md")
+    team: str | None = Field(
+        None, min_length=1, max_length=100, description="the team that answers for its actions"
+    )
     min_net_gain: float | None = Field(
         None,
         description="act only when uplift × value_months × MRR − the action's cost reaches this "
@@ -206,6 +210,16 @@ class Costs(_Strict):
         return self.ticket + 0 * mrr
 
 
+class ModelAlerts(_Strict):
+    """Tickets for a model's owning team when monitoring triggers, fails or holds a retraining."""
+
+    kinds: list[AlertKind] = Field(
+        default_factory=lambda: list(AlertKind), description="the alert kinds that open a ticket"
+    )
+    priority: int = Field(3, ge=1, le=4, description="the ticket's priority, 1 highest")
+    runbook: str = Field("model_owner_alert", description="runbook id of the owner's ticket")
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, description="part of every idempotency key")
     approval_ttl_minutes: float = Field(gt=0, description="how long an approval may wait")
@@ -219,6 +233,9 @@ class Policy(_Strict):
     )
     guards: Guards = Field(default_factory=Guards)
     costs: Costs = Field(default_factory=Costs)
+    model_alerts: ModelAlerts | None = Field(
+        default_factory=ModelAlerts, description="None: monitoring opens no owner tickets"
+    )
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -270,10 +287,13 @@ def parse_policy(text: str, source: str, runbooks: set[str] | None = None) -> Po
         ]
         raise PolicyError(source, problems) from None
     known = available_runbooks() if runbooks is None else runbooks
+    used = [(f"rules[{i}].runbook", rule.runbook) for i, rule in enumerate(policy.rules)]
+    if policy.model_alerts is not None:
+        used.append(("model_alerts.runbook", policy.model_alerts.runbook))
     missing = [
-        f"rules[{i}].runbook: no runbook {rule.runbook!r} (have {', '.join(sorted(known))})"
-        for i, rule in enumerate(policy.rules)
-        if rule.runbook not in known
+        f"{where}: no runbook {runbook!r} (have {', '.join(sorted(known))})"
+        for where, runbook in used
+        if runbook not in known
     ]
     if missing:
         raise PolicyError(source, missing)

@@ -398,17 +398,33 @@ class Processor:
                     if decision.needs_approval
                     else (Status.PENDING, None, None)
                 )
-            rows.append(self._row(decision, status, guard, reason, stamps))
+            rows.append(
+                decision_row(
+                    decision, self.policy.version, status, guard, reason, stamps,
+                    self._params_of(decision), self._by,
+                )
+            )  # fmt: skip
             score_id = id(decision.score)
             if score_id not in summaries:
                 summaries[score_id] = _score_summary(decision.score)
-            entries.append(self._entry(decision, status, results, now, summaries[score_id]))
+            entries.append(
+                decision_entry(
+                    decision, self.policy.version, status, results, now, summaries[score_id]
+                )
+            )
             shown.append(_shown(decision, status, guard, reason))
         if self._open_incidents is not None:
             self._open_incidents = book.open_incidents
         queries.insert(tx, "decisions", rows, keep_existing=True)
         outcome = Outcome(event.event_id, "new", incident, len(situation.customers), shown)
         return outcome, entries
+
+    def _params_of(self, d: Decision) -> str:
+        """A rule's action parameters as JSON, written once per rule."""
+        params = self._params.get(d.rule_id)
+        if params is None:
+            params = self._params[d.rule_id] = json.dumps(d.params, sort_keys=True)
+        return params
 
     def _guard_book(self, tx: Tx, decisions: list[Decision], now: datetime) -> GuardBook:
         """What the guards need to know about the decisions' targets (each customer, each cell)
@@ -441,71 +457,76 @@ class Processor:
             int(open_incidents), self.opted_out,
         )  # fmt: skip
 
-    def _row(
-        self,
-        d: Decision,
-        status: Status,
-        guard: str | None,
-        reason: str | None,
-        stamps: tuple[str, str, str],
-    ) -> DecisionRow:
-        decided_at, created_at, expires_at = stamps
-        params = self._params.get(d.rule_id)
-        if params is None:
-            params = self._params[d.rule_id] = json.dumps(d.params, sort_keys=True)
-        return DecisionRow(
-            key=d.key,
-            incident=d.incident,
-            event_id=d.event_id,
-            rule_id=d.rule_id,
-            action=d.action,
-            target=d.target,
-            cell_id=d.cell_id,
-            customer_id=d.customer_id,
-            priority=d.priority,
-            probability=d.probability,
-            value_at_risk=d.value_at_risk,
-            amount=d.amount,
-            impact=d.impact,
-            runbook=d.runbook,
-            params=params,
-            policy_version=self.policy.version,
-            model_version=d.score.model_version if d.score else None,
-            status=status,
-            guard=guard,
-            reason=reason,
-            decided_at=decided_at,
-            created_at=created_at,
-            expires_at=expires_at if status is Status.AWAITING_APPROVAL else None,
-            requested_by=self._by,
-        )
 
-    def _entry(
-        self,
-        d: Decision,
-        status: Status,
-        results: list[GuardResult],
-        now: datetime,
-        score: dict[str, Any] | None,
-    ) -> Entry:
-        payload = {
-            "event_id": d.event_id,
-            "incident": d.incident,
-            "score": score,
-            "rule": d.rule_id,
-            "policy_version": self.policy.version,
-            "decision": {
-                "action": d.action.value, "target": d.target, "priority": d.priority,
-                "probability": d.probability, "value_at_risk": d.value_at_risk,
-                "amount": d.amount, "impact": d.impact, "params": d.params,
-                "runbook": d.runbook,
-            },
-            "guards": results,  # (guard, passed, reason) tuples: JSON arrays
-            "status": status,
-        }  # fmt: skip
-        return Entry(
-            "decision", now, payload, d.event_id, d.customer_id, d.cell_id, d.action.value, d.key
-        )
+def decision_row(
+    d: Decision,
+    policy_version: str,
+    status: Status,
+    guard: str | None,
+    reason: str | None,
+    stamps: tuple[str, str, str],
+    params: str,
+    requested_by: str | None,
+) -> DecisionRow:
+    """The ledger row of a decision; ``stamps``: decided, created and approval-expiry instants,
+    ``params``: the decision's parameters as JSON."""
+    decided_at, created_at, expires_at = stamps
+    return DecisionRow(
+        key=d.key,
+        incident=d.incident,
+        event_id=d.event_id,
+        rule_id=d.rule_id,
+        action=d.action,
+        target=d.target,
+        cell_id=d.cell_id,
+        customer_id=d.customer_id,
+        priority=d.priority,
+        probability=d.probability,
+        value_at_risk=d.value_at_risk,
+        amount=d.amount,
+        impact=d.impact,
+        runbook=d.runbook,
+        params=params,
+        policy_version=policy_version,
+        model_version=d.score.model_version if d.score else None,
+        status=status,
+        guard=guard,
+        reason=reason,
+        decided_at=decided_at,
+        created_at=created_at,
+        expires_at=expires_at if status is Status.AWAITING_APPROVAL else None,
+        requested_by=requested_by,
+        team=d.team,
+    )
+
+
+def decision_entry(
+    d: Decision,
+    policy_version: str,
+    status: Status,
+    results: list[GuardResult],
+    now: datetime,
+    score: dict[str, Any] | None,
+) -> Entry:
+    """The audit row of a decision: every field the decisions table keeps, and why."""
+    payload = {
+        "event_id": d.event_id,
+        "incident": d.incident,
+        "score": score,
+        "rule": d.rule_id,
+        "policy_version": policy_version,
+        "decision": {
+            "action": d.action.value, "target": d.target, "priority": d.priority,
+            "probability": d.probability, "value_at_risk": d.value_at_risk,
+            "amount": d.amount, "impact": d.impact, "params": d.params,
+            "runbook": d.runbook, "team": d.team,
+        },
+        "guards": results,  # (guard, passed, reason) tuples: JSON arrays
+        "status": status,
+    }  # fmt: skip
+    return Entry(
+        "decision", now, payload, d.event_id, d.customer_id, d.cell_id, d.action.value, d.key
+    )
 
 
 def _shown(d: Decision, status: Status, guard: str | None, reason: str | None) -> dict[str, Any]:

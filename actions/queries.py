@@ -64,6 +64,7 @@ class DecisionRow(NamedTuple):
     created_at: str
     expires_at: str | None
     requested_by: str | None = None  # the principal who sent the event
+    team: str | None = None  # the team that answers for the action
 
 
 class UpdateRow(NamedTuple):

@@ -39,6 +39,7 @@ from closedloop.world.simulate import STEPS, World, WorldSummary, simulate
 from closedloop.world.store import read_summary, write_world
 from features import commands as feature_commands
 from monitoring import commands as monitoring_commands
+from monitoring.summary import owner_alert
 from serving import commands as serving_commands
 from training import commands as training_commands
 
@@ -234,16 +235,19 @@ def monitor(
 ) -> None:
     """Drift, data quality and matured-label performance of the champion; retrain on a breach
     (role model_owner or admin)."""
-    principal_of(ctx, Permission.MONITOR)
+    by = principal_of(ctx, Permission.MONITOR)
     settings = settings_of(ctx)
     loaded = load_params(params)
-    monitoring_commands.run_monitor(
+    summary = monitoring_commands.run_monitor(
         settings,
         target.value,
         loaded.monitor,
         monitoring_commands.window_end(end, settings),
         loaded.train(target.value) if retrain else None,
     )
+    alert = owner_alert(summary, SPECS[target].owner)
+    if alert is not None:
+        action_commands.tell_owner(settings, alert, by)
 
 
 def profile_backends(settings: Settings) -> list[Backend]:

@@ -386,7 +386,7 @@ def _retrain(
     try:
         outcome = train_and_gate(settings, target, config, until)
     except ValueError as error:
-        return RetrainOutcome(retrained=False, reasons=[f"training failed: {error}"])
+        return RetrainOutcome(retrained=False, failed=True, reasons=[f"training failed: {error}"])
     return RetrainOutcome(
         retrained=True,
         version=outcome.version,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from closedloop.alerts import AlertKind, ModelAlert
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -79,6 +81,7 @@ class Trigger(_Frozen):
 
 class RetrainOutcome(_Frozen):
     retrained: bool
+    failed: bool = Field(False, description="training was tried and raised an error")
     version: str | None = None
     promoted: bool = False
     reasons: list[str] = Field(default_factory=list, description="the gate's or why not")
@@ -108,3 +111,27 @@ def runs_in(folder: Path) -> list[MonitorSummary]:
     """Every monitoring run kept in ``folder`` (one sub-folder per run), oldest first."""
     paths = sorted(folder.glob("*/summary.json")) if folder.is_dir() else []
     return [MonitorSummary.model_validate_json(p.read_text()) for p in paths]
+
+
+def owner_alert(summary: MonitorSummary, owner: str) -> ModelAlert | None:
+    """What the model's owner must hear of this run: a retraining triggered, failed or held;
+    None when the run asked for nothing."""
+    trigger, outcome = summary.trigger, summary.retrain
+    if outcome is not None and outcome.failed:
+        kind = AlertKind.FAILED
+    elif trigger.retrain:
+        kind = AlertKind.TRIGGERED
+    elif trigger.held:
+        kind = AlertKind.HELD
+    else:
+        return None
+    return ModelAlert(
+        model=summary.model,
+        version=summary.champion_version,
+        run=summary.run,
+        kind=kind,
+        owner=owner,
+        at=summary.window_end,
+        reasons=[*trigger.reasons, *(outcome.reasons if outcome else [])],
+        report=summary.reports.get("drift"),
+    )

@@ -7,6 +7,7 @@ import pytest
 from evidently.ui.workspace import Workspace
 from typer.testing import CliRunner
 
+from actions.backends import open_ledger
 from closedloop.cli import app
 from closedloop.models import spec
 from closedloop.settings import Settings
@@ -14,6 +15,7 @@ from features.pipeline import repository
 from features.repo import service_features
 from monitoring import episode
 from monitoring.pipeline import history, read_log
+from monitoring.summary import owner_alert
 
 runner = CliRunner()
 
@@ -96,6 +98,13 @@ def test_the_commands_score_monitor_without_retraining_and_list_the_history(sett
     last = history(settings, "fault")[-1]
     assert last.champion_version == result.final_version
     assert last.retrain is None or not last.retrain.retrained
+    alert = owner_alert(last, spec("fault").owner)
+    assert (alert is not None) == ("for network operations opened" in run.output), run.output
+    if alert is not None:
+        ledger = open_ledger(settings)
+        (ticket,) = ledger.decisions(action="trouble_ticket", limit=10)
+        ledger.close()
+        assert ticket["team"] == "network operations" and ticket["incident"] == alert.incident
     listed = runner.invoke(app, [*home, "monitor-history", "fault"], env=env)
     assert listed.exit_code == 0, listed.output
     assert all(r.run in listed.output for r in history(settings, "fault"))

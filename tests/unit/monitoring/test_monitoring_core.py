@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from closedloop.alerts import AlertKind
 from features.repo import Kind, Traits
 from monitoring import drift as core
 from monitoring.config import ColumnTest, DriftPolicy, KindTests, MonitorConfig
@@ -18,6 +19,7 @@ from monitoring.summary import (
     QualityResult,
     RetrainOutcome,
     Trigger,
+    owner_alert,
 )
 from training.labels import churn_labels, fault_labels
 
@@ -307,3 +309,18 @@ def test_a_model_owner_overrides_a_features_test_in_params():
     assert not result.drifted_columns and result.columns[0].threshold == 1.0
     loose = DriftPolicy(kinds=KindTests(level=ColumnTest(method="psi", threshold=5)))
     assert _drift_of(reference, current, ["vendor"], loose).columns[0].method == "psi"
+
+
+def test_the_owner_hears_of_a_triggered_failed_or_held_retraining_only():
+    calm = _past(END, drifted=False)
+    assert owner_alert(calm, "network operations") is None
+    held = owner_alert(_past(END, drifted=True, held=True), "network operations")
+    assert held.kind is AlertKind.HELD and held.owner == "network operations"
+    triggered = _past(END, drifted=True, retrained=True)
+    assert owner_alert(triggered, "x").kind is AlertKind.TRIGGERED
+    failed = triggered.model_copy(
+        update={"retrain": RetrainOutcome(retrained=False, failed=True, reasons=["bad data"])}
+    )
+    alert = owner_alert(failed, "x")
+    assert alert.kind is AlertKind.FAILED and "bad data" in alert.reasons
+    assert alert.incident == f"monitor:fault:{failed.run}" and alert.at == END

@@ -49,6 +49,11 @@ class LabelRule(_Frozen):
         description="the events table's column that labels an entity outright in snapshot "
         "data (no time axis); None when the model needs time series",
     )
+    classes: str | None = Field(
+        None,
+        description="the events table's column naming an entity's class when a mapping "
+        "declares a multi-class target (snapshot data)",
+    )
     horizon_hours: int = Field(gt=0, description="the event happens within this horizon")
     snapshot_every_hours: int = Field(gt=0, description="spacing of training snapshots")
 
@@ -61,6 +66,13 @@ class GateConfig(_Frozen):
     min_roc_auc: float = Field(0.6, ge=0, le=1)
     min_pr_auc_lift: float = Field(
         1.5, ge=0, description="PR AUC must reach this many times the base rate"
+    )
+    min_log_loss_gain: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="multi-class: test log loss must be at least this share below the log loss "
+        "of the training class shares (the no-skill model)",
     )
     max_single_feature_auc: float = Field(
         0.99,
@@ -111,6 +123,7 @@ SPECS: dict[ModelName, ModelSpec] = {
             kind=LabelKind.LEAVES,
             events="churn_labels",
             outright="churned",
+            classes="category",
             horizon_hours=30 * 24,
             snapshot_every_hours=7 * 24,
         ),
@@ -137,6 +150,7 @@ SPECS: dict[ModelName, ModelSpec] = {
         label=LabelRule(
             kind=LabelKind.FAULT_STARTS,
             events="cell_fault_labels",
+            classes="kind",
             horizon_hours=6,
             snapshot_every_hours=2,
         ),

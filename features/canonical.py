@@ -185,6 +185,7 @@ CHURN_LABELS = CanonicalTable(
             _field("customer_id", pa.string(), "customer key", nullable=False),
             _field("churned", pa.bool_(), "left", nullable=False),
             _field("churn_date", pa.date32(), "day of leaving, if known"),
+            _field("category", pa.string(), "why the customer left: a multi-class target"),
         ]
     ),
 )

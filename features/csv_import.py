@@ -51,7 +51,7 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from closedloop.models import DataShape
+from closedloop.models import SPECS, DataShape
 from features.admission import Admitted, admit
 from features.canonical import TABLES, CanonicalTable
 from features.offline import IngestReport, OfflineStore
@@ -141,12 +141,23 @@ class ColumnRule(_Strict):
     row_number: bool = False
     type: Kind | None = None
     values: dict[Text, Scalar | None] | None = None
+    classes: bool = Field(
+        False,
+        description="the column is a multi-class target: 'values' names every class (a source "
+        "value it does not list is a MappingError, not a rejected row)",
+    )
     blank: Blank = None
     unit: float | str | None = None
     prefix: str = ""
     format: str | None = None
     timezone: str | None = None
     add_minutes: float = 0.0
+
+    def class_names(self) -> list[str]:
+        """The classes a multi-class target rule maps to, sorted (none for other rules)."""
+        if not self.classes or self.values is None:
+            return []
+        return sorted({str(_as_text(v)) for v in self.values.values() if v is not None})
 
     def computed(self) -> tuple[str, list[str]] | None:
         """The compute rule (``sum``, ``difference``, ``ratio``, ``product``) and its columns."""
@@ -312,6 +323,13 @@ def _rule_problem(
     fitting = _fitting_kinds(table, column)
     if kind not in fitting:
         return f"type {kind} does not fit the column; use {' or '.join(fitting)}"
+    if rule.classes:
+        targets = {m.label.events: m.label.classes for m in SPECS.values() if m.label.classes}
+        if targets.get(table.name) != column:
+            where = ", ".join(f"{t}.{c}" for t, c in targets.items())
+            return f"'classes' marks a multi-class target column: {where}"
+        if rule.from_ is None or not rule.values:
+            return "'classes' needs 'from' and 'values' naming the class of every source value"
     return _reading_problem(rule, kind, clock)
 
 
@@ -546,6 +564,12 @@ def _convert(
         shown = ", ".join(rule.values)
         rejected.append(_reasons(filled[~listed], f"{source}: {{value!r}} is not one of {shown}"))
         unlisted = filled[~listed].tolist()
+        if rule.classes and unlisted:
+            missing = ", ".join(repr(v) for v in sorted(set(unlisted)))
+            raise MappingError(
+                f"{where}: the classes {missing} of {source} are not mapped; list every "
+                "class in 'values' (null leaves its entities out of training)"
+            )
         rewritten = filled[listed].map(rule.values)
         filled = rewritten[rewritten.notna()].map(lambda v: str(_as_text(v)))
     parsed = _parse(kind, filled, rule, raw, mapping.clock_time)
@@ -777,6 +801,12 @@ def import_frame(mapping: Mapping, raw: pd.DataFrame, as_of: datetime) -> Import
     report = IngestReport(
         source=mapping.name,
         shape=mapping.shape,
+        classes={
+            table: names
+            for table, table_mapping in mapping.tables.items()
+            for rule in table_mapping.columns.values()
+            if (names := rule.class_names())
+        },
         mapped=mapping.destinations(),
         tables={name: result.report for name, result in admitted.items()},
         warnings=unread_notes(mapping, raw) + clock_notes(mapping, raw) + notes,

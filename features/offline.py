@@ -38,6 +38,9 @@ class IngestReport(BaseModel):
     source: str
     shape: DataShape = DataShape.TIME_SERIES  # snapshot: one row per entity, no time axis
     tables: dict[str, TableReport]
+    classes: dict[str, list[str]] = Field(
+        default_factory=dict, description="a multi-class target's classes, by label table"
+    )
     warnings: list[str] = Field(default_factory=list)
     mapped: dict[str, str] = Field(
         default_factory=dict, description="each source column a mapping reads: where it goes"

@@ -47,12 +47,17 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
     else:
         how = f"by time, {shares} of the snapshot instants (later never trains)"
     console.print(f"split: {how} ({outcome.split.why})")
+    console.print(f"target: {outcome.label.why}")
     if outcome.folds:
-        console.print(
-            f"{outcome.folds['cv_folds']:.0f}-fold test figures: ROC AUC "
-            f"{outcome.folds['cv_roc_auc_mean']:.4f} ± {outcome.folds['cv_roc_auc_sd']:.4f}, "
-            f"PR AUC {outcome.folds['cv_pr_auc_mean']:.4f} ± {outcome.folds['cv_pr_auc_sd']:.4f}"
+        shown = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss"}
+        shown |= {"macro_f1": "macro-F1"}
+        figures = ", ".join(
+            f"{shown[name]} {outcome.folds[f'cv_{name}_mean']:.4f} ± "
+            f"{outcome.folds[f'cv_{name}_sd']:.4f}"
+            for name in shown
+            if f"cv_{name}_mean" in outcome.folds
         )
+        console.print(f"{outcome.folds['cv_folds']:.0f}-fold test figures: {figures}")
     rows = ", ".join(f"{k} {v:,}" for k, v in outcome.rows.items())
     verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
     console.print(f"snapshots: {rows}; gate: {verdict}")

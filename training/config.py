@@ -73,6 +73,11 @@ class TrainConfig(_Strict):
     horizon_hours: int = Field(gt=0, description="label: the event happens within this horizon")
     snapshot_every_hours: int = Field(gt=0, description="spacing of training snapshots")
     split: SplitConfig = SplitConfig()
+    target: Literal["auto", "binary", "classes"] = Field(
+        "auto",
+        description="binary: the event; classes: the multi-class target a mapping declares "
+        "('classes: true' on the label table's class column); auto: classes when one is declared",
+    )
     lightgbm: LightGBMParams = LightGBMParams()
     tune: TuneConfig = TuneConfig()
     gate: GateConfig = GateConfig()

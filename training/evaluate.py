@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,79 @@ def evaluate(
     )
 
 
+@dataclass(frozen=True)
+class ClassEvaluation:
+    """A multi-class model's figures: ``metrics`` and one row per class."""
+
+    metrics: dict[str, float]
+    per_class: pd.DataFrame  # class, rows, share, precision, recall, f1, roc_auc (one vs rest)
+    confusion: pd.DataFrame  # true class (rows) x predicted class (columns): counts
+
+
+def evaluate_classes(
+    labels: np.ndarray, probabilities: np.ndarray, classes: list[str], prior: np.ndarray
+) -> ClassEvaluation:
+    """Log loss (and its gain over ``prior``, the training class shares, as a no-skill model),
+    macro-F1, accuracy, macro one-vs-rest ROC AUC, and precision, recall, F1 and ROC AUC per
+    class, of ``probabilities`` (rows x classes) against labels 0..k-1."""
+    labels = np.asarray(labels, dtype=int)
+    everyone = np.arange(len(classes))
+    predicted = probabilities.argmax(axis=1)
+    loss = float(log_loss(labels, probabilities, labels=everyone))
+    no_skill = float(log_loss(labels, np.tile(prior, (len(labels), 1)), labels=everyone))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=everyone, zero_division=0
+    )
+    aucs = [_safe_auc((labels == k).astype(int), probabilities[:, k]) for k in everyone]
+    per_class = pd.DataFrame(
+        {
+            "class": classes,
+            "rows": support,
+            "share": support / max(len(labels), 1),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "roc_auc": aucs,
+        }
+    )
+    metrics = {
+        "rows": float(len(labels)),
+        "classes": float(len(classes)),
+        "log_loss": loss,
+        "prior_log_loss": no_skill,
+        "log_loss_gain": 1 - loss / no_skill if no_skill else float("nan"),
+        "macro_f1": float(f1_score(labels, predicted, labels=everyone, average="macro")),
+        "accuracy": float((predicted == labels).mean()),
+        "roc_auc": float(np.nanmean(aucs)),
+    }
+    metrics |= {f"f1_{name}": float(value) for name, value in zip(classes, f1, strict=True)}
+    confusion = pd.crosstab(
+        pd.Categorical(np.take(classes, labels), categories=classes),
+        pd.Categorical(np.take(classes, predicted), categories=classes),
+        rownames=["true"],
+        colnames=["predicted"],
+        dropna=False,
+    )
+    return ClassEvaluation(metrics, per_class, confusion)
+
+
 def single_feature_auc(
     train: pd.DataFrame, test: pd.DataFrame, features: list[str]
 ) -> dict[str, float]:
     """How well each feature alone separates the test label: ROC AUC of its value (of the
     training label rate of its level for a categorical), either direction, so 0.5 to 1.
-    Blanks rank lowest. NaN when the test set has one class."""
+    Blanks rank lowest. NaN when the test set has one class. A multi-class label (more than
+    two values) is judged one class against the rest, and the best class counts."""
+    if max(train["label"].max(), test["label"].max()) > 1:
+        per_class = [
+            single_feature_auc(
+                train.assign(label=train["label"].eq(k).astype(int)),
+                test.assign(label=test["label"].eq(k).astype(int)),
+                features,
+            )
+            for k in sorted(set(train["label"]) | set(test["label"]))
+        ]
+        return {name: float(np.nanmax([auc[name] for auc in per_class])) for name in features}
     labels = test["label"].to_numpy(dtype=int)
     if len(np.unique(labels)) < 2:
         return dict.fromkeys(features, float("nan"))

@@ -1,14 +1,15 @@
 """A trained model as it is scored: LightGBM booster, categorical levels and calibration.
 
 ``ScoringModel.score`` is the one way a frame of features becomes calibrated probabilities,
-whether in batch rescoring, in serving or inside the MLflow pyfunc wrapper.
+whether in batch rescoring, in serving or inside the MLflow pyfunc wrapper. A multi-class model
+(``classes`` named) scores one probability per class and row (LightGBM's softmax, uncalibrated).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class ScoringModel:
     categories: dict[str, list[str]]  # levels of each categorical feature, as trained
     calibration_x: np.ndarray  # isotonic calibration knots: raw score -> probability
     calibration_y: np.ndarray
+    classes: list[str] = field(default_factory=list)  # a multi-class target's, in label order
 
     def design(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input matrix: its features in order, categoricals on the trained levels."""
@@ -85,8 +87,13 @@ class ScoringModel:
         return self.calibrate(self.booster.predict(matrix, num_threads=1))
 
     def matrix_contributions(self, matrix: np.ndarray) -> np.ndarray:
-        """SHAP contributions (log-odds) of each feature for each row of an input matrix."""
-        return self.booster.predict(matrix, pred_contrib=True, num_threads=1)[:, :-1]
+        """SHAP contributions (log-odds) of each feature for each row of an input matrix; for a
+        multi-class model rows x classes x features (each class's raw score)."""
+        values = self.booster.predict(matrix, pred_contrib=True, num_threads=1)
+        if not self.classes:
+            return values[:, :-1]
+        per_class = values.reshape(len(matrix), len(self.classes), len(self.features) + 1)
+        return per_class[:, :, :-1]
 
     def raw_scores(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
         return self.booster.predict(self.matrix(frame), num_threads=threads)
@@ -97,12 +104,16 @@ class ScoringModel:
         return np.interp(raw, self.calibration_x, self.calibration_y)
 
     def score(self, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
-        """Calibrated probability of the event for each row of ``frame``."""
+        """Calibrated probability of the event for each row of ``frame`` (multi-class: rows x
+        classes, each row summing to 1)."""
         return self.calibrate(self.raw_scores(frame, threads))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-row SHAP contributions of each feature (log-odds), from LightGBM itself."""
+        """Per-row SHAP contributions of each feature (log-odds), from LightGBM itself; for a
+        multi-class model the absolute contributions summed over the classes."""
         values = self.matrix_contributions(self.matrix(frame))
+        if self.classes:
+            values = np.abs(values).sum(axis=1)
         return pd.DataFrame(values, columns=self.features, index=frame.index)
 
     def save(self, folder: Path) -> Path:
@@ -113,6 +124,7 @@ class ScoringModel:
             "categories": self.categories,
             "calibration_x": self.calibration_x.tolist(),
             "calibration_y": self.calibration_y.tolist(),
+            "classes": self.classes,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1))
         return folder
@@ -126,4 +138,5 @@ class ScoringModel:
             categories=meta["categories"],
             calibration_x=np.asarray(meta["calibration_x"]),
             calibration_y=np.asarray(meta["calibration_y"]),
+            classes=meta.get("classes", []),
         )

@@ -22,7 +22,13 @@ from features.repo import service_features
 from features.store import open_store
 from training import registry
 from training.config import TrainConfig
-from training.evaluate import Evaluation, evaluate, single_feature_auc
+from training.evaluate import (
+    ClassEvaluation,
+    Evaluation,
+    evaluate,
+    evaluate_classes,
+    single_feature_auc,
+)
 from training.labels import SNAPSHOTS
 from training.model import ScoringModel
 from training.splits import (
@@ -56,17 +62,53 @@ def split_choice(settings: Settings, target: str, config: TrainConfig) -> SplitC
     return choose_split(config.split, spec(target).label.events, shapes)
 
 
-def outright_snapshots(keys: pd.DataFrame, events: pd.DataFrame, model: ModelSpec):
+@dataclass(frozen=True)
+class TargetChoice:
+    classes: list[str]  # a multi-class target's classes in label order; empty: binary
+    why: str
+
+
+def target_choice(settings: Settings, target: str, config: TrainConfig) -> TargetChoice:
+    """Binary, or the multi-class target a mapping declares for the model's label table."""
+    model = spec(target)
+    declared = {
+        report.source: report.classes[model.label.events]
+        for report in OfflineStore(settings.home).reports()
+        if model.label.events in report.classes
+    }
+    if config.target == "binary" or (config.target == "auto" and not declared):
+        why = "target: binary in params" if config.target == "binary" else "no classes declared"
+        return TargetChoice([], f"binary ({why})")
+    if not declared:
+        raise ValueError(
+            f"target: classes, but no mapping declares classes for {model.label.events}."
+            f"{model.label.classes} (classes: true on its rule)"
+        )
+    if len({tuple(names) for names in declared.values()}) > 1:
+        raise ValueError(f"sources declare different classes: {declared}")
+    source, names = next(iter(declared.items()))
+    return TargetChoice(
+        names, f"{len(names)} classes of {model.label.events}.{model.label.classes} ({source})"
+    )
+
+
+def outright_snapshots(
+    keys: pd.DataFrame, events: pd.DataFrame, model: ModelSpec, classes: list[str] | None = None
+):
     """Snapshot data: each entity's latest feature row, labelled by the events table's outright
-    column (``churned``); entities with no label row are left out."""
-    if model.label.outright is None:
+    column (``churned``), or with ``classes`` by the index of its class in the class column;
+    entities with no label row (or no class) are left out."""
+    column = model.label.classes if classes else model.label.outright
+    if column is None:
         raise ValueError(
             f"{model.name} needs time-series data: its label ({model.label.kind}) cannot be "
             "read from a snapshot"
         )
     key = model.entity_key
     latest = keys.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
-    known = events.drop_duplicates(key).set_index(key)[model.label.outright]
+    known = events.drop_duplicates(key).set_index(key)[column]
+    if classes:
+        known = known.map({name: index for index, name in enumerate(classes)})
     label = latest[key].map(known)
     out = latest.assign(label=label)[label.notna()]
     out["label"] = out["label"].astype(int)
@@ -79,14 +121,15 @@ def labelled_snapshots(
     config: TrainConfig,
     until: datetime | None = None,
     by: str = "time",
+    classes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Snapshots on the grid whose label is known by ``until`` (default: the end of the data);
-    for an entity split (snapshot data) one row per entity with its outright label."""
+    for an entity split (snapshot data) one row per entity with its outright label or class."""
     model = spec(target)
     keys = _keys(feature_source(settings, model), model.entity_key, until)
     events = OfflineStore(settings.home).read(model.label.events)
     if by == "entity":
-        return outright_snapshots(keys, events, model)
+        return outright_snapshots(keys, events, model, classes)
     horizon = pd.Timedelta(hours=config.horizon_hours)
     every = pd.Timedelta(hours=config.snapshot_every_hours)
     return SNAPSHOTS[model.label.kind](keys, events, horizon, every)
@@ -107,9 +150,10 @@ def training_set(
     config: TrainConfig,
     until: datetime | None = None,
     by: str = "time",
+    classes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Labelled snapshots joined point-in-time to the feature service by Feast."""
-    snapshots = labelled_snapshots(settings, target, config, until, by)
+    snapshots = labelled_snapshots(settings, target, config, until, by, classes)
     if snapshots.empty and by == "entity":
         raise ValueError(f"no labelled entities: no {spec(target).label.events} row matches")
     if snapshots.empty:
@@ -124,7 +168,7 @@ def training_set(
     return joined.sort_values(["event_timestamp", key], kind="stable").reset_index(drop=True)
 
 
-def _plots(evaluation: Evaluation, model: ScoringModel, test: pd.DataFrame, folder: Path) -> None:
+def _plots(evaluation: Evaluation, folder: Path) -> None:
     calibration = evaluation.calibration
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
@@ -141,6 +185,8 @@ def _plots(evaluation: Evaluation, model: ScoringModel, test: pd.DataFrame, fold
     ax.set(xlabel="score decile (1 = highest)", ylabel="lift", title="lift by decile (test)")
     fig.savefig(folder / "lift.png", dpi=100, bbox_inches="tight")
 
+
+def _feature_plots(model: ScoringModel, test: pd.DataFrame, folder: Path) -> None:
     gain = pd.Series(model.booster.feature_importance("gain"), index=model.features).sort_values()
     shap = model.contributions(test).abs().mean().sort_values()
     for name, values, title in (
@@ -166,6 +212,7 @@ class TrainOutcome:
     rows: dict[str, int]
     search: dict[str, float]  # the Optuna search's trials and best validation PR AUC, if any
     split: SplitChoice
+    label: TargetChoice  # binary or multi-class, and why
     service: tuple[str, str, int]  # the feature service trained on, why, and its features
     folds: dict[str, float]  # k-fold test figures of an entity split (cv_<metric>_mean, _sd)
 
@@ -177,11 +224,14 @@ def _window(frame: pd.DataFrame) -> str:
 def reference_sample(
     part: pd.DataFrame, key: str, model: ScoringModel, rows: int, seed: int
 ) -> pd.DataFrame:
-    """A seeded sample of a window with its labels and scores: monitoring's reference.
-    Only the sampled rows are scored."""
+    """A seeded sample of a window with its labels and scores: monitoring's reference (for a
+    multi-class model the probability of the likeliest class). Only the sampled rows are
+    scored."""
     frame = part[[key, "event_timestamp", "label", *model.features]]
     sample = frame.sample(min(rows, len(frame)), random_state=seed)
-    return sample.assign(probability=model.score(sample)).sort_values("event_timestamp")
+    scores = model.score(sample)
+    probability = scores.max(axis=1) if model.classes else scores
+    return sample.assign(probability=probability).sort_values("event_timestamp")
 
 
 def data_set_service(settings: Settings, target: str, config: TrainConfig) -> tuple[str, str]:
@@ -206,21 +256,52 @@ def data_set_service(settings: Settings, target: str, config: TrainConfig) -> tu
     return model.feature_service, "the built-in service"
 
 
+def judge(
+    model: ScoringModel,
+    part: pd.DataFrame,
+    config: TrainConfig,
+    prior: np.ndarray,
+    segments: tuple[str, ...] = (),
+) -> Evaluation | ClassEvaluation:
+    """The figures of ``model`` on a labelled part: binary (with ``segments``) or multi-class
+    (log loss against ``prior``, the training class shares)."""
+    labels = part["label"].to_numpy()
+    if model.classes:
+        return evaluate_classes(labels, model.score(part), model.classes, prior)
+    grouped = part[list(segments)] if segments else None
+    return evaluate(labels, model.score(part), config.action_budget, grouped)
+
+
+def class_shares(train: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """The training share of each class (the no-skill multi-class model); empty if binary."""
+    counts = np.bincount(train["label"].to_numpy(dtype=int), minlength=len(classes))
+    return counts / counts.sum() if classes else np.array([])
+
+
+FOLD_METRICS = {False: ("roc_auc", "pr_auc"), True: ("log_loss", "macro_f1")}
+
+
 def kfold_figures(
-    data: pd.DataFrame, key: str, features: list[str], params, config: TrainConfig
+    data: pd.DataFrame,
+    key: str,
+    features: list[str],
+    params,
+    config: TrainConfig,
+    classes: list[str] | None = None,
 ) -> dict[str, float]:
-    """Test ROC AUC and PR AUC over k entity folds (each fold tests once, the next one
-    validates, the rest train): how much the single split's figure could have varied."""
+    """Test ROC AUC and PR AUC (multi-class: log loss and macro-F1) over k entity folds (each
+    fold tests once, the next one validates, the rest train): how much the single split's
+    figure could have varied."""
     k = config.split.folds
     fold = entity_folds(data[key], data["label"], k, config.seed)
-    found: dict[str, list[float]] = {"roc_auc": [], "pr_auc": []}
+    found: dict[str, list[float]] = {name: [] for name in FOLD_METRICS[bool(classes)]}
     for held in range(k):
         test, valid = data[fold == held], data[fold == (held + 1) % k]
         train = data[(fold != held) & (fold != (held + 1) % k)]
-        model, _ = fit(train, valid, features, params, config.seed, config.increasing)
-        metrics = evaluate(test["label"].to_numpy(), model.score(test), config.action_budget)
+        model, _ = fit(train, valid, features, params, config.seed, config.increasing, classes)
+        metrics = judge(model, test, config, class_shares(train, classes or [])).metrics
         for name, values in found.items():
-            values.append(metrics.metrics[name])
+            values.append(metrics[name])
     figures = {"cv_folds": float(k)}
     for name, values in found.items():
         figures[f"cv_{name}_mean"] = float(np.mean(values))
@@ -240,7 +321,16 @@ def train(
     service, service_why = data_set_service(settings, target, config)
     config = config.model_copy(update={"service": service})
     choice = split_choice(settings, target, config)
-    data = training_set(settings, target, config, until, choice.by)
+    target_of = target_choice(settings, target, config)
+    classes = target_of.classes
+    if classes and choice.by != "entity":
+        raise ValueError(
+            "a multi-class target is read from snapshot data (shape: snapshot in the mapping, "
+            "or split.by: entity in params)"
+        )
+    if classes and config.tune.trials:
+        raise ValueError("the search tunes binary models; set tune.trials: 0 for a multi-class one")
+    data = training_set(settings, target, config, until, choice.by, classes)
     if choice.by == "entity":
         data["split"] = entity_split(data[key], data["label"], config.split, config.seed)
         check_entity_split(data[key], data["split"])
@@ -262,32 +352,31 @@ def train(
         params = found.params
         search_info = {"tune_trials": found.trials, "tune_valid_pr_auc": found.valid_pr_auc}
     model, fit_info = fit(
-        parts["train"], parts["valid"], features, params, config.seed, config.increasing
+        parts["train"], parts["valid"], features, params, config.seed, config.increasing, classes
     )
     folds = {}
     if choice.by == "entity" and config.split.folds:
-        folds = kfold_figures(data, key, features, params, config)
+        folds = kfold_figures(data, key, features, params, config, classes)
     test = parts["test"]
-    scores = model.score(test)
-    evaluation = evaluate(
-        test["label"].to_numpy(), scores, config.action_budget, test[list(model_spec.segments)]
-    )
-    valid_metrics = evaluate(
-        parts["valid"]["label"].to_numpy(), model.score(parts["valid"]), config.action_budget
-    ).metrics
+    prior = class_shares(parts["train"], classes)
+    evaluation = judge(model, test, config, prior, model_spec.segments)
+    valid_metrics = judge(model, parts["valid"], config, prior).metrics
 
     # monitoring's reference: the latest windows the model was judged on, scored out of sample
     held_out = pd.concat([parts["valid"], test])
     registry.connect(settings)
     experiment_id = registry.experiment(settings, f"closedloop-{target}")
     champion = registry.load_champion(target)
-    champion_metrics = None
-    if champion is not None:
-        champion_metrics = evaluate(
-            test["label"].to_numpy(), champion.model.score(test), config.action_budget
-        ).metrics
+    champion_metrics, champion_classes = None, None
+    if champion is not None and champion.model.classes == classes:
+        champion_metrics = judge(champion.model, test, config, prior).metrics
+    elif champion is not None:
+        champion_classes = champion.model.classes
     separation = single_feature_auc(parts["train"], test, features)
-    decision = registry.decide(config.gate, evaluation.metrics, champion_metrics, separation)
+    decide = registry.decide_classes if classes else registry.decide
+    decision = decide(
+        config.gate, evaluation.metrics, champion_metrics, separation, champion_classes
+    )
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(
@@ -297,6 +386,7 @@ def train(
                 "snapshot_every_hours": config.snapshot_every_hours,
                 "split": json.dumps(config.split.model_dump()),
                 "split_by": choice.by,
+                "classes": ",".join(classes),
                 "seed": config.seed,
                 "feature_service": config.service,
                 "features": len(features),
@@ -311,6 +401,7 @@ def train(
                 "git_commit": registry.git_commit(),
                 "data_until": until.isoformat() if until else "end of data",
                 "split_why": choice.why,
+                "target_why": target_of.why,
                 "window_train": _window(parts["train"]),
                 "window_valid": _window(parts["valid"]),
                 "window_test": _window(test),
@@ -324,14 +415,19 @@ def train(
             mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_metrics.items()})
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            _plots(evaluation, model, test, folder)
+            _feature_plots(model, test, folder)
+            if isinstance(evaluation, ClassEvaluation):
+                evaluation.per_class.to_csv(folder / "per_class.csv", index=False)
+                evaluation.confusion.to_csv(folder / "confusion.csv")
+            else:
+                _plots(evaluation, folder)
+                evaluation.lift.to_csv(folder / "lift.csv", index=False)
+                evaluation.calibration.to_csv(folder / "calibration.csv", index=False)
+                evaluation.segments.to_csv(folder / "segments.csv", index=False)
             reference = reference_sample(
                 held_out, model_spec.entity_key, model, REFERENCE_ROWS, config.seed
             )
             reference.to_parquet(folder / "reference.parquet", index=False)
-            evaluation.lift.to_csv(folder / "lift.csv", index=False)
-            evaluation.calibration.to_csv(folder / "calibration.csv", index=False)
-            evaluation.segments.to_csv(folder / "segments.csv", index=False)
             gate = {
                 "promote": decision.promote,
                 "reasons": decision.reasons,
@@ -352,6 +448,7 @@ def train(
         rows={name: len(part) for name, part in parts.items()},
         search=search_info,
         split=choice,
+        label=target_of,
         folds=folds,
         service=(service, service_why, len(features)),
     )

@@ -110,15 +110,29 @@ def leak_reasons(
     return found
 
 
+def other_classes(champion_classes: list[str] | None) -> list[str]:
+    """Why a challenger is held when the champion answers other classes (a binary champion
+    has none); nothing when ``champion_classes`` is None (the same classes, or no champion)."""
+    if champion_classes is None:
+        return []
+    shown = ", ".join(champion_classes) or "the binary event"
+    return [
+        f"the champion answers other classes ({shown}), so it is not compared: held for a "
+        "person to promote (closedloop models promote --why)"
+    ]
+
+
 def decide(
     gate: GateConfig,
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     separation: dict[str, float] | None = None,
+    champion_classes: list[str] | None = None,
 ) -> GateDecision:
     """Pure gate rule: the leak guard, the quality bars, then the champion beaten by more than
-    the margin. ``separation`` is each feature's own test ROC AUC."""
-    reasons = leak_reasons(gate, challenger, separation or {})
+    the margin. ``separation`` is each feature's own test ROC AUC; ``champion_classes`` holds
+    a challenger whose champion answers other classes."""
+    reasons = leak_reasons(gate, challenger, separation or {}) + other_classes(champion_classes)
     if not challenger["roc_auc"] >= gate.min_roc_auc:
         reasons.append(f"roc_auc {challenger['roc_auc']:.4f} is below the bar {gate.min_roc_auc}")
     if not challenger["pr_auc_lift"] >= gate.min_pr_auc_lift:
@@ -136,6 +150,38 @@ def decide(
         verdict = (
             f"{gate.metric} {ours:.4f} {beats} the champion's {theirs:.4f} "
             f"by more than {gate.margin}"
+        )
+    return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
+
+
+def decide_classes(
+    gate: GateConfig,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    separation: dict[str, float] | None = None,
+    champion_classes: list[str] | None = None,
+) -> GateDecision:
+    """The gate of a multi-class challenger: the leak guard (one class against the rest), its
+    log loss at least ``min_log_loss_gain`` below the no-skill model's, then the champion's
+    log loss beaten (lower) by more than the margin. A champion that answers other classes
+    (``champion_classes``; none for a binary one) is not compared: a person decides."""
+    reasons = leak_reasons(gate, challenger, separation or {}) + other_classes(champion_classes)
+    if not challenger["log_loss_gain"] >= gate.min_log_loss_gain:
+        reasons.append(
+            f"log_loss {challenger['log_loss']:.4f} is {challenger['log_loss_gain']:.1%} below "
+            f"the class shares' {challenger['prior_log_loss']:.4f}, short of the bar "
+            f"{gate.min_log_loss_gain:.0%}"
+        )
+    ours = challenger["log_loss"]
+    theirs = None if champion is None else champion["log_loss"]
+    if theirs is None:
+        wins, verdict = True, "there is no champion for these classes yet"
+    else:
+        wins = theirs - ours > gate.margin
+        beats = "beats" if wins else "does not beat"
+        verdict = (
+            f"log_loss {ours:.4f} {beats} the champion's {theirs:.4f} "
+            f"by more than {gate.margin} (lower is better)"
         )
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 

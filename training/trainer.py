@@ -1,4 +1,6 @@
-"""Fit a LightGBM classifier with early stopping and isotonic calibration (pure: frames in)."""
+"""Fit a LightGBM classifier with early stopping and isotonic calibration (pure: frames in);
+a multi-class target (labels 0..k-1 naming ``classes``) fits LightGBM's multiclass softmax,
+stopped on the validation log loss and left uncalibrated."""
 
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ def fit(
     params: LightGBMParams,
     seed: int,
     increasing: tuple[str, ...] = (),
+    classes: list[str] | None = None,
 ) -> tuple[ScoringModel, dict[str, float]]:
     """Train on ``train``, stop early and calibrate on ``valid``; both carry a ``label`` column.
 
-    Features named in ``increasing`` are constrained so that a rise never lowers the score.
+    Features named in ``increasing`` are constrained so that a rise never lowers the score
+    (binary targets; a class has no direction).
     """
     unknown = sorted(set(increasing) - set(features))
     if unknown:
@@ -44,13 +48,22 @@ def fit(
         categories=categorical_levels(train, features),
         calibration_x=np.array([]),
         calibration_y=np.array([]),
+        classes=list(classes or []),
     )
     positives = train["label"].mean()
-    weight = (1 - positives) / positives if params.balance_classes else 1.0
-    config = {
+    weight = (1 - positives) / positives if params.balance_classes and not classes else 1.0
+    objective = {
         "objective": "binary",
         # class weights distort the log loss: ranking picks the stop, isotonic calibrates after
         "metric": "auc",
+        "scale_pos_weight": weight,
+        "monotone_constraints": [int(f in increasing) for f in features],
+        "monotone_constraints_method": "advanced",
+    }
+    if classes:
+        objective = {"objective": "multiclass", "num_class": len(classes), "metric": "multi_logloss"}
+    config = {
+        **objective,
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
         "min_child_samples": params.min_child_samples,
@@ -58,9 +71,6 @@ def fit(
         "bagging_fraction": params.bagging_fraction,
         "bagging_freq": params.bagging_freq,
         "lambda_l2": params.lambda_l2,
-        "scale_pos_weight": weight,
-        "monotone_constraints": [int(f in increasing) for f in features],
-        "monotone_constraints_method": "advanced",
         "seed": seed,
         "deterministic": True,
         "num_threads": 2,
@@ -75,10 +85,15 @@ def fit(
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
-    uncalibrated = ScoringModel(booster, features, draft.categories, np.array([]), np.array([]))
+    fitted = {"best_iteration": float(booster.best_iteration), "scale_pos_weight": weight}
+    uncalibrated = ScoringModel(
+        booster, features, draft.categories, np.array([]), np.array([]), draft.classes
+    )
+    if classes:
+        return uncalibrated, fitted
     raw = uncalibrated.raw_scores(valid)
     isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, valid["label"])
     model = ScoringModel(
         booster, features, draft.categories, isotonic.X_thresholds_, isotonic.y_thresholds_
     )
-    return model, {"best_iteration": float(booster.best_iteration), "scale_pos_weight": weight}
+    return model, fitted

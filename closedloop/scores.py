@@ -35,7 +35,18 @@ class Score(BaseModel):
     model: str = Field(description="registered model name: churn or fault")
     model_version: str = Field(description="registered model version that scored")
     feature_service: str = Field(description="Feast feature service the inputs came from")
-    probability: float = Field(ge=0, le=1, description="calibrated probability of the event")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="calibrated probability of the event; for a multi-class model the "
+        "probability of the likeliest class",
+    )
+    predicted_class: str | None = Field(
+        None, description="multi-class models: the likeliest class (the reasons are its)"
+    )
+    classes: dict[str, float] = Field(
+        default_factory=dict, description="multi-class models: the probability of each class"
+    )
     stale_features: list[str] = Field(
         default_factory=list, description="features older than their view's TTL or missing"
     )

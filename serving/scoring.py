@@ -181,6 +181,12 @@ class Scorer:
         matrix = model.records_matrix(records)
         probabilities = model.calibrated(matrix)
         contributions = model.matrix_contributions(matrix) if top > 0 else None
+        by_class = probabilities if model.classes else None
+        if by_class is not None:
+            likeliest = by_class.argmax(axis=1)
+            probabilities = by_class[np.arange(len(ids)), likeliest]
+            if contributions is not None:  # the reasons for the likeliest class
+                contributions = contributions[np.arange(len(ids)), likeliest]
         descriptions = layout.descriptions
         request_id = uuid.uuid4().hex
         scored_at = self.clock()
@@ -192,6 +198,11 @@ class Scorer:
                 else top_reasons(contributions[i], records[i], model.features, descriptions, top)
             )
             probability = float(probabilities[i])
+            per_class = (
+                {}
+                if by_class is None
+                else dict(zip(model.classes, by_class[i].tolist(), strict=True))
+            )
             scores.append(
                 Score(
                     entity_id=entity_id,
@@ -199,6 +210,8 @@ class Scorer:
                     model_version=champion.version,
                     feature_service=champion.feature_service,
                     probability=probability,
+                    predicted_class=max(per_class, key=per_class.get) if per_class else None,
+                    classes=per_class,
                     stale_features=stale[i],
                     reasons=reasons,
                     features=records[i],

@@ -61,7 +61,8 @@ def fit(
         "monotone_constraints_method": "advanced",
     }
     if classes:
-        objective = {"objective": "multiclass", "num_class": len(classes), "metric": "multi_logloss"}
+        objective = {"objective": "multiclass", "metric": "multi_logloss"}
+        objective["num_class"] = len(classes)
     config = {
         **objective,
         "learning_rate": params.learning_rate,

@@ -16,18 +16,27 @@ from rich.table import Table
 
 from actions.intake import Record
 from actions.ledger import LedgerBusyError, Status
-from actions.policy import PolicyError, load_policy, runbook_text
+from actions.policy import PolicyError, load_policy
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
 from closedloop.access import Permission, Principal, local_admin
 from closedloop.alerts import ModelAlert
 from closedloop.clock import running_clock
 from closedloop.events import EventType, NetworkEvent, Severity
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, principal_of, settings_of
+from closedloop.terminal import (
+    AsJson,
+    UserError,
+    console,
+    emit_json,
+    make_table,
+    principal_of,
+    settings_of,
+)
 
 if TYPE_CHECKING:
     from actions.backtest import Estimates
     from actions.runtime import Runtime
+    from actions.views import ActionView
     from closedloop.world.simulate import Truth
 
 policy_app = typer.Typer(help="Check and backtest action policies.", no_args_is_help=True)
@@ -263,7 +272,7 @@ def consume_command(open_scores: ScoresFactory) -> Callable[..., None]:
 @events_app.command("dead")
 def events_dead(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the rows")] = False,
+    as_json: AsJson = False,
     limit: Annotated[int, typer.Option(help="rows at most")] = 200,
 ) -> None:
     """Stream entries no consumer could commit within the allowed deliveries (cluster
@@ -281,23 +290,25 @@ def events_dead(
     finally:
         stream.close()
     if as_json:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
-    table = Table(title=f"dead letters of {stream.name}: {len(rows):,} (first {limit:,})")
-    for column in ("at", "entry", "event id", "deliveries", "consumer", "error"):
-        table.add_column(column)
+    shown = make_table(
+        f"dead letters of {stream.name}: {len(rows):,} (first {limit:,})",
+        "at", "entry", "event id", "deliveries", "consumer", "error",
+        keys=("entry", "event id"),
+    )  # fmt: skip
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row["at"][:19], row["entry_id"], row["event_id"] or "", row["deliveries"],
             row["consumer"], row["error"],
         )  # fmt: skip
-    console.print(table)
+    console.print(shown)
 
 
 @events_app.command("rejected")
 def events_rejected(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the rows")] = False,
+    as_json: AsJson = False,
     limit: Annotated[int, typer.Option(help="rows at most")] = 200,
 ) -> None:
     """Event records the intake refused (a replayed line, an item of POST /events), each with
@@ -308,17 +319,18 @@ def events_rejected(
     finally:
         ledger.close()
     if as_json:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
-    table = Table(title=f"rejected events: {len(rows):,} (first {limit:,})")
-    for column in ("received at", "source", "line", "event id", "reason", "record"):
-        table.add_column(column)
+    shown = make_table(
+        f"rejected events: {len(rows):,} (first {limit:,})",
+        "received at", "source", "line", "event id", "reason", "record", keys=("event id",),
+    )  # fmt: skip
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row["received_at"][:19], row["source"], str(row["line"] or ""),
             row["event_id"] or "", row["reason"], row["raw"][:120],
         )  # fmt: skip
-    console.print(table)
+    console.print(shown)
 
 
 @actions_app.command("dispatch")
@@ -388,16 +400,17 @@ def counts_of(counts: dict[tuple[str, str], int], status: str) -> int:
 
 
 def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title)
-    for column in ("key", "action", "target", "priority", "value at risk", "status", "why"):
-        table.add_column(column)
+    shown = make_table(
+        title, "key", "action", "target", "priority", "value at risk", "status", "why",
+        keys=("key", "target"), right=("priority", "value at risk"),
+    )  # fmt: skip
     for row in rows:
         why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"] or ""
-        table.add_row(
+        shown.add_row(
             row["key"], row["action"], row["target"], str(row["priority"]),
             f"{row['value_at_risk']:,.0f}", row["status"], why,
         )  # fmt: skip
-    return table
+    return shown
 
 
 def _open(ctx: typer.Context):
@@ -416,6 +429,7 @@ def actions_list(
     status: Annotated[str | None, typer.Option(help="e.g. awaiting_approval, dead_letter")] = None,
     action: Annotated[str | None, typer.Option(help="action type")] = None,
     limit: Annotated[int, typer.Option(help="rows at most")] = 50,
+    as_json: AsJson = False,
 ) -> None:
     """List decisions (expired approvals are marked expired first)."""
     from actions.approvals import expire
@@ -423,25 +437,84 @@ def actions_list(
     ledger = _open(ctx)
     try:
         expire(ledger, clock_of(settings_of(ctx))())
-        console.print(_decision_table("decisions", ledger.decisions(status, action, limit)))
+        rows = ledger.decisions(status, action, limit)
     finally:
         ledger.close()
+    if as_json:
+        emit_json(rows)
+        return
+    console.print(_decision_table("decisions", rows))
 
 
 @actions_app.command("show")
-def actions_show(ctx: typer.Context, key: Annotated[str, typer.Argument()]) -> None:
-    """One decision with its runbook."""
+def actions_show(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="the action's key")],
+    as_json: AsJson = False,
+) -> None:
+    """One action with all the console shows of it: its score and reasons, value, guards, the
+    triggering event, the other actions of its incident, its audit trail and its runbook."""
+    from actions.approvals import expire
+    from actions.views import action_view
+
     ledger = _open(ctx)
     try:
-        row = ledger.decision(key)
+        expire(ledger, clock_of(settings_of(ctx))())
+        view = action_view(ledger, key)
     finally:
         ledger.close()
-    if row is None:
-        raise UserError(f"no decision {key!r}")
-    for name, value in row.items():
+    if view is None:
+        raise UserError(f"no action {key!r}; 'closedloop actions list' shows the keys")
+    if as_json:
+        emit_json(view)
+        return
+    print_action(view)
+
+
+def print_action(view: ActionView) -> None:
+    """One action as a person reads it, top to bottom: what, why, what stopped it, where from."""
+    d = view.decision
+    console.print(f"[bold]{d['action']}[/] on {d['target']}: [bold]{d['status']}[/]")
+    console.print(d["key"], soft_wrap=True)
+    facts = make_table(None, "what", "value", keys=("value",))
+    shown = {
+        "incident": d["incident"], "cell": d["cell_id"], "customer": d["customer_id"],
+        "rule": f"{d['rule_id']} (policy {d['policy_version']})", "priority": d["priority"],
+        "value at risk": f"{d['value_at_risk']:,.2f}",
+        "amount": None if d["amount"] is None else f"{d['amount']:,.2f}",
+        "expected gain": f"{d['impact']:,.2f}", "decided at": d["decided_at"],
+        "expires at": d["expires_at"], "requested by": d["requested_by"],
+        "decided by": d.get("decided_by"), "why": d["reason"],
+    }  # fmt: skip
+    for name, value in shown.items():
         if value is not None:
-            console.print(f"[bold]{name}[/]: {value}")
-    console.print(Markdown(runbook_text(row["runbook"])))
+            facts.add_row(name, str(value))
+    if view.score is not None:
+        s = view.score
+        facts.add_row("score", f"{s.model} v{s.model_version}: p={s.probability:.3f}")
+        for reason in s.reasons:
+            facts.add_row("reason", reason)
+        if s.stale_features:
+            facts.add_row("stale features", ", ".join(s.stale_features))
+    if view.event is not None:
+        e = view.event
+        facts.add_row("event", f"{e['event_id']}: {e['event_type']} {e['severity']}")
+        facts.add_row("occurred at", str(e["occurred_at"]))
+    console.print(facts)
+    guards = make_table("guards", "guard", "passed", "reason")
+    for name, passed, reason in view.guards:
+        guards.add_row(name, "yes" if passed else "[red]no[/]", reason)
+    console.print(guards)
+    if view.incident:
+        others = make_table(
+            f"same incident: {len(view.incident):,} other action(s)",
+            "key", "action", "target", "status", "guard", keys=("key", "target"),
+        )  # fmt: skip
+        for row in view.incident:
+            others.add_row(row["key"], row["action"], row["target"], row["status"], row["guard"])
+        console.print(others)
+    console.print(_trail_table(f"audit trail: {len(view.trail)} row(s)", view.trail))
+    console.print(Markdown(view.runbook))
 
 
 def _settle(ctx: typer.Context, key: str, approve: bool, note: str) -> None:
@@ -530,6 +603,7 @@ def audit_query(
     cell: Annotated[str | None, typer.Option(help="cell id")] = None,
     action: Annotated[str | None, typer.Option(help="action key or action type")] = None,
     limit: Annotated[int, typer.Option(help="rows at most")] = 200,
+    as_json: AsJson = False,
 ) -> None:
     """The trail about a customer, a cell or an action: event → scores → rule → guards →
     decision → approval → dispatch."""
@@ -544,15 +618,20 @@ def audit_query(
         rows = audit.query(ledger, customer, cell, action, limit)
     finally:
         ledger.close()
-    table = Table(title=f"audit trail: {len(rows)} row(s)")
-    for column in ("seq", "at", "kind", "action", "key", "what"):
-        table.add_column(column)
+    if as_json:
+        emit_json([{**row, "payload": json.loads(row["payload"])} for row in rows])
+        return
+    console.print(_trail_table(f"audit trail: {len(rows)} row(s)", rows))
+
+
+def _trail_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    shown = make_table(title, "seq", "at", "kind", "action", "key", "what", keys=("key",))
     for row in rows:
-        table.add_row(
+        shown.add_row(
             str(row["seq"]), row["at"][:19], row["kind"], row["action"] or "", row["key"] or "",
             _what(row["kind"], json.loads(row["payload"])),
         )  # fmt: skip
-    console.print(table)
+    return shown
 
 
 def _what(kind: str, payload: dict[str, Any]) -> str:
@@ -680,7 +759,7 @@ def backtest_command(estimates_of: EstimatesFactory) -> Callable[..., None]:
             float | None,
             typer.Option(help="USD every row may spend [default: what the policy spends]"),
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+        as_json: AsJson = False,
     ) -> None:
         """Replay a window of this home's world under the policy and its baselines, each at the
         same budget, counted against the world's ground truth (exact counterfactuals)."""
@@ -706,7 +785,7 @@ def backtest_command(estimates_of: EstimatesFactory) -> Callable[..., None]:
         except (BacktestError, ValueError) as error:
             raise UserError(str(error)) from None
         if as_json:
-            print(json.dumps({**result.model_dump(), "models": source}, indent=1))
+            emit_json({**result.model_dump(), "models": source})
             return
         print_backtest(result, source)
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from closedloop.access import Permission, Principal, Role, expiry
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, principal_of, settings_of
+from closedloop.terminal import (
+    AsJson,
+    UserError,
+    console,
+    emit_json,
+    make_table,
+    principal_of,
+    settings_of,
+)
 
 keys_app = typer.Typer(
     help="API keys of the service and the CLI: create (shown once), list, revoke.",
@@ -68,7 +74,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the keys")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Every key: who, role, state, expiry, last use (never a secret)."""
     from actions.backends import open_ledger
@@ -82,17 +88,18 @@ def keys_list(
         ledger.close()
     now = _now()
     if as_json:
-        print(json.dumps([asdict(r) | {"state": r.state(now)} for r in rows], indent=2))
+        emit_json([asdict(r) | {"state": r.state(now)} for r in rows])
         return
-    table = Table(title=f"API keys: {len(rows)}")
-    for column in ("id", "name", "role", "state", "expires", "last used", "created by"):
-        table.add_column(column)
+    shown = make_table(
+        f"API keys: {len(rows)}",
+        "id", "name", "role", "state", "expires", "last used", "created by", keys=("id",),
+    )  # fmt: skip
     for r in rows:
-        table.add_row(
+        shown.add_row(
             r.key_id, r.name, r.role, r.state(now), r.expires_at[:16],
             (r.last_used_at or "never")[:16], r.created_by,
         )  # fmt: skip
-    console.print(table)
+    console.print(shown)
 
 
 @keys_app.command("revoke")

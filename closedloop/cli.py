@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -25,9 +24,11 @@ from closedloop.params import load_params
 from closedloop.settings import Profile, Settings, redact_logs
 from closedloop.terminal import (
     PRINCIPAL,
+    AsJson,
     UserError,
     console,
     describe_validation,
+    emit_json,
     err_console,
     known_failure,
     principal_of,
@@ -260,10 +261,7 @@ def profile_backends(settings: Settings) -> list[Backend]:
 
 
 @app.command("settings")
-def show_settings(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
-) -> None:
+def show_settings(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Show the profile and the backend each factory builds for it."""
     settings = settings_of(ctx)
     backends = profile_backends(settings)
@@ -276,7 +274,7 @@ def show_settings(
                 for b in backends
             ],
         }
-        print(json.dumps(described, indent=2))
+        emit_json(described)
         return
     home = escape(str(settings.paths.root))
     console.print(f"[bold]profile[/] {settings.profile.value}   [bold]home[/] {home}")
@@ -382,31 +380,54 @@ def world_generate(
 
 
 @world_app.command("summary")
-def world_summary(ctx: typer.Context) -> None:
+def world_summary(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Print the summary of the world in HOME/world."""
     folder = settings_of(ctx).world_dir
     if not (folder / schemas.MANIFEST_PATH).is_file():
         raise UserError(f"no world in {folder}; run 'closedloop world generate' first")
+    if as_json:
+        emit_json(read_summary(folder))
+        return
     _print_summary(read_summary(folder), folder)
 
 
 @world_app.command("schema")
 def world_schema(
     table: Annotated[str | None, typer.Argument(help="One table; all when omitted")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Print the documented schema of the world's tables."""
     specs = {spec.name: spec for spec in schemas.TABLES}
     if table is not None and table not in specs:
         raise UserError(f"unknown table {table!r}; choose from {', '.join(specs)}")
-    for spec in [specs[table]] if table else specs.values():
+    chosen = [specs[table]] if table else list(specs.values())
+    if as_json:
+        emit_json([_schema_of(spec) for spec in chosen])
+        return
+    for spec in chosen:
         out = Table(title=f"{spec.name}  ({spec.path})", caption=spec.description)
         out.add_column("column")
         out.add_column("type")
         out.add_column("description")
         for f in spec.schema:
-            description = (f.metadata or {}).get(b"description", b"").decode()
-            out.add_row(f.name, str(f.type) + ("" if not f.nullable else "?"), description)
+            out.add_row(f.name, str(f.type) + ("" if not f.nullable else "?"), _described(f))
         console.print(out)
+
+
+def _described(field) -> str:
+    return (field.metadata or {}).get(b"description", b"").decode()
+
+
+def _schema_of(spec: schemas.TableSpec) -> dict:
+    """One table's documented schema as plain values."""
+    return {
+        "table": spec.name, "path": str(spec.path), "description": spec.description,
+        "columns": [
+            {"name": f.name, "type": str(f.type), "nullable": f.nullable,
+             "description": _described(f)}
+            for f in spec.schema
+        ],
+    }  # fmt: skip
 
 
 DEMO_CUSTOMERS = 5_000

@@ -2,17 +2,67 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import sys
+from collections.abc import Collection
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from closedloop.access import AccessDeniedError, Permission, Principal
 from closedloop.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print JSON for scripts (nothing else on stdout)")
+]
+
+
+def emit_json(data: Any) -> None:
+    """``data`` as JSON on stdout and nothing else: what every ``--json`` prints. Dataclasses,
+    pydantic models, datetimes, enums and paths become plain JSON values."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # a numpy scalar
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def make_table(
+    title: str | None, *columns: str, keys: Collection[str] = (), right: Collection[str] = ()
+) -> Table:
+    """A table whose ``keys`` columns (what a person copies: action keys, ids) are printed
+    whole on one line, the other columns giving way; other cells wrap rather than end in '…'."""
+    out = Table(title=title)
+    for name in columns:
+        out.add_column(
+            name, no_wrap=name in keys, overflow="fold",
+            justify="right" if name in right else "left",
+        )  # fmt: skip
+    return out
 
 
 class UserError(Exception):

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, settings_of
+from closedloop.terminal import AsJson, UserError, console, emit_json, make_table, settings_of
 from closedloop.world.schemas import MANIFEST_PATH
 from features.offline import IngestReport
 
@@ -184,7 +184,13 @@ def materialize(
     run_materialize(settings_of(ctx), since, until, stock)
 
 
-def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime | None = None):
+def run_lookup(
+    settings: Settings,
+    service: str,
+    entity_id: str,
+    now: datetime | None = None,
+    as_json: bool = False,
+):
     from features.backends import OnlineStoreError, online_store
 
     try:
@@ -202,15 +208,21 @@ def run_lookup(settings: Settings, service: str, entity_id: str, now: datetime |
             opened.close()
     if not row.known:
         raise UserError(f"no features online for {reader.layout.join_key} {entity_id!r}")
-    table = Table(title=f"{service} for {entity_id}")
-    table.add_column("feature")
-    table.add_column("value", justify="right")
+    if as_json:
+        emit_json(
+            {
+                "service": service, reader.layout.join_key: entity_id, "values": row.values,
+                "as_of": row.event_times, "stale_views": sorted(row.stale_views),
+            }
+        )  # fmt: skip
+        return row
+    shown = make_table(f"{service} for {entity_id}", "feature", "value", right=("value",))
     for name, value in row.values.items():
-        table.add_row(
+        shown.add_row(
             name,
             "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value),
         )
-    console.print(table)
+    console.print(shown)
     for view, when in row.event_times.items():
         flag = " [yellow](stale)[/]" if view in row.stale_views else ""
         console.print(
@@ -225,13 +237,14 @@ def list_features(
     service: Annotated[
         str | None, typer.Argument(help="Feature service (default: list the services)")
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show what a model will see: a service's features with their fill and distinct values in
     the built tables, and mapped columns no service uses, with the reason."""
-    run_list(settings_of(ctx), service)
+    run_list(settings_of(ctx), service, as_json)
 
 
-def run_list(settings: Settings, service: str | None) -> None:
+def run_list(settings: Settings, service: str | None, as_json: bool = False) -> None:
     import pyarrow.parquet as pq
 
     from features.offline import OfflineStore
@@ -240,46 +253,73 @@ def run_list(settings: Settings, service: str | None) -> None:
 
     repo = repository(settings)
     if service is None:
-        table = Table(title="feature services (closedloop features list SERVICE for one)")
-        for column in ("service", "features", "views", "description"):
-            table.add_column(column)
-        for name, found in repo.services.items():
-            views = [p.name for p in found.feature_view_projections]
-            count = sum(len(p.features) for p in found.feature_view_projections)
-            table.add_row(name, str(count), ", ".join(views), found.description)
-        console.print(table)
+        services = [
+            {
+                "service": name, "description": found.description,
+                "views": [p.name for p in found.feature_view_projections],
+                "features": sum(len(p.features) for p in found.feature_view_projections),
+            }
+            for name, found in repo.services.items()
+        ]  # fmt: skip
+        if as_json:
+            emit_json(services)
+            return
+        shown = make_table(
+            "feature services (closedloop features list SERVICE for one)",
+            "service", "features", "views", "description", keys=("service",),
+        )  # fmt: skip
+        for s in services:
+            shown.add_row(s["service"], str(s["features"]), ", ".join(s["views"]), s["description"])
+        console.print(shown)
         return
     if service not in repo.services:
         raise UserError(
             f"unknown feature service {service!r}; choose from {', '.join(repo.services)}"
         )
     views = {view.name: view for view in repo.views}
-    table = Table(title=f"{service}: what a model trained on it sees")
-    for column in ("feature", "view", "type", "filled", "distinct", "description"):
-        table.add_column(column, justify="right" if column in ("filled", "distinct") else "left")
-    useless = []
+    features, useless = [], []
     for projection in repo.services[service].feature_view_projections:
         source = Path(views[projection.name].batch_source.path)
         names = [f.name for f in projection.features]
         data = pq.read_table(source, columns=names).to_pandas() if source.is_file() else None
         for feature in projection.features:
-            filled = distinct = "-"
+            filled = distinct = None
             if data is not None and len(data):
                 values = data[feature.name]
-                filled, distinct = f"{values.notna().mean():.0%}", f"{values.nunique():,}"
-                if values.nunique() < 2:
+                filled, distinct = float(values.notna().mean()), int(values.nunique())
+                if distinct < 2:
                     useless.append(feature.name)
-            table.add_row(
-                feature.name, projection.name, str(feature.dtype), filled, distinct,
-                feature.description,
+            features.append(
+                {
+                    "feature": feature.name, "view": projection.name, "type": str(feature.dtype),
+                    "filled": filled, "distinct": distinct, "description": feature.description,
+                }
             )  # fmt: skip
-    console.print(table)
+    unused = unused_columns(OfflineStore(settings.home).reports())
+    if as_json:
+        emit_json(
+            {
+                "service": service, "features": features, "constant": useless,
+                "unused": [{"source": s, "where": c, "why": w} for s, c, w in unused],
+            }
+        )  # fmt: skip
+        return
+    shown = make_table(
+        f"{service}: what a model trained on it sees",
+        "feature", "view", "type", "filled", "distinct", "description",
+        keys=("feature",), right=("filled", "distinct"),
+    )  # fmt: skip
+    for f in features:
+        filled = "-" if f["filled"] is None else f"{f['filled']:.0%}"
+        distinct = "-" if f["distinct"] is None else f"{f['distinct']:,}"
+        shown.add_row(f["feature"], f["view"], f["type"], filled, distinct, f["description"])
+    console.print(shown)
     if useless:
         console.print(
             f"[yellow]{len(useless)} features are blank or constant in the built data and "
             f"cannot help a model:[/] {', '.join(useless)}"
         )
-    for source, where, why in unused_columns(OfflineStore(settings.home).reports()):
+    for source, where, why in unused:
         console.print(f"[yellow]not used by any service:[/] {source}: {where}: {why}")
 
 
@@ -288,6 +328,7 @@ def lookup(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Feature service: churn_v1 or fault_v1")],
     entity_id: Annotated[str, typer.Argument(help="Customer or cell id")],
+    as_json: AsJson = False,
 ) -> None:
     """Show one entity's online features through a feature service."""
-    run_lookup(settings_of(ctx), service, entity_id)
+    run_lookup(settings_of(ctx), service, entity_id, as_json=as_json)

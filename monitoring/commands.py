@@ -14,7 +14,15 @@ from rich.table import Table
 
 from closedloop.models import ModelName
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, quiet_logging, settings_of
+from closedloop.terminal import (
+    AsJson,
+    UserError,
+    console,
+    emit_json,
+    make_table,
+    quiet_logging,
+    settings_of,
+)
 from features.commands import world_end
 from monitoring.config import MonitorConfig
 from training.config import TrainConfig
@@ -160,22 +168,27 @@ def monitor_score(
 def monitor_history(
     ctx: typer.Context,
     target: Annotated[ModelName | None, typer.Argument(help="Only this model")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Past monitoring runs: window, drift, performance, trigger and retraining outcome."""
     from monitoring.pipeline import history
 
     settings = settings_of(ctx)
-    table = Table(title="monitoring runs")
-    for column in ("model", "run", "version", "window end", "drift", "perf", "trigger", "outcome"):
-        table.add_column(column)
-    count = 0
-    for name in [target] if target else list(ModelName):
-        for summary in history(settings, name.value):
-            count += 1
-            table.add_row(*history_row(summary))
-    if not count:
+    models = [target] if target else list(ModelName)
+    runs = [summary for name in models for summary in history(settings, name.value)]
+    if not runs:
         raise UserError("no monitoring runs yet; run 'closedloop monitor churn' first")
-    console.print(table)
+    if as_json:
+        emit_json(runs)
+        return
+    shown = make_table(
+        "monitoring runs",
+        "model", "run", "version", "window end", "drift", "perf", "trigger", "outcome",
+        keys=("run",),
+    )  # fmt: skip
+    for summary in runs:
+        shown.add_row(*history_row(summary))
+    console.print(shown)
     console.print(f"browse them: evidently ui --workspace {settings.paths.evidently_workspace}")
 
 

@@ -13,7 +13,15 @@ from rich.table import Table
 
 from closedloop.models import SPECS
 from closedloop.settings import Profile, Settings
-from closedloop.terminal import UserError, console, quiet_logging, settings_of
+from closedloop.terminal import (
+    AsJson,
+    UserError,
+    console,
+    emit_json,
+    make_table,
+    quiet_logging,
+    settings_of,
+)
 from training.config import TrainConfig
 
 models_app = typer.Typer(help="Registered models: versions, aliases, manual promotion (MLflow).")
@@ -71,7 +79,7 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
 
 
 @models_app.command("list")
-def list_models(ctx: typer.Context) -> None:
+def list_models(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Show every registered version with its aliases, test metrics and gate decision."""
     settings = settings_of(ctx)
     if settings.profile is Profile.EMBEDDED and not settings.paths.mlflow_db.exists():
@@ -83,12 +91,16 @@ def list_models(ctx: typer.Context) -> None:
     rows = registry.list_versions([*SPECS, "uplift"])
     if not rows:
         raise UserError("no registered models yet; run 'closedloop train churn' first")
-    table = Table(title="registered models")
+    if as_json:
+        emit_json(rows)
+        return
     metrics = list(dict.fromkeys(m for model in SPECS.values() for m in model.metrics))
-    for column in ("model", "version", "aliases", *metrics, "gate", "created"):
-        table.add_column(column)
+    shown = make_table(
+        "registered models", "model", "version", "aliases", *metrics, "gate", "created",
+        keys=("model",),
+    )  # fmt: skip
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row.name,
             row.version,
             ", ".join(row.aliases) or "-",
@@ -96,7 +108,7 @@ def list_models(ctx: typer.Context) -> None:
             row.gate,
             f"{row.created:%m-%d %H:%M}",
         )
-    console.print(table)
+    console.print(shown)
 
 
 def champion_version(settings: Settings, name: str) -> int | None:

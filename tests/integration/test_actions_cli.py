@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import pytest
+from cli_run import run_cli
 from typer.testing import CliRunner
 
 from closedloop.cli import app
@@ -362,3 +363,55 @@ def test_keys_are_listed_without_secrets_and_revoked_keys_act_no_more(home, tmp_
     assert "created by local-admin" in trail and "revoked by local-admin" in trail
     bad = run(tmp_path, "keys", "create", "--name", "x", "--role", "viewer", "--expires", "soon")
     assert isinstance(bad.exception, UserError) and "--expires" in str(bad.exception)
+
+
+def test_scripts_read_json_and_narrow_tables_keep_whole_keys(home, tmp_path):
+    shutil.copytree(home / "offline", tmp_path / "offline")  # a ledger of its own
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    cell = customers_of(home).cell_id.unique()[6]
+    onset = NetworkEvent(
+        event_id="json-1", event_type=EventType.ALARM_ONSET, cell_id=cell,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=5), severity=Severity.MAJOR,
+        alarm_id="json-alarm",
+    )  # fmt: skip
+    (tmp_path / "events.jsonl").write_text(onset.model_dump_json() + "\n")
+    assert run(tmp_path, "replay", "--no-models", str(tmp_path / "events.jsonl")).exit_code == 0
+    keys = waiting_keys(tmp_path)
+    assert len(keys) >= 2, "the test needs actions waiting, and others in the same incident"
+
+    listed = run(tmp_path, "actions", "list", "--status", "awaiting_approval", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert sorted(row["key"] for row in json.loads(listed.stdout)) == keys
+
+    shown = json.loads(run(tmp_path, "actions", "show", keys[0], "--json").stdout)
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        (in_incident,) = db.execute(
+            "SELECT COUNT(*) FROM decisions WHERE event_id = 'json-1'"
+        ).fetchone()
+    assert shown["decision"]["key"] == keys[0]
+    assert shown["decision"]["status"] == "awaiting_approval"
+    assert shown["event"]["event_id"] == "json-1"
+    assert len(shown["incident"]) == in_incident - 1
+    assert keys[1] in {row["key"] for row in shown["incident"]}
+    assert [row["kind"] for row in shown["trail"]] == ["decision"]
+    assert shown["guards"] and all(len(guard) == 3 for guard in shown["guards"])
+    assert "Escalation path" in shown["runbook"]
+
+    trail = json.loads(run(tmp_path, "audit", "--action", keys[0], "--json").stdout)
+    assert [(row["kind"], row["key"]) for row in trail] == [("decision", keys[0])]
+    assert trail[0]["payload"]["status"] == "awaiting_approval"
+    missing = run(tmp_path, "actions", "show", "no-such-key")
+    assert isinstance(missing.exception, UserError) and "no action 'no-such-key'" in str(
+        missing.exception
+    )
+
+    narrow = {"CLOSEDLOOP_ACTION_POLICY": str(tmp_path / "policy.yaml"), "COLUMNS": "80"}
+    table = run_cli("actions", "list", "--status", "awaiting_approval", home=tmp_path, env=narrow)
+    assert table.returncode == 0, table.stderr
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    lines = table.stdout.splitlines()
+    assert all(any(key in line for line in lines) for key in keys), table.stdout
+    page = run_cli("actions", "show", keys[0], home=tmp_path, env=narrow)
+    assert page.returncode == 0, page.stderr
+    assert all(any(key in line for line in page.stdout.splitlines()) for key in keys)
+    assert "Escalation path" in page.stdout and "guards" in page.stdout

@@ -15,6 +15,9 @@ def test_uplift_is_registered_and_the_backtest_ranks_by_it(tmp_path):
 
     listed = run_cli("models", "list", home=home)
     assert "uplift" in listed.stdout
+    versions = json.loads(run_cli("models", "list", "--json", home=home).stdout)
+    assert [(v["name"], v["version"]) for v in versions] == [("uplift", "1")]
+    assert any(name.startswith("test_qini") for name in versions[0]["metrics"])
 
     out = run_cli(
         "policy", "backtest", "actions/policies/default.yaml",

@@ -1,5 +1,7 @@
 """The closedloop command, run as a user runs it."""
 
+import json
+
 import pytest
 from cli_run import run_cli
 from typer.testing import CliRunner
@@ -18,6 +20,9 @@ def test_world_generate_writes_the_world_and_prints_its_summary(tmp_path):
     summary = read_summary(tmp_path / "world")
     assert summary.customers == 400 and summary.days == 10
     assert "telemetry_zenith" in result.stdout and "churn per 30 days" in result.stdout
+    as_json = runner.invoke(app, ["--home", str(tmp_path), "world", "summary", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == summary.model_dump(mode="json")
 
 
 def test_params_file_sets_defaults_and_options_override_it(tmp_path):
@@ -98,3 +103,9 @@ def test_schema_prints_documented_columns():
     result = runner.invoke(app, ["world", "schema", "telemetry_zenith"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "RTT_AVG_US" in result.output and "µs" in result.output
+    as_json = runner.invoke(app, ["world", "schema", "telemetry_zenith", "--json"])
+    [table] = json.loads(as_json.stdout)
+    columns = {c["name"]: c for c in table["columns"]}
+    assert table["table"] == "telemetry_zenith" and "µs" in columns["RTT_AVG_US"]["description"]
+    every = json.loads(runner.invoke(app, ["world", "schema", "--json"]).stdout)
+    assert len(every) > 1 and table in every

@@ -1,5 +1,6 @@
 """The feature stage end to end on a small world: ingest, build, Feast apply and materialise."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -215,3 +216,30 @@ def test_pushed_live_telemetry_updates_online_features(settings):
         entity_rows=[{"cell_id": cell}],
     ).to_dict()
     assert live["availability_pct"] == [42.0] and live["latency_ms"] == [310.0]
+
+
+def test_the_feature_commands_print_json_for_scripts(settings):
+    from typer.testing import CliRunner
+
+    from closedloop.cli import app
+
+    def cli(*args: str):
+        result = CliRunner().invoke(app, ["--home", str(settings.home), "features", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    expected = service_features(open_store(settings).get_feature_service("churn_v1"))
+    services = {s["service"]: s for s in cli("list", "--json")}
+    assert services["churn_v1"]["features"] == len(expected)
+    churn = cli("list", "churn_v1", "--json")
+    listed = [f["feature"] for f in churn["features"]]
+    assert listed == expected
+    assert all(0 <= f["filled"] <= 1 and f["distinct"] >= 0 for f in churn["features"])
+    customer = pd.read_parquet(settings.home / "offline/customers").customer_id.iloc[0]
+    looked = cli("lookup", "churn_v1", customer, "--json")
+    assert looked["customer_id"] == customer and set(looked["values"]) == set(listed)
+    assert set(looked["as_of"]) == {
+        "customer_profile",
+        "customer_experience",
+        "customer_engagement",
+    }

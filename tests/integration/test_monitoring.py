@@ -109,6 +109,10 @@ def test_the_commands_score_monitor_without_retraining_and_list_the_history(sett
     assert listed.exit_code == 0, listed.output
     assert all(r.run in listed.output for r in history(settings, "fault"))
     assert "evidently ui --workspace" in listed.output
+    as_json = runner.invoke(app, [*home, "monitor-history", "fault", "--json"], env=env)
+    runs = json.loads(as_json.stdout)
+    assert [r["run"] for r in runs] == [r.run for r in history(settings, "fault")]
+    assert runs[-1]["champion_version"] == result.final_version
 
 
 def test_monitoring_without_a_champion_is_one_clear_error(tmp_path):

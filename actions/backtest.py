@@ -2,7 +2,9 @@
 
 Each row of the table is one way of choosing actions over a window: nothing; the shipped policy
 replayed on the window's events; the top of a churn score; the best expected net gain of uplift
-estimates; the oracle, which knows each action's realised effect. Every row's plan is applied to
+estimates; the oracle, which knows each action's true expected effect on each customer (the
+world's hazards and hazard ratios); the clairvoyant, which knows moreover who would leave (each
+action's realised effect). Every row's plan is applied to
 the world re-simulated from its seed (:mod:`closedloop.world.treatment`), so churn prevented and
 customers harmed are counted exactly, and every row spends at most the same budget.
 """
@@ -24,8 +26,16 @@ from closedloop.events import EventType, NetworkEvent
 from closedloop.models import ModelName
 from closedloop.scores import Score
 from closedloop.world import catalog
+from closedloop.world.churn import EFFECT_DAYS, churn_at
 from closedloop.world.simulate import Truth
-from closedloop.world.treatment import KIND, Treatments, left_within, resimulate
+from closedloop.world.treatment import (
+    KIND,
+    Treatments,
+    left_within,
+    ratio,
+    resimulate,
+    treated_hazard,
+)
 
 WORLD_KIND = {
     ActionType.BILL_CREDIT: KIND["credit"],
@@ -36,12 +46,13 @@ WORLD_KIND = {
 ACTION_OF = {catalog.ACTIONS[kind]: action for action, kind in WORLD_KIND.items()}
 RANKED = (ActionType.BILL_CREDIT, ActionType.CUSTOMER_MESSAGE, ActionType.RETENTION_OFFER)
 SCORE_ONLY_ACTION = ActionType.RETENTION_OFFER
-NO_ACTION, SCORE_ONLY, SHIPPED, UPLIFT, ORACLE = (
+NO_ACTION, SCORE_ONLY, SHIPPED, UPLIFT, ORACLE, CLAIRVOYANT = (
     "no action",
     "top-k churn score",
     "shipped policy",
     "uplift (net gain)",
     "oracle (true effects)",
+    "clairvoyant (outcomes known)",
 )
 
 
@@ -101,6 +112,7 @@ class Row(BaseModel):
     revenue_retained: float  # Σ MRR × value_months over kept, less driven away
     cost: float
     net_value: float
+    expected_net_value: float  # the same in expectation over who leaves (the world's hazards)
     budget_used: float  # cost over the budget
     contacted: int  # customers sent a message, offer or credit
     treated: int  # customers any action reached (a dispatch reaches the cell's customers)
@@ -277,6 +289,18 @@ def _score(customer_id: str, probability: float) -> Score:
     )
 
 
+def expected_kept(
+    truth: Truth, window: Window, hazard: np.ndarray, present: np.ndarray
+) -> np.ndarray:
+    """Per customer present at the window's start, the expected fall in the chance of leaving
+    within the window under ``hazard`` against the untreated world's: a customer leaves once the
+    cumulative hazard passes an exponential threshold, so the chance of staying through the
+    window is exp(-the window's hazard)."""
+    days = slice(window.start, window.end + 1)
+    stays = np.exp(-hazard[:, days].sum(axis=1)) - np.exp(-truth.hazard[:, days].sum(axis=1))
+    return np.where(present, stays, 0.0)
+
+
 def account(
     name: str,
     plan: Plan,
@@ -285,14 +309,17 @@ def account(
     value_months: float,
     budget: float,
     untreated: np.ndarray,
+    present: np.ndarray,
 ) -> Row:
     """One row: the plan applied to the world, counted against the untreated world."""
-    treated_left = left_within(resimulate(truth, plan.treatments()), window.start, window.end)
+    hazard = treated_hazard(truth.hazard, truth.effects, plan.treatments())
+    treated_left = left_within(churn_at(hazard, truth.threshold), window.start, window.end)
     mrr = truth.customers.mrr
     kept, driven = untreated & ~treated_left, ~untreated & treated_left
     reached = np.unique(plan.customer[plan.customer >= 0])
     contact = np.isin(plan.action, [a.value for a in CONTACT_ACTIONS]) & (plan.customer >= 0)
     revenue = float((mrr * (kept.astype(float) - driven)).sum() * value_months)
+    expected = float((mrr * expected_kept(truth, window, hazard, present)).sum() * value_months)
     cost = float(plan.cost.sum())
     return Row(
         policy=name,
@@ -300,6 +327,7 @@ def account(
         revenue_retained=round(revenue, 2),
         cost=round(cost, 2),
         net_value=round(revenue - cost, 2),
+        expected_net_value=round(expected - cost, 2),
         budget_used=round(cost / budget, 4) if budget > 0 else 0.0,
         contacted=len(np.unique(plan.customer[contact])),
         treated=len(reached),
@@ -308,6 +336,27 @@ def account(
 
 
 def oracle_net(
+    truth: Truth,
+    window: Window,
+    costs: Mapping[ActionType, np.ndarray],
+    value_months: float,
+) -> dict[ActionType, np.ndarray]:
+    """Each customer's true expected net gain from each action alone at the window's start:
+    the world's daily hazards and the customer's hazard ratio, not the customer's leaving
+    threshold (an exponential draw, unknown to anyone), give the chance of leaving within the
+    window with and without the action."""
+    hazard = truth.hazard[:, window.start : window.end + 1]
+    untreated = hazard.sum(axis=1)
+    covered = hazard[:, :EFFECT_DAYS].sum(axis=1)
+    net = {}
+    for kind, cost in costs.items():
+        ratio_ = ratio(truth.effects, WORLD_KIND[kind])
+        fall = np.exp(-(untreated + (ratio_ - 1) * covered)) - np.exp(-untreated)
+        net[kind] = fall * truth.customers.mrr * value_months - cost
+    return net
+
+
+def clairvoyant_net(
     truth: Truth,
     window: Window,
     costs: Mapping[ActionType, np.ndarray],
@@ -360,8 +409,10 @@ def backtest(
             if (kind := ACTION_OF[name]) in costs
         }
         plans[UPLIFT] = best_within_budget(expected, costs, eligible, budget, window.start)
-    oracle = oracle_net(truth, window, costs, eligible, months, untreated)
+    oracle = oracle_net(truth, window, costs, months)
     plans[ORACLE] = best_within_budget(oracle, costs, eligible, budget, window.start)
+    clairvoyant = clairvoyant_net(truth, window, costs, eligible, months, untreated)
+    plans[CLAIRVOYANT] = best_within_budget(clairvoyant, costs, eligible, budget, window.start)
     first = truth.config.start
     return Backtest(
         window=f"{first + timedelta(days=window.start)}..{first + timedelta(days=window.end)}",
@@ -369,7 +420,7 @@ def backtest(
         budget=round(budget, 2),
         untreated_churn=int(untreated[present].sum()),
         rows=[
-            account(name, plan, truth, window, months, budget, untreated)
+            account(name, plan, truth, window, months, budget, untreated, present)
             for name, plan in plans.items()
         ],
     )

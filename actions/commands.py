@@ -804,6 +804,7 @@ def print_backtest(result, source: str) -> None:
         ("revenue retained", "revenue_retained"),
         ("cost", "cost"),
         ("net value", "net_value"),
+        ("expected net value", "expected_net_value"),
         ("budget used", "budget_used"),
         ("contacted", "contacted"),
         ("treated", "treated"),

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from actions.backtest import (
+    CLAIRVOYANT,
     NO_ACTION,
     ORACLE,
     SCORE_ONLY,
@@ -12,12 +13,14 @@ from actions.backtest import (
     Window,
     backtest,
     best_within_budget,
+    expected_kept,
     unit_costs,
 )
 from actions.policy import ActionType
+from closedloop.world.churn import churn_at
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
-from closedloop.world.treatment import observed
+from closedloop.world.treatment import KIND, Treatments, left_within, observed, treated_hazard
 
 WINDOW = Window(30, 59)
 
@@ -47,7 +50,7 @@ def result(truth, policy, estimates):
 
 def test_every_baseline_is_a_row_and_no_action_costs_and_changes_nothing(result):
     rows = {row.policy: row for row in result.rows}
-    assert list(rows) == [NO_ACTION, SHIPPED, SCORE_ONLY, UPLIFT, ORACLE]
+    assert list(rows) == [NO_ACTION, SHIPPED, SCORE_ONLY, UPLIFT, ORACLE, CLAIRVOYANT]
     nothing = rows[NO_ACTION]
     assert (nothing.cost, nothing.churn_prevented, nothing.contacted, nothing.harmed) == (
         0,
@@ -55,17 +58,48 @@ def test_every_baseline_is_a_row_and_no_action_costs_and_changes_nothing(result)
         0,
         0,
     )
-    assert nothing.net_value == 0
+    assert nothing.net_value == 0 and nothing.expected_net_value == 0
 
 
-def test_the_oracle_is_the_ceiling_and_no_row_overspends(result):
-    oracle = next(row for row in result.rows if row.policy == ORACLE)
+def test_the_clairvoyant_is_the_ceiling_and_no_row_overspends(result):
+    rows = {row.policy: row for row in result.rows}
+    clairvoyant = rows[CLAIRVOYANT]
     for row in result.rows:
-        assert row.net_value <= oracle.net_value, row.policy
+        assert row.net_value <= clairvoyant.net_value, row.policy
         assert row.cost <= result.budget + 1e-6, row.policy
         assert row.budget_used <= 1 + 1e-9
         assert row.net_value == pytest.approx(row.revenue_retained - row.cost, abs=0.02)
-    assert oracle.churn_prevented > 0 and oracle.harmed == 0
+    assert clairvoyant.churn_prevented > 0 and clairvoyant.harmed == 0
+
+
+def test_the_oracle_knows_the_true_effects_and_leads_in_expectation(result):
+    rows = {row.policy: row for row in result.rows}
+    oracle = rows[ORACLE]
+    for name in (SCORE_ONLY, UPLIFT, CLAIRVOYANT):
+        assert rows[name].expected_net_value <= oracle.expected_net_value, name
+    assert oracle.harmed == 0  # it never sends an action that raises the hazard
+
+
+def test_the_expected_fall_in_leaving_is_what_the_leaving_thresholds_average_to(truth):
+    """A customer leaves when the cumulative hazard passes an Exp(1) threshold: redrawn many
+    times for customers present at the window's start, the share kept by a treatment is the
+    closed form's."""
+    present = truth.churn.active(truth.config.days)[:, WINDOW.start]
+    who = np.flatnonzero(present)[:300]
+    treated = treated_hazard(
+        truth.hazard, truth.effects, Treatments.of(who, WINDOW.start, KIND["offer"])
+    )
+    closed = expected_kept(truth, WINDOW, treated, present)[who].sum()
+    before = truth.hazard[:, : WINDOW.start].sum(axis=1)
+    rng = np.random.default_rng(0)
+    kept = []
+    for _ in range(400):
+        threshold = before + rng.exponential(1.0, len(before))  # alive at the start
+        untreated = left_within(churn_at(truth.hazard, threshold), WINDOW.start, WINDOW.end)
+        with_offer = left_within(churn_at(treated, threshold), WINDOW.start, WINDOW.end)
+        kept.append((untreated[who] & ~with_offer[who]).sum())
+    assert closed > 0
+    assert np.mean(kept) == pytest.approx(closed, rel=0.1)
 
 
 def test_ranking_by_true_uplift_beats_ranking_by_risk(result):

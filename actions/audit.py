@@ -110,6 +110,45 @@ def verify(ledger: Ledger, batch: int = 10_000) -> Verdict:
     return Verdict(chain.rows, None, _decisions(ledger, batch))
 
 
+def verify_shown(
+    ledger: Ledger, trail: list[dict[str, Any]], decisions: list[dict[str, Any]]
+) -> Verdict:
+    """What a page shows, checked at the cost of what it shows (``verify`` walks the whole
+    chain): each trail row and each shown decision's audit row against its MAC and its link to
+    the row before it as stored, each decision against its audit row, and the head checkpoint
+    against the trail's end. ``rows`` counts the audit rows checked."""
+    reader = ledger.read()
+    shown = {row["seq"]: row for row in trail}
+    for chunk in _chunked([d["key"] for d in decisions]):
+        marks = ", ".join("?" for _ in chunk)
+        found = reader.rows(
+            f"SELECT * FROM audit WHERE kind = 'decision' AND key IN ({marks})", chunk
+        )
+        shown |= {row["seq"]: row for row in found}
+    before: dict[int, str] = {0: GENESIS}
+    for chunk in _chunked(sorted({seq - 1 for seq in shown} - {0})):
+        marks = ", ".join("?" for _ in chunk)
+        for row in reader.rows(f"SELECT seq, hash FROM audit WHERE seq IN ({marks})", chunk):
+            before[row["seq"]] = row["hash"]
+    for seq, row in sorted(shown.items()):
+        if row["prev_hash"] != before.get(seq - 1):
+            return Verdict(0, seq, [f"row {seq}: link to the previous row is broken"])
+        if ledger.anchor.mac(row["prev_hash"], tuple(row[c] for c in COLUMNS)) != row["hash"]:
+            return Verdict(0, seq, [f"row {seq}: content does not match its MAC"])
+    last = reader.value("SELECT MAX(seq) FROM audit") or 0
+    problems = _against_head(ledger, int(last))
+    if problems:
+        return Verdict(0, None, problems)
+    audited = {row["key"]: row for row in shown.values() if row["kind"] == "decision"}
+    differ = [p for d in decisions if (p := _differs(d, audited.get(d["key"])))]
+    return Verdict(len(shown), None, differ[:10])
+
+
+def _chunked(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 def _walk(ledger: Ledger, batch: int) -> Verdict:
     anchor = ledger.anchor
     prev, expected_seq, count = GENESIS, 1, 0

@@ -71,9 +71,12 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Inbox:
+    """One page of the actions waiting, ``offset`` of them before it, ``total`` in all."""
+
     items: list[Waiting]
     total: int
     budget: Budget
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,11 @@ def _decision_payloads(tx: Tx, keys: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def inbox(ledger: Ledger, policy: Policy, now: datetime, limit: int = 1_000) -> Inbox:
-    """Actions waiting for approval, most urgent first (priority, then the soonest to expire)."""
+def inbox(
+    ledger: Ledger, policy: Policy, now: datetime, limit: int = 1_000, offset: int = 0
+) -> Inbox:
+    """Actions waiting for approval, most urgent first (priority, then the soonest to expire):
+    ``limit`` of them after the ``offset`` most urgent."""
     tx = ledger.read()
     waiting = (Status.AWAITING_APPROVAL, now.isoformat())
     total = int(
@@ -135,7 +141,7 @@ def inbox(ledger: Ledger, policy: Policy, now: datetime, limit: int = 1_000) -> 
     )
     rows = tx.rows(
         "SELECT * FROM decisions WHERE status = ? AND expires_at >= ?"
-        f" ORDER BY priority, expires_at, key LIMIT {int(limit)}",
+        f" ORDER BY priority, expires_at, key LIMIT {int(limit)} OFFSET {int(offset)}",
         waiting,
     )
     payloads = _decision_payloads(tx, [row["key"] for row in rows])
@@ -152,7 +158,7 @@ def inbox(ledger: Ledger, policy: Policy, now: datetime, limit: int = 1_000) -> 
         Waiting(row, Score.of(payloads.get(row["key"], {}).get("score")), sizes[row["incident"]])
         for row in rows
     ]
-    return Inbox(items, total, budget_today(tx, policy, now))
+    return Inbox(items, total, budget_today(tx, policy, now), offset)
 
 
 def action_view(ledger: Ledger, key: str) -> ActionView | None:

@@ -2,6 +2,7 @@
 
 from bench import (
     actions,
+    console,
     feature_store,
     monitoring,
     real_data,
@@ -17,5 +18,6 @@ training.main([])
 serving.main([])
 real_data.main([])
 actions.main([])
+console.main([])
 monitoring.main([])
 value.main([])

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -132,8 +132,15 @@ def _console_path(request: Request) -> str:
     return request.url_for("home").path.rstrip("/") or "/"
 
 
+INBOX_PAGE = 100  # cards per inbox page unless asked for more
+
+
 @pages.get("/inbox", response_class=HTMLResponse, name="inbox")
-def inbox_page(request: Request) -> HTMLResponse:
+def inbox_page(
+    request: Request,
+    start: Annotated[int, Query(ge=0, description="most urgent actions skipped")] = 0,
+    size: Annotated[int, Query(ge=1, le=1_000, description="actions per page")] = INBOX_PAGE,
+) -> HTMLResponse:
     from actions.approvals import expire
     from actions.views import inbox
 
@@ -141,8 +148,8 @@ def inbox_page(request: Request) -> HTMLResponse:
     with state.use() as opened:
         now = opened.clock()
         expire(opened.ledger, now)
-        found = inbox(opened.ledger, opened.policy, now)
-    return page(request, "inbox.html", began, inbox=found, now=now)
+        found = inbox(opened.ledger, opened.policy, now, size, start)
+    return page(request, "inbox.html", began, inbox=found, now=now, size=size)
 
 
 @pages.get("/actions/{key}", response_class=HTMLResponse, name="action")
@@ -204,7 +211,7 @@ def history_page(
     with state.use() as opened:
         rows = history(opened.ledger, customer, cell, incident)
         trail = audit.query(opened.ledger, customer, cell) if (customer or cell) else []
-        verdict = audit.verify(opened.ledger)
+        verdict = audit.verify_shown(opened.ledger, trail, rows)  # not the whole chain
     return page(
         request, "history.html", began, rows=rows, trail=trail, verdict=verdict,
         customer=customer, cell=cell, incident=incident,

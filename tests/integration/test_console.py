@@ -64,6 +64,21 @@ def test_the_inbox_shows_each_waiting_action_with_its_full_key_and_reasons(clien
     assert "app;dur=" in page.headers["server-timing"]
 
 
+def test_the_inbox_comes_in_pages_most_urgent_first(client, decided):
+    keys = waiting_keys(decided)
+    assert len(keys) >= 2, "the test needs two actions waiting"
+    first = client.get("/inbox", params={"size": 1}).text
+    second = client.get("/inbox", params={"size": 1, "start": 1}).text
+    [on_first] = [key for key in keys if key in first]
+    [on_second] = [key for key in keys if key in second]
+    assert on_first != on_second
+    assert "1–1 shown" in first and 'rel="next"' in first and 'rel="prev"' not in first
+    assert "2–2 shown" in second and 'rel="prev"' in second
+    everything = client.get("/inbox").text
+    assert everything.index(on_first) < everything.index(on_second)
+    assert client.get("/inbox", params={"size": 0}).status_code == 422
+
+
 def test_approving_needs_a_comment_and_is_recorded_with_it(client, decided):
     key = waiting_keys(decided)[0]
     bare = client.post(f"/actions/{key}/settle", data={"verdict": "approve", "comment": " "})

@@ -156,3 +156,27 @@ def test_a_generated_key_is_private_and_reused(tmp_path):
 def test_the_head_file_is_private(ledger):
     assert stat.S_IMODE(ledger.anchor.head_path.stat().st_mode) == 0o600
     assert ledger.anchor.head().seq == len(rows(ledger))
+
+
+def test_a_page_checks_the_rows_it_shows_at_their_cost(ledger):
+    trail = audit.query(ledger, cell="cell_00002")
+    decisions = [d for d in ledger.decisions(limit=1_000) if d["cell_id"] == "cell_00002"]
+    verdict = audit.verify_shown(ledger, trail, decisions)
+    assert verdict.intact and verdict.rows == len(trail) > len(decisions) > 0
+
+    first = decisions[0]
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET value_at_risk = 1 WHERE key = ?", (first["key"],))
+    tampered = [{**first, "value_at_risk": 1.0}, *decisions[1:]]
+    differs = audit.verify_shown(ledger, [], tampered)
+    assert f"decision {first['key']}: value_at_risk is 1.0" in differs.problem
+
+    victim = trail[1]
+    with ledger.write() as tx:
+        tx.run("UPDATE audit SET payload = '{}' WHERE seq = ?", (victim["seq"],))
+    edited = audit.verify_shown(ledger, audit.query(ledger, cell="cell_00002"), [])
+    assert edited.broken_at == victim["seq"] and "does not match its MAC" in edited.problem
+    with ledger.write() as tx:
+        tx.run("DELETE FROM audit WHERE seq = ?", (victim["seq"] - 1,))
+    cut = audit.verify_shown(ledger, [victim], [])
+    assert cut.broken_at == victim["seq"] and "link to the previous row is broken" in cut.problem

@@ -38,6 +38,17 @@ def test_the_inbox_lists_what_waits_most_urgent_first_with_its_score(make_proces
     assert 0 <= found.budget.left <= found.budget.per_day
 
 
+def test_the_inbox_pages_through_what_waits_in_order(make_processor, policy):
+    processor, _, clock = make_processor(PEOPLE, FixedScores(CHURN))
+    processor.process(event())
+    whole = [i.decision["key"] for i in inbox(processor.ledger, policy, clock()).items]
+    pages = [inbox(processor.ledger, policy, clock(), 1, n) for n in range(len(whole))]
+    assert [p.items[0].decision["key"] for p in pages] == whole
+    assert [p.offset for p in pages] == list(range(len(whole)))
+    assert all(p.total == len(whole) for p in pages)
+    assert inbox(processor.ledger, policy, clock(), 1, len(whole)).items == []
+
+
 def test_an_expired_approval_leaves_the_inbox(make_processor, policy):
     processor, _, clock = make_processor(PEOPLE, FixedScores(CHURN))
     processor.process(event())

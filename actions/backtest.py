@@ -232,7 +232,7 @@ def shipped_plan(
         )
         at = event.occurred_at
         for decision in decide(situation, policy):
-            if first_failed(guards.check(decision, at)) is not None:
+            if decision.held_out or first_failed(guards.check(decision, at)) is not None:
                 continue
             guards.record(decision, at)
             kind = decision.action

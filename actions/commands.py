@@ -446,6 +446,64 @@ def actions_list(
     console.print(_decision_table("decisions", rows))
 
 
+@actions_app.command("outcomes")
+def actions_outcomes(
+    ctx: typer.Context,
+    horizon_days: Annotated[int, typer.Option(help="follow each customer this long", min=1)] = 30,
+    as_of: Annotated[
+        datetime | None, typer.Option(help="outcomes known up to here [default: the clock]")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Realised effect of each customer action: the share of customers leaving within the
+    horizon, treated (dispatched) against the policy's held-out control group, 95 % interval."""
+    import pandas as pd
+
+    from actions.ledger import sql_list
+    from actions.outcomes import followed, realised_effects
+    from actions.policy import CONTACT_ACTIONS
+    from features.canonical import CHURN_LABELS
+    from features.offline import OfflineStore
+
+    settings = settings_of(ctx)
+    ledger = _open(ctx)
+    try:
+        decisions = pd.DataFrame(
+            ledger.read().rows(
+                "SELECT key, action, customer_id, status, decided_at FROM decisions"
+                f" WHERE customer_id IS NOT NULL AND action IN ({sql_list(CONTACT_ACTIONS)})"
+                f" AND status IN ('{Status.DISPATCHED}', '{Status.HELD_OUT}')"
+            ),
+            columns=["key", "action", "customer_id", "status", "decided_at"],
+        )
+    finally:
+        ledger.close()
+    labels = OfflineStore(settings.home).read(CHURN_LABELS.name)
+    until = (as_of or clock_of(settings)()).date()
+    outcomes = followed(decisions, labels, horizon_days, until)
+    effects = realised_effects(outcomes, Status.DISPATCHED, Status.HELD_OUT)
+    if as_json:
+        emit_json({"horizon_days": horizon_days, "as_of": until, "effects": effects})
+        return
+    table = make_table(
+        f"customers leaving within {horizon_days} days of the action, known by {until}",
+        "action", "treated", "left", "held out", "left ", "effect", "95 % interval",
+        right=("treated", "left", "held out", "left ", "effect", "95 % interval"),
+    )  # fmt: skip
+    for e in effects:
+        shown = "-" if e.effect is None else f"{e.effect:+.1%}"
+        interval = "-" if e.low is None else f"{e.low:+.1%} .. {e.high:+.1%}"
+        table.add_row(
+            e.action, f"{e.treated:,}", f"{e.treated_left:,}", f"{e.held_out:,}",
+            f"{e.held_out_left:,}", shown, interval,
+        )  # fmt: skip
+    console.print(table)
+    if not effects:
+        console.print("no delivered or held-out customer action has reached its horizon yet")
+    else:
+        console.print("effect: the held-out group's share leaving less the treated group's")
+
+
 @actions_app.command("show")
 def actions_show(
     ctx: typer.Context,

@@ -61,12 +61,19 @@ class Decision:
     params: dict[str, object]
     score: Score | None
     team: str | None = None  # who answers for the action: the rule's team, a model's owner
+    held_out: bool = False  # drawn into the policy's control group: recorded, not sent
 
 
 def idempotency_key(incident: str, target: str, action: ActionType, version: str) -> str:
     """Same incident, target, action and policy version: same key, so one action only."""
     text = f"{incident}|{target}|{action.value}|{version}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def drawn(key: str, share: float) -> bool:
+    """A uniform draw fixed by an idempotency key: the same decision is always held out or
+    always not, whoever decides it again."""
+    return int(key[:8], 16) / 0x1_0000_0000 < share
 
 
 def _best_tier(customers: list[Customer]) -> str:
@@ -137,8 +144,10 @@ def _decide_one(
     amount = _amount(rule, group)
     impact = amount if amount is not None else value_at_risk
     customer = group[0].customer_id if rule.target is Target.CUSTOMER else None
+    key = idempotency_key(situation.incident, target, rule.action.type, policy.version)
+    holdout = policy.holdout
     return Decision(
-        key=idempotency_key(situation.incident, target, rule.action.type, policy.version),
+        key=key,
         incident=situation.incident,
         event_id=situation.event.event_id,
         rule_id=rule.id,
@@ -156,6 +165,10 @@ def _decide_one(
         params=dict(rule.action.params),
         score=score,
         team=rule.team,
+        held_out=customer is not None
+        and holdout is not None
+        and rule.action.type in holdout.actions
+        and drawn(key, holdout.share),
     )
 
 

@@ -36,6 +36,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    HELD_OUT = "held_out"  # the policy's random control group: recorded, never sent
 
 
 QUEUED = frozenset({Status.PENDING, Status.DELIVERING})  # committed, not delivered yet

@@ -210,6 +210,17 @@ class Costs(_Strict):
         return self.ticket + 0 * mrr
 
 
+class Holdout(_Strict):
+    """A random control group: customers held out of a treatment they qualified for, recorded
+    as such, so that the action's realised effect can be measured (``actions outcomes``)."""
+
+    share: float = Field(gt=0, le=0.5, description="share of qualifying customers held out")
+    actions: list[ActionType] = Field(
+        default_factory=lambda: sorted(CONTACT_ACTIONS),
+        description="customer actions with a control group",
+    )
+
+
 class ModelAlerts(_Strict):
     """Tickets for a model's owning team when monitoring triggers, fails or holds a retraining."""
 
@@ -233,6 +244,7 @@ class Policy(_Strict):
     )
     guards: Guards = Field(default_factory=Guards)
     costs: Costs = Field(default_factory=Costs)
+    holdout: Holdout | None = Field(None, description="None: no control group")
     model_alerts: ModelAlerts | None = Field(
         default_factory=ModelAlerts, description="None: monitoring opens no owner tickets"
     )

@@ -391,6 +391,9 @@ class Processor:
             failed = first_failed(results)
             if failed is not None:
                 status, guard, reason = Status.SUPPRESSED, failed.guard, failed.reason
+            elif decision.held_out:
+                share = self.policy.holdout.share if self.policy.holdout else 0
+                status, guard, reason = Status.HELD_OUT, None, f"{share:.0%} control group"
             else:
                 book.record(decision, now)
                 status, guard, reason = (

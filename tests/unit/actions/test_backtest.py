@@ -168,3 +168,12 @@ def test_the_value_aware_policy_contacts_only_where_uplift_pays(truth, policy, e
     assert valued.contacted < shipped.contacted
     assert valued.net_value > shipped.net_value
     assert valued.cost <= 400.0
+
+
+def test_a_control_group_is_not_treated_in_the_replay(truth, policy, estimates):
+    from actions.policy import Holdout
+
+    held = policy.model_copy(update={"holdout": Holdout(share=0.5)})
+    every = {r.policy: r for r in backtest(truth, policy, WINDOW, estimates, 1e9).rows}
+    half = {r.policy: r for r in backtest(truth, held, WINDOW, estimates, 1e9).rows}
+    assert 0.3 < half[SHIPPED].contacted / every[SHIPPED].contacted < 0.7

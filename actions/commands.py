@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.console import Group, RenderableType
 from rich.markdown import Markdown
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from actions.intake import Record
 from actions.ledger import LedgerBusyError, Status
@@ -399,7 +402,18 @@ def counts_of(counts: dict[tuple[str, str], int], status: str) -> int:
     return sum(n for (_, s), n in counts.items() if s == status)
 
 
-def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
+WIDE = 120  # columns from which decisions print as a table, below as two lines each
+
+
+def _decision_table(title: str, rows: list[dict[str, Any]]) -> RenderableType:
+    """Decisions as a table on a wide terminal; on a narrow one two lines each (the key first,
+    whole), so that no column is squeezed into slivers."""
+    if console.width < WIDE:
+        lines = [Text(title, style="bold")]
+        for row in rows:
+            lines.append(Text(f"{row['key']}  {_words(row['action'])} → {row['target']}"))
+            lines.append(Padding(Text(", ".join(_facts(row)), style="dim"), (0, 0, 0, 2)))
+        return Group(*lines)
     shown = make_table(
         title, "key", "action", "target", "priority", "value at risk", "status", "why",
         keys=("key", "target"), right=("priority", "value at risk"),
@@ -407,10 +421,22 @@ def _decision_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"] or ""
         shown.add_row(
-            row["key"], row["action"], row["target"], str(row["priority"]),
-            f"{row['value_at_risk']:,.0f}", row["status"], why,
+            row["key"], _words(row["action"]), row["target"], str(row["priority"]),
+            f"{row['value_at_risk']:,.0f}", _words(row["status"]), why,
         )  # fmt: skip
     return shown
+
+
+def _facts(row: dict[str, Any]) -> list[str]:
+    why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"]
+    facts = [_words(row["status"]), f"priority {row['priority']}",
+             f"value at risk {row['value_at_risk']:,.0f}"]  # fmt: skip
+    return [*facts, why] if why else facts
+
+
+def _words(name: str) -> str:
+    """A name as a table shows it, so that a narrow column wraps it between words."""
+    return name.replace("_", " ")
 
 
 def _open(ctx: typer.Context):
@@ -566,10 +592,11 @@ def print_action(view: ActionView) -> None:
     if view.incident:
         others = make_table(
             f"same incident: {len(view.incident):,} other action(s)",
-            "key", "action", "target", "status", "guard", keys=("key", "target"),
+            "key", "action", "target", "status", keys=("key", "target"),
         )  # fmt: skip
         for row in view.incident:
-            others.add_row(row["key"], row["action"], row["target"], row["status"], row["guard"])
+            status = _words(row["status"]) + (f" ({row['guard']})" if row["guard"] else "")
+            others.add_row(row["key"], _words(row["action"]), row["target"], status)
         console.print(others)
     console.print(_trail_table(f"audit trail: {len(view.trail)} row(s)", view.trail))
     console.print(Markdown(view.runbook))

@@ -14,7 +14,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -371,7 +371,7 @@ class Processor:
     def _decide(self, tx: Tx, event: NetworkEvent, incident: str) -> tuple[Outcome, list[Entry]]:
         self._write_readings()  # the scores below see the live values
         situation = self._situation(event, incident)
-        decisions = decide(situation, self.policy)
+        decisions = self._explained(decide(situation, self.policy))
         at = event.occurred_at.astimezone(UTC)
         now = self.clock()
         book = self._guard_book(tx, decisions, now)
@@ -428,6 +428,16 @@ class Processor:
         if params is None:
             params = self._params[d.rule_id] = json.dumps(d.params, sort_keys=True)
         return params
+
+    def _explained(self, decisions: list[Decision]) -> list[Decision]:
+        """The decisions with their scores' reasons (each score explained once)."""
+        scores = {id(d.score): d.score for d in decisions if d.score is not None}
+        if not scores:
+            return decisions
+        explained = dict(zip(scores, self.scores.explain(list(scores.values())), strict=True))
+        return [
+            d if d.score is None else replace(d, score=explained[id(d.score)]) for d in decisions
+        ]
 
     def _guard_book(self, tx: Tx, decisions: list[Decision], now: datetime) -> GuardBook:
         """What the guards need to know about the decisions' targets (each customer, each cell)

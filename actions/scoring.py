@@ -15,11 +15,16 @@ from closedloop.settings import Settings
 
 
 class ScoresProvider(Protocol):
-    """Scores for the action layer; an entity that cannot be scored has no score."""
+    """Scores for the action layer; an entity that cannot be scored has no score. Reasons may
+    wait for :meth:`explain`, asked only for the scores a decision carries."""
 
     def churn(self, customer_ids: list[str]) -> dict[str, Score]: ...
 
     def fault(self, cell_id: str) -> Score | None: ...
+
+    def explain(self, scores: list[Score]) -> list[Score]:
+        """The same scores, in order, with their reasons."""
+        ...
 
 
 class NoScores:
@@ -30,6 +35,9 @@ class NoScores:
 
     def fault(self, cell_id: str) -> Score | None:
         return None
+
+    def explain(self, scores: list[Score]) -> list[Score]:
+        return scores
 
 
 ScoresFactory = Callable[[Settings], tuple[ScoresProvider, list[str]]]

@@ -60,6 +60,9 @@ class FixedScores:
     def fault(self, cell_id: str) -> Score | None:
         return self.by_cell.get(cell_id)
 
+    def explain(self, scores: list[Score]) -> list[Score]:
+        return scores
+
 
 def _score(entity: str, model: str, probability: float) -> Score:
     features = {"outage_minutes_7d": 35.0, "dropped_sessions_7d": 4.0, "tenure_months": 14.0}

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     serve_host: str = Field("127.0.0.1", description="address the scoring service listens on")
     serve_port: int = Field(3000, ge=1, le=65535, description="port of the scoring service")
     serve_workers: int = Field(1, ge=1, le=16, description="worker processes of the service")
+    serve_max_pending: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="requests of each kind (scoring, events) one worker holds at once, running "
+        "or waiting for the ledger; one more is answered 503 with Retry-After at once",
+    )
     clock_start: AwareDatetime | None = Field(
         None,
         description="start the service's clock at this instant, e.g. a simulated world's end "

@@ -168,6 +168,10 @@ class FeatureReader(Protocol):
 
     def read(self, entity_id: str, now: datetime) -> OnlineRow: ...
 
+    def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
+        """Each entity's row, by id (duplicates read once)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -183,6 +187,9 @@ def freshness(
     ]
 
 
+CHUNK = 500  # entities per query (SQLite bounds a statement's parameters)
+
+
 class OnlineReader:
     """Reads one service's features for an entity from the SQLite online store."""
 
@@ -195,31 +202,42 @@ class OnlineReader:
         self._connection = sqlite3.connect(
             f"file:{database}?mode=ro", uri=True, check_same_thread=False
         )
-        self._queries = [
-            (
-                view,
-                f'SELECT feature_name, value, event_ts FROM "{view.table}" WHERE entity_key = ?',
-            )
-            for view in layout.views
-        ]
 
     @property
     def features(self) -> list[str]:
         return self.layout.features
 
     def read(self, entity_id: str, now: datetime) -> OnlineRow:
-        key = entity_key(self.layout.join_key, entity_id)
-        values: dict[str, FeatureValue] = {}
-        times: dict[str, datetime | None] = {}
-        for view, query in self._queries:
-            found = {f: (v, ts) for f, v, ts in self._connection.execute(query, (key,))}
-            newest = None
-            for feature in view.features:
-                blob, stamp = found.get(feature, (b"", None))
-                values[feature] = decode_value(blob)
-                newest = stamp if stamp and (newest is None or stamp > newest) else newest
-            times[view.name] = feast_time(newest)
-        return OnlineRow(values, times, freshness(self.layout, times, now))
+        return self.read_many([entity_id], now)[entity_id]
+
+    def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
+        """Each entity's row, by id: one query per view for up to :data:`CHUNK` entities."""
+        keys = {entity_key(self.layout.join_key, e): e for e in entity_ids}
+        found: dict[tuple[str, bytes], dict[str, tuple[bytes, str | None]]] = {}
+        listed = list(keys)
+        for view in self.layout.views:
+            for start in range(0, len(listed), CHUNK):
+                chunk = listed[start : start + CHUNK]
+                query = (
+                    f'SELECT entity_key, feature_name, value, event_ts FROM "{view.table}" '
+                    f"WHERE entity_key IN ({', '.join('?' * len(chunk))})"
+                )
+                for key, feature, value, stamp in self._connection.execute(query, chunk):
+                    found.setdefault((view.name, key), {})[feature] = (value, stamp)
+        rows = {}
+        for key, entity_id in keys.items():
+            values: dict[str, FeatureValue] = {}
+            times: dict[str, datetime | None] = {}
+            for view in self.layout.views:
+                stored = found.get((view.name, key), {})
+                newest = None
+                for feature in view.features:
+                    blob, stamp = stored.get(feature, (b"", None))
+                    values[feature] = decode_value(blob)
+                    newest = stamp if stamp and (newest is None or stamp > newest) else newest
+                times[view.name] = feast_time(newest)
+            rows[entity_id] = OnlineRow(values, times, freshness(self.layout, times, now))
+        return rows
 
     def close(self) -> None:
         self._connection.close()

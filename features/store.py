@@ -242,6 +242,9 @@ class FeastOnlineReader:
             times[view.name] = None if newest is None else datetime.fromtimestamp(newest, UTC)
         return OnlineRow(values, times, freshness(self.layout, times, now))
 
+    def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
+        return {entity_id: self.read(entity_id, now) for entity_id in dict.fromkeys(entity_ids)}
+
     def close(self) -> None:
         """Nothing to close: the store's connections belong to Feast."""
 

@@ -10,6 +10,7 @@ from closedloop.models import SPECS
 from closedloop.scores import Score
 from closedloop.settings import Settings
 from serving.api import RequestError
+from serving.champion import Champion
 from serving.scoring import Scorer
 
 MODELS = list(SPECS)
@@ -17,16 +18,21 @@ REASONS = 3
 
 
 class ScorerScores:
-    """Churn by customer and fault by cell; an entity the scorer cannot score has no score."""
+    """Churn by customer and fault by cell, without reasons until :meth:`explain` (SHAP is most
+    of a score's cost, and most of an event's scores decide nothing); an entity the scorer
+    cannot score has no score."""
 
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
+        self._scored_by: dict[tuple[str, str], Champion] = {}  # the versions that scored
 
     def _scores(self, model: str, ids: list[str]) -> dict[str, Score]:
         try:
-            scored = self.scorer.by_ids(model, ids, REASONS)
+            scored = self.scorer.by_ids(model, ids, 0)
         except RequestError:
             return {}
+        champion = scored.champion
+        self._scored_by[champion.name, champion.version] = champion
         return {score.entity_id: score for score in scored.scores}
 
     def churn(self, customer_ids: list[str]) -> dict[str, Score]:
@@ -34,6 +40,22 @@ class ScorerScores:
 
     def fault(self, cell_id: str) -> Score | None:
         return self._scores("fault", [cell_id]).get(cell_id)
+
+    def explain(self, scores: list[Score]) -> list[Score]:
+        """The same scores with their top reasons, by the model version that made each, from
+        the feature values it saw."""
+        explained = list(scores)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, score in enumerate(scores):
+            groups.setdefault((score.model, score.model_version), []).append(i)
+        for version, positions in groups.items():
+            champion = self._scored_by[version]
+            records = [scores[i].features for i in positions]
+            for i, reasons in zip(
+                positions, self.scorer.reasons(champion, records, REASONS), strict=True
+            ):
+                explained[i] = scores[i].model_copy(update={"reasons": reasons})
+        return explained
 
 
 def in_process_scores(settings: Settings) -> tuple[ScoresProvider, list[str]]:

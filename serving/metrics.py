@@ -21,6 +21,7 @@ class ServiceMetrics:
     probability: Histogram
     stale: Counter
     rejected: Counter
+    shed: Counter
     model_version: Gauge
 
 
@@ -51,6 +52,11 @@ def service_metrics() -> ServiceMetrics:
             "closedloop_rejected_requests",
             "requests answered with an error, by model and error code",
             labelnames=["model", "code"],
+        ),
+        shed=Counter(
+            "closedloop_shed_requests",
+            "requests refused with 503 because the worker's intake was full, by kind",
+            labelnames=["kind"],
         ),
         model_version=Gauge(
             "closedloop_model_version",

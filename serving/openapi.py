@@ -44,7 +44,8 @@ BAD_REQUEST = {
 POST_ERRORS = {
     "404": "none of the ids is known",
     "422": "the request is well-formed but cannot be scored or taken",
-    "503": "the model or the action layer is not available yet",
+    "503": "the model or the action layer is not available yet, or the worker already holds "
+    "its bound of requests of this kind (Retry-After; nothing was done)",
 }
 EVENTS_ERRORS = {"429": "the key posted more events than its rate allows (see Retry-After)"}
 

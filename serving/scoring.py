@@ -122,8 +122,7 @@ class Scorer:
         reader = self.readers[champion.feature_service]
         now = self.clock()
         records, stale, known, unknown = [], [], [], []
-        for entity_id in dict.fromkeys(ids):
-            row = reader.read(entity_id, now)
+        for entity_id, row in reader.read_many(ids, now).items():
             if not row.known:
                 unknown.append(entity_id)
                 continue
@@ -165,6 +164,18 @@ class Scorer:
         records = [{f: row.get(f) for f in features} for row in rows]
         stale = [[f for f in features if record[f] is None] for record in records]
         return self._score(champion, layout, ids, records, stale, top, "supplied", [])
+
+    def reasons(
+        self, champion: Champion, records: list[dict[str, FeatureValue]], top: int
+    ) -> list[list[Reason]]:
+        """The ``top`` reasons of ``champion``'s score of each record (its feature values)."""
+        model = champion.model
+        descriptions = self._layout(champion).descriptions
+        contributions = model.matrix_contributions(model.records_matrix(records))
+        return [
+            top_reasons(contributions[i], record, model.features, descriptions, top)
+            for i, record in enumerate(records)
+        ]
 
     def _score(
         self,

@@ -12,7 +12,6 @@ model, online store and registry code (LightGBM, MLflow) is imported by the work
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -41,7 +40,7 @@ from serving.api import (
 )
 from serving.console.app import console_app
 from serving.metrics import service_metrics
-from serving.shedding import retry_later
+from serving.shedding import Intake, retry_later
 
 if TYPE_CHECKING:
     from actions.runtime import Runtime
@@ -150,6 +149,8 @@ class Closedloop:
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
         self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
         self.events_rate = TokenBucket(settings.events_per_second, settings.events_burst)
+        self.scoring = Intake("scoring", settings.serve_max_pending)  # off the event loop
+        self.intake = Intake("events", settings.serve_max_pending)
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -158,6 +159,8 @@ class Closedloop:
     def close(self) -> None:
         """Stop watching the registry and write every queued prediction."""
         self.champions.stop()
+        self.scoring.close()
+        self.intake.close()
         self.log.close()
         if self.delivery is not None:
             self.delivery.close()
@@ -170,7 +173,7 @@ class Closedloop:
     @bentoml.api(route="/churn/score")
     async def churn_score(self, request: CustomerRequest, /) -> ScoreResponse:
         """Churn risk of customers, features looked up in the online store."""
-        return self._answer(
+        return await self._score(
             "churn",
             "online",
             lambda: self.scorer.by_ids("churn", request.customer_ids, request.explain),
@@ -179,7 +182,7 @@ class Closedloop:
     @bentoml.api(route="/fault/score")
     async def fault_score(self, request: CellRequest, /) -> ScoreResponse:
         """Fault risk of cells in the next hours, features looked up in the online store."""
-        return self._answer(
+        return await self._score(
             "fault",
             "online",
             lambda: self.scorer.by_ids("fault", request.cell_ids, request.explain),
@@ -188,7 +191,7 @@ class Closedloop:
     @bentoml.api(route="/churn/what-if")
     async def churn_what_if(self, request: WhatIfRequest, /) -> ScoreResponse:
         """Churn risk of supplied feature values: what would the model say if..."""
-        return self._answer(
+        return await self._score(
             "churn",
             "supplied",
             lambda: self.scorer.supplied("churn", request.rows, request.explain),
@@ -197,7 +200,7 @@ class Closedloop:
     @bentoml.api(route="/fault/what-if")
     async def fault_what_if(self, request: WhatIfRequest, /) -> ScoreResponse:
         """Fault risk of supplied feature values."""
-        return self._answer(
+        return await self._score(
             "fault",
             "supplied",
             lambda: self.scorer.supplied("fault", request.rows, request.explain),
@@ -212,7 +215,8 @@ class Closedloop:
         reason, recorded in the ledger), 422 when all were. On the cluster profile the valid
         events are appended to the event stream and decided by 'closedloop consume': 202 with
         their ids (207 and 422 as above), 503 when the stream cannot be reached. 429 (with
-        Retry-After) when the key has posted more events than its rate allows."""
+        Retry-After) when the key has posted more events than its rate allows; 503 (with
+        Retry-After, nothing done) when the worker already holds its bound of event requests."""
         answer = await self._events(request, principal_in(ctx.request.scope))
         if isinstance(answer, JSONResponse):  # BentoML answers with the context's status
             ctx.response.status_code = answer.status_code
@@ -234,7 +238,10 @@ class Closedloop:
                 503, "actions_unavailable", "; ".join(self.action_problems) or "not open"
             )
             return JSONResponse(error.body(), status_code=error.status)
-        return await asyncio.to_thread(self._act, request, principal)
+        if not self.intake.admit():
+            self.metrics.shed.labels(kind=self.intake.kind).inc()
+            return self.intake.busy()
+        return await self.intake.run(lambda: self._act(request, principal))
 
     def _act(self, request: EventsRequest, sent_by: Principal) -> EventsResponse | JSONResponse:
         """Decide and commit; the key's name scopes the event ids (it outlives a rotated key),
@@ -324,6 +331,13 @@ class Closedloop:
             problems=problems,
             predictions_logged=self.log.written,
         )
+
+    async def _score(self, model: str, source: str, score) -> ScoreResponse | JSONResponse:
+        """Scored on a thread of the scoring intake, or refused at once when it is full."""
+        if not self.scoring.admit():
+            self.metrics.shed.labels(kind=self.scoring.kind).inc()
+            return self.scoring.busy()
+        return await self.scoring.run(lambda: self._answer(model, source, score))
 
     def _answer(self, model: str, source: str, score) -> ScoreResponse | JSONResponse:
         began = time.perf_counter()

@@ -1,13 +1,24 @@
-"""Answers of a service that cannot take more work now: 503 with ``Retry-After``, at once,
-rather than a wait past the client's timeout (a 504 whose fate the client cannot know)."""
+"""Load shedding: a bounded intake per kind of work, and the answer of a service that cannot take
+more work now: 503 with ``Retry-After``, at once, rather than a wait past the client's timeout
+(a 504 whose fate the client cannot know).
+
+Work runs on the intake's own threads, never on the event loop, so liveness, readiness and the
+refusals themselves answer while a worker scores a large batch or commits events.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from starlette.responses import JSONResponse
 
 from serving.api import RequestError
+
+T = TypeVar("T")
 
 
 def retry_later(code: str, message: str, seconds: float = 1.0) -> JSONResponse:
@@ -18,3 +29,36 @@ def retry_later(code: str, message: str, seconds: float = 1.0) -> JSONResponse:
         status_code=error.status,
         headers={"Retry-After": str(max(1, math.ceil(seconds)))},
     )
+
+
+class Intake:
+    """At most ``limit`` requests of one kind held at once (running or waiting for the ledger),
+    each on a thread of its own; one more is refused before any of its work starts. Counted on
+    the event loop, which is the only caller of :meth:`admit` and :meth:`run`."""
+
+    def __init__(self, kind: str, limit: int) -> None:
+        self.kind, self.limit, self.held = kind, limit, 0
+        self._threads = ThreadPoolExecutor(limit, thread_name_prefix=f"closedloop-{kind}")
+
+    def admit(self) -> bool:
+        """Whether one more request may be held now (it is then counted until it finishes)."""
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work`` of an admitted request, on one of the intake's threads."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+        finally:
+            self.held -= 1
+
+    def busy(self) -> JSONResponse:
+        """The refusal of a request beyond the bound."""
+        return retry_later(
+            "overloaded", f"this worker already holds {self.limit} {self.kind} request(s)"
+        )
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)

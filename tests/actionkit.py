@@ -79,6 +79,9 @@ class FixedScores:
             return None
         return score(cell_id, self.fault_probability, "fault")
 
+    def explain(self, scores: list[Score]) -> list[Score]:
+        return scores
+
 
 class Clock:
     def __init__(self, start: datetime = T0) -> None:

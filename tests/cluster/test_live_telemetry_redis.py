@@ -45,6 +45,9 @@ class SeeingScores:
         self.seen.append(live(self.store, cell_id)["latency_ms"])
         return None
 
+    def explain(self, scores: list[Score]) -> list[Score]:
+        return scores
+
 
 def kpi(n: int, cell: str, at: datetime, value: float) -> NetworkEvent:
     return NetworkEvent(

@@ -50,6 +50,9 @@ class SeeingScores:
         self.seen.append(self.reader.read(cell_id, END).values["latency_ms"])
         return None
 
+    def explain(self, scores: list[Score]) -> list[Score]:
+        return scores
+
 
 def kpi(n: int, cell: str, at: datetime, value: float) -> NetworkEvent:
     return NetworkEvent(

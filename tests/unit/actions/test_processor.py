@@ -15,6 +15,7 @@ from actions.approvals import ApprovalError, expire, settle
 from actions.ledger import Status
 from actions.policy import ActionType
 from closedloop.events import EventType, Severity
+from closedloop.scores import Direction, Reason
 
 PEOPLE = [
     customer(1, sla_tier="gold", mrr=900, contract_type="one_year", do_not_contact=False),
@@ -272,3 +273,36 @@ def test_an_earlier_releases_ledger_keeps_its_events_as_duplicates(tmp_path, pol
         )  # again: as is
     finally:
         ledger.close()
+
+
+class ExplainingScores(FixedScores):
+    """Fixed scores without reasons until explained; records what it was asked to explain."""
+
+    def __init__(self, churn: dict[str, float]) -> None:
+        super().__init__(churn)
+        self.asked: list[tuple[str, str]] = []
+
+    def explain(self, scores):
+        self.asked += [(s.model, s.entity_id) for s in scores]
+        return [s.model_copy(update={"reasons": [why(s.entity_id)]}) for s in scores]
+
+
+def why(entity: str) -> Reason:
+    return Reason(feature="outage_minutes_7d", value=42.0, contribution=0.5,
+                  direction=Direction.RAISES, text=f"why {entity}")  # fmt: skip
+
+
+def test_only_the_scores_a_decision_carries_are_explained_each_once(make_processor):
+    people = [*PEOPLE, customer(5, mrr=20)]  # below every threshold of a KPI degradation
+    scores = ExplainingScores(CHURN | {"cus_0000005": 0.01})
+    processor, _, _ = make_processor(people, scores)
+    kpi = event(EventType.KPI_DEGRADATION, severity=Severity.MAJOR, metric="latency_ms",
+                value=180.0, threshold=100.0)  # fmt: skip
+    outcome = processor.process(kpi)
+    targets = {d["target"] for d in outcome.decisions}
+    assert outcome.affected_customers == 4 and "cus_0000005" not in targets
+    assert sorted(scores.asked) == sorted({("churn", t) for t in targets})
+    rows = processor.ledger.read().rows("SELECT payload FROM audit WHERE kind = 'decision'")
+    trail = [json.loads(r["payload"]) for r in rows]
+    assert trail and all(p["score"]["reasons"] == [f"why {p['decision']['target']}"]
+                         for p in trail)  # fmt: skip

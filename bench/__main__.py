@@ -4,6 +4,7 @@ from bench import (
     actions,
     console,
     feature_store,
+    load,
     monitoring,
     real_data,
     serving,
@@ -19,5 +20,6 @@ serving.main([])
 real_data.main([])
 actions.main([])
 console.main([])
+load.main([])
 monitoring.main([])
 value.main([])

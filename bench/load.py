@@ -67,7 +67,7 @@ class Events:
     """Event bodies for a home's cells and customers, each id new (``prefix`` and a count)."""
 
     cells: list[str]
-    customers: list[str]
+    customers: list[tuple[str, str]]  # (customer, its cell)
     at: datetime
     prefix: str = "ev"
     made: int = 0

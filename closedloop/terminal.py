@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 from collections.abc import Collection
 from datetime import date, datetime
@@ -31,8 +32,20 @@ AsJson = Annotated[
 
 def emit_json(data: Any) -> None:
     """``data`` as JSON on stdout and nothing else: what every ``--json`` prints. Dataclasses,
-    pydantic models, datetimes, enums and paths become plain JSON values."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_plain) + "\n")
+    pydantic models, datetimes, enums and paths become plain JSON values; a number that is not
+    finite (NaN, infinity), which strict JSON cannot hold, becomes null."""
+    plain = _finite(json.loads(json.dumps(data, default=_plain)))
+    sys.stdout.write(json.dumps(plain, indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

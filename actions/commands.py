@@ -21,7 +21,7 @@ from actions.intake import Record
 from actions.ledger import LedgerBusyError, Status
 from actions.policy import PolicyError, load_policy
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
-from closedloop.access import Permission, Principal, local_admin
+from closedloop.access import AccessDeniedError, Permission, Principal, local_admin
 from closedloop.alerts import ModelAlert
 from closedloop.clock import running_clock
 from closedloop.events import EventType, NetworkEvent, Severity
@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from actions.views import ActionView
     from closedloop.world.simulate import Truth
 
-policy_app = typer.Typer(help="Check and backtest action policies.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Check, backtest and trace the action policies put in force.", no_args_is_help=True
+)
 actions_app = typer.Typer(
     help="List, show, approve, reject and retry actions.", no_args_is_help=True
 )
@@ -103,14 +105,17 @@ def clock_of(settings: Settings) -> Callable[[], datetime]:
     return running_clock(settings.clock_start)
 
 
-def _runtime(settings: Settings, scores: ScoresProvider) -> Runtime:
+def _runtime(
+    settings: Settings, scores: ScoresProvider, who: Callable[[], Principal] | None = None
+) -> Runtime:
+    """The runtime of a command, which puts a changed policy in force as ``who``."""
     from actions.runtime import open_runtime
 
     try:
-        return open_runtime(settings, scores, clock_of(settings))
+        return open_runtime(settings, scores, clock_of(settings), who)
     except PolicyError as error:
         raise UserError(f"{error}") from None
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, AccessDeniedError) as error:
         raise UserError(str(error)) from None
 
 
@@ -119,6 +124,26 @@ def _scores(settings: Settings, open_scores: ScoresFactory) -> ScoresProvider:
     for problem in problems:
         console.print(f"[yellow]scores: {problem}[/yellow]")
     return scores
+
+
+def put_policy_in_force(settings: Settings, who: Callable[[], Principal]) -> None:
+    """Before a service starts: the settings' policy in force, put there as ``who`` (asked only
+    if it changed: an admin); a policy that cannot be read is left to the service to report."""
+    from actions.backends import open_ledger
+    from actions.policy_record import put_in_force
+
+    try:
+        policy = load_policy(settings.action_policy)
+    except PolicyError:
+        return
+    ledger = open_ledger(settings)
+    try:
+        record = put_in_force(ledger, policy, clock_of(settings)(), who)
+    except (PolicyError, AccessDeniedError) as error:
+        raise UserError(str(error)) from None
+    finally:
+        ledger.close()
+    console.print(f"action {record.describe()}, in force since {record.in_force_at}")
 
 
 REPLAY_HOLD = 0.5  # seconds a replay holds the ledger per transaction: others write between
@@ -183,7 +208,7 @@ def replay_command(open_scores: ScoresFactory) -> Callable[..., None]:
         by = principal_of(ctx, Permission.POST_EVENTS)
         records = read_records(file)
         scores = _scores(settings, open_scores) if models else NoScores()
-        runtime = _runtime(settings, scores)
+        runtime = _runtime(settings, scores, lambda: by)
         try:
             outcomes = runtime.take(records, REPLAY_HOLD, REPLAY_PATIENCE, by=by.label)
         except LedgerBusyError as error:
@@ -252,9 +277,11 @@ def consume_command(open_scores: ScoresFactory) -> Callable[..., None]:
             )
         scores = _scores(settings, open_scores) if models else NoScores()
         name = consumer or f"{socket.gethostname()}:{os.getpid()}"
+        who = lambda: principal_of(ctx, Permission.SET_POLICY)  # noqa: E731 - asked on a change
         worker = Consumer(
-            stream, lambda: _runtime(settings, scores), name, settings.stream_max_deliveries, batch
-        )
+            stream, lambda: _runtime(settings, scores, who), name, settings.stream_max_deliveries,
+            batch,
+        )  # fmt: skip
         worker.runtime  # noqa: B018 - a bad policy or missing customers: one red line, now
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -447,6 +474,35 @@ def _open(ctx: typer.Context):
         return open_ledger(settings_of(ctx))
     except AnchorError as error:
         raise UserError(str(error)) from None
+
+
+@policy_app.command("history")
+def policy_history(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the rows")] = False,
+) -> None:
+    """Every action policy put in force on this ledger: its number, version, content digest,
+    since when and by whom (the last one is in force). Each decision names its version."""
+    from dataclasses import asdict
+
+    from actions.policy_record import history
+
+    ledger = _open(ctx)
+    try:
+        rows = history(ledger)
+    finally:
+        ledger.close()
+    if as_json:
+        print(json.dumps([asdict(row) for row in rows], indent=2))
+        return
+    table = Table(title=f"policies put in force: {len(rows):,}")
+    for column in ("#", "version", "sha256", "in force since", "by"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.number), row.version, row.digest[:12], row.in_force_at[:19], row.put_by or "-"
+        )
+    console.print(table)
 
 
 @actions_app.command("list")

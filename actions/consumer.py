@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from actions.ledger import LedgerBusyError
 from actions.runtime import Runtime
@@ -117,10 +118,14 @@ class Consumer:
             raise failed
 
     def _take(self, runtime: Runtime, entries: list[StreamEntry]) -> None:
-        records = [entry_record(self.stream.name, e) for e in entries]
-        outcomes = runtime.take(records)  # one ledger transaction
-        self.stream.ack([e.entry_id for e in entries])  # only once it committed
-        self.counts.update(o.outcome for o in outcomes)
+        """Commit the entries, each run of one sender's in one ledger transaction under that
+        sender (its id scope and its principal's label), then acknowledge them."""
+        for (sender, by), run in groupby(entries, key=lambda e: (e.sender, e.by)):
+            same = list(run)
+            records = [entry_record(self.stream.name, e) for e in same]
+            outcomes = runtime.take(records, sender=sender, by=by)
+            self.stream.ack([e.entry_id for e in same])  # only once it committed
+            self.counts.update(o.outcome for o in outcomes)
 
     def _trim(self) -> None:
         if time.monotonic() - self._trimmed_at >= self.trim_seconds:

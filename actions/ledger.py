@@ -106,6 +106,9 @@ CREATE TABLE IF NOT EXISTS rejected_events (
     source TEXT NOT NULL, line INTEGER, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policies (
+    number INTEGER PRIMARY KEY, version TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
+    in_force_at TEXT NOT NULL, put_by TEXT);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, secret_hash TEXT NOT NULL,
     created_at TEXT NOT NULL, created_by TEXT NOT NULL, expires_at TEXT NOT NULL,

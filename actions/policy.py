@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -320,6 +322,16 @@ def load_policy(path: Path | None) -> Policy:
     if not path.is_file():
         raise PolicyError(str(path), ["file not found"])
     return parse_policy(path.read_text(), str(path))
+
+
+def canonical(policy: Policy) -> str:
+    """The policy as canonical JSON: what its digest covers (comments and layout do not count)."""
+    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def policy_digest(policy: Policy) -> str:
+    """SHA-256 of the policy's content: two policies with the same digest decide alike."""
+    return hashlib.sha256(canonical(policy).encode()).hexdigest()
 
 
 def available_runbooks() -> set[str]:

@@ -21,8 +21,10 @@ from actions.dispatch import Dispatcher
 from actions.intake import Record
 from actions.ledger import Ledger
 from actions.policy import ActionType, load_policy
+from actions.policy_record import put_in_force
 from actions.processor import Directory, Outcome, Processor
 from actions.scoring import ScoresProvider
+from closedloop.access import Principal
 from closedloop.events import NetworkEvent
 from closedloop.settings import Settings
 from features.backends import online_store
@@ -96,12 +98,20 @@ def open_runtime(
     settings: Settings,
     scores: ScoresProvider,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    who: Callable[[], Principal] | None = None,
 ) -> Runtime:
-    """Open everything; raises PolicyError, FileNotFoundError or a database error."""
+    """Open everything, with the settings' policy in force (:func:`put_in_force`: a changed
+    policy needs ``who``, asked then, to be allowed to change it); raises PolicyError,
+    AccessDeniedError, FileNotFoundError or a database error."""
     policy = load_policy(settings.action_policy)
     check_endpoints(settings)
     directory = customers_directory(settings)
     ledger = open_ledger(settings)
+    try:
+        put_in_force(ledger, policy, clock(), who)
+    except BaseException:
+        ledger.close()
+        raise
     telemetry = live_writer(settings)
     processor = Processor(ledger, policy, directory, scores, clock, telemetry)
     return Runtime(ledger, processor, telemetry)

@@ -35,6 +35,8 @@ class StreamEntry:
     entry_id: str
     event: str | None  # the event's JSON; None when the entry was trimmed before it was read
     deliveries: int  # how many times the log handed it to a consumer of the group
+    sender: str = ""  # the authenticated event source that posted it (scopes its id)
+    by: str | None = None  # that principal's label, kept on each decision it makes
 
 
 class EventStream(Protocol):
@@ -42,8 +44,12 @@ class EventStream(Protocol):
 
     name: str
 
-    def append(self, events: list[NetworkEvent]) -> list[str]:
-        """Append in order; the entries' ids. Raises :class:`IntakeUnavailableError`."""
+    def append(
+        self, events: list[NetworkEvent], sender: str = "", by: str | None = None
+    ) -> list[str]:
+        """Append in order, each with who sent it (``sender``, the authenticated source's name,
+        and ``by``, its principal's label); the entries' ids. Raises
+        :class:`IntakeUnavailableError`."""
         ...
 
     def read(self, consumer: str, count: int, block_seconds: float) -> list[StreamEntry]:
@@ -119,17 +125,19 @@ class RedisStream:
             self._ensure_group()
             return getattr(self.client, method)(*args, **kwargs)
 
-    def append(self, events: list[NetworkEvent]) -> list[str]:
+    def append(
+        self, events: list[NetworkEvent], sender: str = "", by: str | None = None
+    ) -> list[str]:
         import redis
 
         if not events:
             return []
+        who = {"sender": sender, **({"by": by} if by is not None else {})}
         try:
             with self.client.pipeline(transaction=True) as pipe:
                 for event in events:
-                    pipe.xadd(
-                        self.name, {"event_id": event.event_id, "event": event.model_dump_json()}
-                    )
+                    fields = {"event_id": event.event_id, "event": event.model_dump_json(), **who}
+                    pipe.xadd(self.name, fields)
                 return [_text(i) for i in pipe.execute()]
         except redis.RedisError as error:
             raise IntakeUnavailableError(f"event stream {self.name} unavailable: {error}") from None
@@ -173,8 +181,11 @@ class RedisStream:
 
     @staticmethod
     def _entry(entry_id: Any, fields: Any, deliveries: int) -> StreamEntry:
-        event = _text(fields[b"event"]) if fields and b"event" in fields else None
-        return StreamEntry(_text(entry_id), event, deliveries)
+        fields = fields or {}
+        event = _text(fields[b"event"]) if b"event" in fields else None
+        sender = _text(fields.get(b"sender", b""))
+        by = _text(fields[b"by"]) if b"by" in fields else None
+        return StreamEntry(_text(entry_id), event, deliveries, sender, by)
 
     def ack(self, entry_ids: list[str]) -> None:
         if not entry_ids:
@@ -230,18 +241,25 @@ class RedisStream:
         self.client.close()
 
 
-def enqueue(stream: EventStream, processor: Processor, records: list[Record]) -> list[Outcome]:
+def enqueue(
+    stream: EventStream,
+    processor: Processor,
+    records: list[Record],
+    sender: str = "",
+    by: str | None = None,
+) -> list[Outcome]:
     """Validate each record on its own; append the valid events to the stream (outcome
-    ``queued``) and keep the others in the ledger with their reason (``rejected``), as a replay
-    does (first: keeping one again adds nothing). Raises :class:`IntakeUnavailableError`, and
-    then no event was appended."""
+    ``queued``) with who sent them (``sender`` scopes their ids, ``by`` is kept on each decision
+    they make, as on the embedded profile) and keep the others in the ledger with their reason
+    (``rejected``), as a replay does (first: keeping one again adds nothing). Raises
+    :class:`IntakeUnavailableError`, and then no event was appended."""
     now = processor.clock()
     admitted = [admit(record, now, processor.directory) for record in records]
     events = [a for a in admitted if isinstance(a, NetworkEvent)]
     rejected = [a for a in admitted if isinstance(a, RejectedRow)]
     if rejected:
         processor.process_many([], rejected)
-    stream.append(events)
+    stream.append(events, sender, by)
     return [
         Outcome(a.event_id, "queued")
         if isinstance(a, NetworkEvent)

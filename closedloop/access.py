@@ -41,6 +41,8 @@ class Permission(StrEnum):
     PROMOTE = "promote"  # make a newer version (a challenger) the champion by hand
     MONITOR = "monitor"  # closedloop monitor (and its gated retrain)
     ROLLBACK = "rollback"  # make an older version the champion again
+    HOLD = "hold"  # hold a champion (the gate promotes nothing) and release it
+    SET_POLICY = "set_policy"  # put a changed action policy in force
     MANAGE_KEYS = "manage_keys"  # closedloop keys create, list, revoke
 
 
@@ -52,7 +54,9 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
         _HUMAN | {Permission.SETTLE, Permission.SETTLE_EXCEPTION, Permission.DISPATCH}
     ),
     Role.DATA_SCIENTIST: frozenset(_HUMAN | {Permission.TRAIN, Permission.PROMOTE}),
-    Role.MODEL_OWNER: frozenset(_HUMAN | {Permission.MONITOR, Permission.ROLLBACK}),
+    Role.MODEL_OWNER: frozenset(
+        _HUMAN | {Permission.MONITOR, Permission.ROLLBACK, Permission.HOLD}
+    ),
     Role.EVENT_SOURCE: frozenset({Permission.POST_EVENTS}),
     Role.ADMIN: frozenset(Permission),
 }

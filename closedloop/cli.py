@@ -184,6 +184,12 @@ def promote(
     champion = training_commands.champion_version(settings, name.value)
     rollback = champion is not None and version < champion
     by = principal_of(ctx, Permission.ROLLBACK if rollback else Permission.PROMOTE)
+    hold = training_commands.hold_of(settings, name.value)
+    if hold is not None and not rollback:
+        raise UserError(
+            f"{name.value}'s champion is held by {hold.by} ({hold.why}): a model_owner may roll "
+            f"it back, or release it ('closedloop models release {name.value}') first"
+        )
     training_commands.run_promote(settings, name.value, version, why, by.label)
     action_commands.record_change(
         settings, "promotion", by,
@@ -191,6 +197,47 @@ def promote(
          "rollback": rollback, "why": why},
         f"model:{name.value}",
     )  # fmt: skip
+
+
+@training_commands.models_app.command("hold")
+def hold(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered model (churn, fault, uplift)")],
+    why: Annotated[str, typer.Option(help="Reason, recorded on the model and in the audit")],
+) -> None:
+    """Hold NAME's champion: no training run or monitoring retrain promotes a challenger (nor
+    may one be promoted by hand) until it is released; a rollback is still allowed (role
+    model_owner or admin)."""
+    from training.registry import Hold
+
+    by = principal_of(ctx, Permission.HOLD)
+    settings = settings_of(ctx)
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    training_commands.run_hold(settings, name, Hold(by.label, why, at))
+    action_commands.record_change(
+        settings, "hold", by, {"model": name, "held": True, "why": why}, f"model:{name}"
+    )
+    console.print(f"{name}'s champion is held by {by.label} ({why})")
+
+
+@training_commands.models_app.command("release")
+def release(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered model (churn, fault, uplift)")],
+    why: Annotated[str, typer.Option(help="Reason, recorded in the audit")],
+) -> None:
+    """Release the hold on NAME's champion: the gate may promote challengers again (role
+    model_owner or admin)."""
+    by = principal_of(ctx, Permission.HOLD)
+    settings = settings_of(ctx)
+    before = training_commands.run_hold(settings, name, None)
+    if before is None:
+        raise UserError(f"{name}'s champion is not held")
+    action_commands.record_change(
+        settings, "hold", by,
+        {"model": name, "held": False, "why": why, "held_by": before.by}, f"model:{name}",
+    )  # fmt: skip
+    console.print(f"{name}'s champion is released by {by.label} ({why}); held by {before.by}")
 
 
 class UpliftLearner(StrEnum):

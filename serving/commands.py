@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from closedloop.settings import Settings
-from closedloop.terminal import UserError, console, settings_of
+from closedloop.terminal import UserError, console, principal_of, settings_of
 
 
 def serve(
@@ -21,9 +21,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve churn and fault scores with reasons over HTTP (BentoML) until interrupted."""
+    from actions.commands import put_policy_in_force
+    from closedloop.access import Permission
     from serving.process import supervise
 
     settings = _with(settings_of(ctx), port, clock_start)
+    put_policy_in_force(settings, lambda: principal_of(ctx, Permission.SET_POLICY))
     console.print(
         f"serving on http://{settings.serve_host}:{settings.serve_port} "
         "(console at /console/, OpenAPI at /docs.json, health at /status/health, metrics at"

@@ -251,7 +251,7 @@ class Closedloop:
 
         records = [Record(item, "POST /events", n) for n, item in enumerate(request.events, 1)]
         if self.stream is not None:
-            return self._append(records)
+            return self._append(records, sent_by)
         if not self._acting.acquire(timeout=self._patience):
             return retry_later("ledger_busy", "this worker is still committing other events")
         try:
@@ -281,15 +281,18 @@ class Closedloop:
             return JSONResponse(error.body(), status_code=error.status)
         return JSONResponse(response.model_dump(mode="json"), status_code=207)
 
-    def _append(self, records) -> JSONResponse:
-        """The cluster profile's intake: valid events appended to the stream, 202."""
+    def _append(self, records, sent_by: Principal) -> JSONResponse:
+        """The cluster profile's intake: valid events appended to the stream with their sender,
+        202."""
         from actions.ledger import LedgerBusyError
         from actions.streams import IntakeUnavailableError, enqueue
 
         if not self._acting.acquire(timeout=self._patience):
             return retry_later("ledger_busy", "this worker is still recording rejected events")
         try:
-            outcomes = enqueue(self.stream, self.actions.processor, records)
+            outcomes = enqueue(
+                self.stream, self.actions.processor, records, sent_by.name, sent_by.label
+            )
         except LedgerBusyError as error:
             return retry_later("ledger_busy", str(error))
         except IntakeUnavailableError as error:

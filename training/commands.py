@@ -137,6 +137,34 @@ def run_promote(settings: Settings, name: str, version: int, why: str, by: str) 
     console.print(f"{name} version {version} is now the champion ({why}), by {by}")
 
 
+def run_hold(settings: Settings, name: str, hold):
+    """Hold ``name``'s champion (a :class:`training.registry.Hold`) or release it (None); the
+    hold it replaced, if any (the CLI checks the principal's role and writes the audit row)."""
+    from mlflow.exceptions import MlflowException
+
+    from training import registry
+
+    quiet_logging()
+    registry.connect(settings)
+    before = registry.hold_of(name)
+    if hold is not None and registry.champion_version(name) is None:
+        raise UserError(f"{name} has no champion to hold")
+    try:
+        registry.set_hold(name, hold)
+    except MlflowException:
+        raise UserError(f"{name} is not a registered model") from None
+    return before
+
+
+def hold_of(settings: Settings, name: str):
+    """The hold on ``name``'s champion, None if none."""
+    from training import registry
+
+    quiet_logging()
+    registry.connect(settings)
+    return registry.hold_of(name)
+
+
 def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"):
     """Learn the uplift models from randomised trials on this home's world before ``before``
     (default: the world's last 30 days), register and gate them."""

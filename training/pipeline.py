@@ -375,8 +375,9 @@ def train(
     separation = single_feature_auc(parts["train"], test, features)
     decide = registry.decide_classes if classes else registry.decide
     decision = decide(
-        config.gate, evaluation.metrics, champion_metrics, separation, champion_classes
-    )
+        config.gate, evaluation.metrics, champion_metrics, separation, champion_classes,
+        registry.hold_of(target),
+    )  # fmt: skip
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(

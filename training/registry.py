@@ -128,11 +128,16 @@ def decide(
     champion: dict[str, float] | None,
     separation: dict[str, float] | None = None,
     champion_classes: list[str] | None = None,
+    hold: Hold | None = None,
 ) -> GateDecision:
     """Pure gate rule: the leak guard, the quality bars, then the champion beaten by more than
-    the margin. ``separation`` is each feature's own test ROC AUC; ``champion_classes`` holds
-    a challenger whose champion answers other classes."""
-    reasons = leak_reasons(gate, challenger, separation or {}) + other_classes(champion_classes)
+    the margin; never while the champion is held. ``separation`` is each feature's own test
+    ROC AUC; ``champion_classes`` holds a challenger whose champion answers other classes."""
+    reasons = [
+        *held(hold),
+        *leak_reasons(gate, challenger, separation or {}),
+        *other_classes(champion_classes),
+    ]
     if not challenger["roc_auc"] >= gate.min_roc_auc:
         reasons.append(f"roc_auc {challenger['roc_auc']:.4f} is below the bar {gate.min_roc_auc}")
     if not challenger["pr_auc_lift"] >= gate.min_pr_auc_lift:
@@ -160,12 +165,18 @@ def decide_classes(
     champion: dict[str, float] | None,
     separation: dict[str, float] | None = None,
     champion_classes: list[str] | None = None,
+    hold: Hold | None = None,
 ) -> GateDecision:
     """The gate of a multi-class challenger: the leak guard (one class against the rest), its
     log loss at least ``min_log_loss_gain`` below the no-skill model's, then the champion's
     log loss beaten (lower) by more than the margin. A champion that answers other classes
-    (``champion_classes``; none for a binary one) is not compared: a person decides."""
-    reasons = leak_reasons(gate, challenger, separation or {}) + other_classes(champion_classes)
+    (``champion_classes``; none for a binary one) is not compared: a person decides. Never
+    while the champion is held."""
+    reasons = [
+        *held(hold),
+        *leak_reasons(gate, challenger, separation or {}),
+        *other_classes(champion_classes),
+    ]
     if not challenger["log_loss_gain"] >= gate.min_log_loss_gain:
         reasons.append(
             f"log_loss {challenger['log_loss']:.4f} is {challenger['log_loss_gain']:.1%} below "
@@ -184,6 +195,46 @@ def decide_classes(
             f"by more than {gate.margin} (lower is better)"
         )
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
+
+
+HOLD = "champion_hold"  # the registered model's tag while its champion is held
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A champion held by a model owner: the gate promotes no challenger until it is released."""
+
+    by: str
+    why: str
+    at: str
+
+
+def held(hold: Hold | None) -> list[str]:
+    """The gate's reason to promote nothing while the champion is held (none without a hold)."""
+    if hold is None:
+        return []
+    return [f"the champion is held by {hold.by} since {hold.at} ({hold.why}): no promotion "
+            "until 'closedloop models release'"]  # fmt: skip
+
+
+def hold_of(name: str) -> Hold | None:
+    """The hold on ``name``'s champion, None if none (or no such model)."""
+    try:
+        tags = MlflowClient().get_registered_model(name).tags
+    except MlflowException:
+        return None
+    return Hold(**json.loads(tags[HOLD])) if HOLD in tags else None
+
+
+def set_hold(name: str, hold: Hold | None) -> None:
+    """Hold ``name``'s champion (``hold``), or release it (None); raises MlflowException when
+    there is no such registered model."""
+    client = MlflowClient()
+    if hold is None:
+        if HOLD in client.get_registered_model(name).tags:
+            client.delete_registered_model_tag(name, HOLD)
+        return
+    client.set_registered_model_tag(name, HOLD, json.dumps(hold.__dict__))
 
 
 @dataclass(frozen=True)

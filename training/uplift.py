@@ -206,10 +206,14 @@ def trial_logs(
 
 
 def gate(
-    config: UpliftConfig, challenger: dict[str, float], champion: dict[str, float] | None
+    config: UpliftConfig,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    hold: registry.Hold | None = None,
 ) -> registry.GateDecision:
-    """Each arm's Qini above the bar, then the champion's mean Qini beaten by the margin."""
-    reasons = [
+    """Each arm's Qini above the bar, then the champion's mean Qini beaten by the margin; never
+    while the champion is held."""
+    reasons = registry.held(hold) + [
         f"{k} {v:.5f} is not above the bar {config.min_qini}"
         for k, v in challenger.items()
         if k.startswith("qini_") and k != "qini_mean" and not v > config.min_qini
@@ -245,7 +249,7 @@ def train_uplift(
     experiment_id = registry.experiment(settings, f"closedloop-{NAME}")
     champion = load_champion()
     champion_metrics = None if champion is None else held_out_qini(champion[1], held)
-    decision = gate(config, metrics, champion_metrics)
+    decision = gate(config, metrics, champion_metrics, registry.hold_of(NAME))
     with mlflow.start_run(experiment_id=experiment_id):
         mlflow.log_params(
             {

@@ -165,7 +165,7 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
         "event_id": "svc-1", "event_type": "alarm_onset", "cell_id": cell, "severity": "critical",
         "occurred_at": (SERVED_END - timedelta(minutes=5)).isoformat(), "alarm_id": "svc-a",
     }  # fmt: skip
-    auth = bearer(cluster, "admin")  # in the PostgreSQL ledger's key store
+    auth = bearer(cluster, "admin", "nms-admin")  # in the PostgreSQL ledger's key store
     running = start_service(cluster, ready_within=300)  # a loaded machine starts slowly
     try:
         health = httpx.get(f"{running.url}/status/health", headers=auth).json()
@@ -187,6 +187,10 @@ def test_the_service_on_the_cluster_profile_is_ready_and_scores_from_redis(
     assert mixed.json()["outcomes"][1]["status"] == "rejected"
     entries = redis.Redis.from_url(redis_db).xrange(cluster.stream_key)
     assert [json.loads(f[b"event"])["event_id"] for _, f in entries] == ["svc-1", "svc-2"]
+    key_id = auth["Authorization"].split("_")[1]  # each entry names who posted it
+    assert {(f[b"sender"], f[b"by"]) for _, f in entries} == {
+        (b"nms-admin", f"nms-admin ({key_id})".encode())
+    }
     assert not ledger_events(database, cluster), "the service appends; consumers decide"
     assert health["status"] == "ok", health
     assert health["problems"] == [] and health["feature_services"] == ["churn_v1", "fault_v1"]

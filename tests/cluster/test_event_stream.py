@@ -58,10 +58,10 @@ def runtime_of(settings: Settings, policy, poison: str | None = None):
         if poison is not None:
             take = runtime.take
 
-            def failing(records: list[Record]):
+            def failing(records: list[Record], **sent):
                 if any(f'"{poison}"' in str(r.raw) for r in records):
                     raise RuntimeError(f"cannot decide {poison}")
-                return take(records)
+                return take(records, **sent)
 
             runtime.take = failing
         return runtime
@@ -133,6 +133,37 @@ def test_appended_events_are_decided_once_by_consumers_of_the_group(cluster, pol
     second.close()
 
 
+def test_events_from_the_stream_keep_their_sender_and_principal(cluster, policy):
+    """Two sources post through the stream, one reusing the other's event id: each event is
+    decided under its own sender's id scope, and its decisions name who sent it (as POST
+    /events records on the embedded profile), also when one batch mixes the two."""
+    stream = open_stream(cluster)
+    nms = onsets(3, "nms")
+    probe = [event(cell=CELLS[10], minutes=-1, event_id="nms-0", alarm_id="probe-a")]
+    stream.append(nms[:2], "nms", "nms (0a1b2c3d4e5f)")
+    stream.append(probe, "probe", "probe (abcdefabcdef)")
+    stream.append(nms[2:], "nms", "nms (0a1b2c3d4e5f)")
+    consumer = Consumer(stream, runtime_of(cluster, policy), "c", 3, batch=10)
+    drain(consumer, stream)
+    assert consumer.counts["duplicate"] == 0, "ids are scoped to their sender"
+    ledger = open_ledger(cluster)
+    events = ledger.read().rows("SELECT sender, event_id FROM events ORDER BY sender, event_id")
+    assert [(e["sender"], e["event_id"]) for e in events] == [
+        ("nms", "nms-0"), ("nms", "nms-1"), ("nms", "nms-2"), ("probe", "nms-0")
+    ]  # fmt: skip
+    by = ledger.read().rows("SELECT DISTINCT cell_id, requested_by FROM decisions")
+    assert by and {(r["cell_id"] == CELLS[10], r["requested_by"]) for r in by} <= {
+        (False, "nms (0a1b2c3d4e5f)"), (True, "probe (abcdefabcdef)")
+    }  # fmt: skip
+    audited = ledger.read().rows("SELECT event_id, payload FROM audit WHERE kind = 'event'")
+    assert {json.loads(r["payload"]).get("by") for r in audited} == {
+        "nms (0a1b2c3d4e5f)",
+        "probe (abcdefabcdef)",
+    }
+    ledger.close()
+    consumer.close()
+
+
 def test_a_poison_entry_goes_to_the_dead_letters_with_its_error(cluster, policy):
     stream = open_stream(cluster)
     events = onsets(10, "p")
@@ -166,10 +197,10 @@ def test_a_busy_ledger_uses_up_no_delivery(cluster, policy):
         runtime = opened()
         take = runtime.take
 
-        def busy(records: list[Record]):
+        def busy(records: list[Record], **sent):
             if next(failures, None) is not None:
                 raise LedgerBusyError(0.1)
-            return take(records)
+            return take(records, **sent)
 
         runtime.take = busy
         return runtime

@@ -342,6 +342,53 @@ def test_each_state_changing_command_refuses_a_role_that_may_not(home, tmp_path)
     assert "may not" not in str(allowed.exception)  # refused for its content, not its role
 
 
+def test_a_changed_policy_is_put_in_force_by_an_admin_only_and_audited(home, tmp_path):
+    """The first policy a ledger sees is recorded; a changed one is refused to an event source
+    and put in force by the admin's replay, numbered and audited with the principal; its
+    decisions name its version; a version label cannot be reused for another content."""
+    shutil.copytree(home / "offline", tmp_path / "offline")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    cell = customers_of(home).cell_id.iloc[1]
+    onset = NetworkEvent(
+        event_id="pol-1", event_type=EventType.ALARM_ONSET, cell_id=cell,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=5), severity=Severity.MAJOR,
+        alarm_id="pol-alarm",
+    )  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_text(onset.model_dump_json() + "\n")
+    nms = new_key(tmp_path, "nms", "event_source")
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("{}\n")
+    assert "may not" not in str(
+        run(tmp_path, "replay", "--no-models", str(empty), key=nms).exception
+    )
+
+    shorter = POLICY.replace("approval_ttl_minutes: 60", "approval_ttl_minutes: 30")
+    policy.write_text(shorter)
+    reused = run(tmp_path, "replay", "--no-models", str(events))
+    assert "'cli-test' was policy #1 with another content" in str(reused.exception)
+    policy.write_text(shorter.replace("version: cli-test", "version: cli-test-2"))
+    refused = run(tmp_path, "replay", "--no-models", str(events), key=nms)
+    assert isinstance(refused.exception, UserError), refused.output
+    assert "may not set_policy" in str(refused.exception)
+    replayed = run(tmp_path, "replay", "--no-models", str(events))  # the local admin
+    assert replayed.exit_code == 0, replayed.output
+
+    shown = run(tmp_path, "policy", "history", "--json")
+    rows = [(r["number"], r["version"], r["put_by"]) for r in json.loads(shown.output)]
+    assert rows == [(1, "cli-test", None), (2, "cli-test-2", "local-admin")]
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        versions = {v for (v,) in db.execute("SELECT policy_version FROM decisions")}
+        trail = [json.loads(p) for (p,) in db.execute(
+            "SELECT payload FROM audit WHERE kind = 'policy' ORDER BY seq")]  # fmt: skip
+    assert versions == {"cli-test-2"}
+    assert [(t["version"], t["by"]) for t in trail] == [
+        ("cli-test", None), ("cli-test-2", "local-admin")
+    ]  # fmt: skip
+    assert run(tmp_path, "audit", "verify").exit_code == 0
+
+
 def test_keys_are_listed_without_secrets_and_revoked_keys_act_no_more(home, tmp_path):
     shutil.copytree(home / "offline", tmp_path / "offline")
     (tmp_path / "policy.yaml").write_text(POLICY)

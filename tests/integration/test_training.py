@@ -1,12 +1,18 @@
 """Training end to end on a small world: Feast training sets, MLflow registry, gate, behaviour."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from access_kit import make_key
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from actions.backends import open_ledger
+from closedloop.cli import app
 from closedloop.settings import Settings
+from closedloop.terminal import UserError
 from closedloop.world.config import WorldConfig
 from training import registry
 from training.config import LightGBMParams, churn_defaults
@@ -78,3 +84,57 @@ def test_manual_promotion_is_recorded_with_who_and_why(churn):
         "ops-lead",
         "pilot in region east",
     )
+
+
+def test_a_model_owner_holds_the_champion_and_the_gate_then_promotes_nothing(settings, churn):
+    """Hold and release by role at the CLI, audited with the principal; while held, a
+    challenger the gate would take is not promoted, nor may one be promoted by hand, but the
+    model owner may still roll back."""
+    config, first, _ = churn
+    roles = ("viewer", "data_scientist", "model_owner")
+    keys = {role: make_key(settings, role, f"{role}-person") for role in roles}
+
+    def champion() -> str:
+        return str(MlflowClient().get_model_version_by_alias("churn", "champion").version)
+
+    def cli(*args: str, role: str):
+        env = {"CLOSEDLOOP_API_KEY": keys[role]}
+        return CliRunner().invoke(app, ["--home", str(settings.home), *args], env=env)
+
+    for role in ("viewer", "data_scientist"):
+        refused = cli("models", "hold", "churn", "--why", "mine", role=role)
+        assert isinstance(refused.exception, UserError), refused.output
+        assert f"role {role} may not hold" in str(refused.exception)
+    assert registry.hold_of("churn") is None
+    held = cli("models", "hold", "churn", "--why", "quarter-end freeze", role="model_owner")
+    assert held.exit_code == 0, held.output
+    assert registry.hold_of("churn").by.startswith("model_owner-person (")
+
+    before = champion()
+    eager = config.model_copy(update={"gate": config.gate.model_copy(update={"margin": -1.0})})
+    retrained = train(settings, "churn", eager)  # would win by any margin
+    assert not retrained.decision.promote and champion() == before
+    assert retrained.decision.reasons[0].startswith("the champion is held by model_owner-person")
+    by_hand = cli(
+        "models", "promote", "churn", retrained.version, "--why", "x", role="data_scientist"
+    )
+    assert "is held by model_owner-person" in str(by_hand.exception) and champion() == before
+    back = cli("models", "promote", "churn", first.version, "--why", "back", role="model_owner")
+    assert back.exit_code == 0, back.output
+    assert champion() == first.version
+
+    refused = cli("models", "release", "churn", "--why", "go", role="data_scientist")
+    assert "may not hold" in str(refused.exception)
+    released = cli("models", "release", "churn", "--why", "freeze over", role="model_owner")
+    assert released.exit_code == 0 and registry.hold_of("churn") is None
+    again_released = cli("models", "release", "churn", "--why", "twice", role="model_owner")
+    assert "is not held" in str(again_released.exception)
+    ledger = open_ledger(settings)
+    rows = ledger.read().rows("SELECT kind, payload FROM audit WHERE key = 'model:churn'")
+    ledger.close()
+    changes = [(r["kind"], json.loads(r["payload"])) for r in rows]
+    assert [(k, p.get("held"), p.get("why")) for k, p in changes] == [
+        ("hold", True, "quarter-end freeze"), ("promotion", None, "back"),
+        ("hold", False, "freeze over"),
+    ]  # fmt: skip
+    assert {p["by"].split(" (")[0] for _, p in changes} == {"model_owner-person"}

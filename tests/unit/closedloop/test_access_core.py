@@ -47,7 +47,10 @@ def stored(key, role=Role.OPERATOR, **changes) -> StoredKey:
             {Permission.READ, Permission.SETTLE, Permission.SETTLE_EXCEPTION, Permission.DISPATCH},
         ),
         (Role.DATA_SCIENTIST, {Permission.READ, Permission.TRAIN, Permission.PROMOTE}),
-        (Role.MODEL_OWNER, {Permission.READ, Permission.MONITOR, Permission.ROLLBACK}),
+        (
+            Role.MODEL_OWNER,
+            {Permission.READ, Permission.MONITOR, Permission.ROLLBACK, Permission.HOLD},
+        ),
         (Role.EVENT_SOURCE, {Permission.POST_EVENTS}),
         (Role.ADMIN, set(Permission)),
     ],

@@ -5,7 +5,7 @@ from sklearn.metrics import average_precision_score
 
 from training.config import GateConfig, LightGBMParams, TuneConfig
 from training.evaluate import evaluate, single_feature_auc
-from training.registry import decide
+from training.registry import Hold, decide
 from training.trainer import fit
 from training.tuning import search
 
@@ -121,3 +121,12 @@ def test_the_leak_guard_holds_an_implausibly_perfect_score():
     decision = decide(GateConfig(), {**GOOD, "roc_auc": 0.999}, None)
     assert not decision.promote
     assert decision.reasons[0].startswith("test roc_auc 0.9990 >= 0.995 is implausibly perfect")
+
+
+def test_a_held_champion_is_never_replaced_by_the_gate():
+    hold = Hold("mo (0a1b2c3d4e5f)", "quarter-end freeze", "2026-12-01T12:00:00+00:00")
+    decision = decide(GateConfig(), {**GOOD, "pr_auc": GOOD["pr_auc"] + 0.2}, GOOD, hold=hold)
+    assert not decision.promote
+    assert decision.reasons[0].startswith("the champion is held by mo (0a1b2c3d4e5f) since")
+    assert "quarter-end freeze" in decision.reasons[0]
+    assert decide(GateConfig(), {**GOOD, "pr_auc": GOOD["pr_auc"] + 0.2}, GOOD).promote

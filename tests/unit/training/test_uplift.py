@@ -3,6 +3,7 @@ import pytest
 
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
+from training.registry import Hold
 from training.uplift import (
     ARMS,
     UpliftConfig,
@@ -38,6 +39,9 @@ def test_the_gate_wants_every_arm_above_the_bar_and_the_champion_beaten():
     harmful = {**ok, "qini_offer": -0.001}
     decision = gate(config, harmful, None)
     assert not decision.promote and "qini_offer" in decision.reasons[0]
+    hold = Hold("mo (0a1b2c3d4e5f)", "audit of the offers", "2026-12-01T12:00:00+00:00")
+    held = gate(config, ok, {"qini_mean": 0.005}, hold)
+    assert not held.promote and "held by mo (0a1b2c3d4e5f)" in held.reasons[0]
 
 
 @pytest.fixture(scope="module")

@@ -997,9 +997,15 @@ def tell_owner(settings: Settings, alert: ModelAlert, by: Principal) -> None:
         policy = load_policy(settings.action_policy)
     except PolicyError as error:
         raise UserError(str(error)) from None
+    from actions.policy_record import put_in_force
+
+    now = clock_of(settings)()
     ledger = open_ledger(settings)
     try:
-        key, new = open_alert(ledger, policy, alert, clock_of(settings)(), by.label)
+        put_in_force(ledger, policy, now, lambda: by)
+        key, new = open_alert(ledger, policy, alert, now, by.label)
+    except (PolicyError, AccessDeniedError) as error:
+        raise UserError(str(error)) from None
     finally:
         ledger.close()
     if key is None:

@@ -3,7 +3,9 @@ lifetimes, the approval limits and the four-eyes rule."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,14 @@ def test_four_eyes_refuses_whoever_requested_or_last_changed_by_name():
     with pytest.raises(AccessDeniedError, match="local-admin requested"):
         four_eyes(local_admin(), local_admin().label, None)
     assert name_of("ana (0a1b2c3d4e5f)") == "ana" and name_of("local-admin") == "local-admin"
+
+
+def test_the_role_table_of_the_docs_is_the_codes():
+    """docs/security.md's permissions column says what PERMISSIONS grants, role by role."""
+    text = (Path(__file__).parents[3] / "docs" / "security.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| ([a-z_, ]+) \|", text, flags=re.M)
+    documented = {
+        Role(role): set(Permission) if cell == "all" else {Permission(p) for p in cell.split(", ")}
+        for role, cell in rows
+    }
+    assert documented == {role: set(granted) for role, granted in PERMISSIONS.items()}

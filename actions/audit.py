@@ -42,10 +42,11 @@ class Entry:
 
 
 def _head_holds(tx: Tx, last_seq: int) -> bool:
-    """Whether the head checkpoint is one this trail reaches (its row there has its MAC): only
-    then may a writer move it on, so that a gap or a forgery stays visible to verify."""
+    """Whether the latest head checkpointed (the file's or the witness's) is one this trail
+    reaches (its row there has its MAC): only then may a writer move it on, so that a gap or a
+    forgery stays visible to verify."""
     try:
-        head = tx.anchor.head()
+        head = tx.anchor.latest()
     except AnchorError:
         return False
     if head is None:
@@ -105,7 +106,7 @@ def verify(ledger: Ledger, batch: int = 10_000) -> Verdict:
         return chain
     problems = _against_head(ledger, chain.rows)
     if problems:
-        missing = chain.rows + 1 if problems[0].startswith("rows ") else None
+        missing = chain.rows + 1 if any(p.startswith("rows ") for p in problems) else None
         return Verdict(chain.rows, missing, problems)
     return Verdict(chain.rows, None, _decisions(ledger, batch))
 
@@ -173,23 +174,31 @@ def _walk(ledger: Ledger, batch: int) -> Verdict:
 
 
 def _against_head(ledger: Ledger, last: int) -> list[str]:
-    where = ledger.anchor.head_path
+    """The trail (``last`` rows that hold) against the latest head sealed: the checkpoint file's,
+    or the witness log's when that is later (an older checkpoint file put back)."""
+    anchor = ledger.anchor
+    where = f"head checkpoint ({anchor.head_path})"
     try:
-        head = ledger.anchor.head()
+        head, seen = anchor.head(), anchor.witnessed()
     except AnchorError as error:
         return [str(error)]
+    problems = []
+    if seen is not None and (head is None or seen.seq > head.seq):
+        named = "is missing" if head is None else f"names row {head.seq}"
+        problems.append(f"the {where} {named}, but the witness saw row {seen.seq} sealed: an "
+                        "older checkpoint was put back")  # fmt: skip
+        head, where = seen, f"witness ({anchor.witness_path})"
     if head is None:
-        return (
-            [f"no head checkpoint at {where}: the end of the trail cannot be shown"] if last else []
-        )
+        shown = f"no head checkpoint at {anchor.head_path}: the end of the trail cannot be shown"
+        return [shown] if last else []
     if head.seq > last:
-        return [f"rows {last + 1}–{head.seq} are missing: the trail ends at row {last}, its head "
-                f"checkpoint ({where}) says {head.seq}"]  # fmt: skip
+        return [*problems, f"rows {last + 1}–{head.seq} are missing: the trail ends at row "
+                f"{last}, its {where} says {head.seq}"]  # fmt: skip
     mac = ledger.read().value("SELECT hash FROM audit WHERE seq = ?", (head.seq,))
     if mac != head.mac:
-        return [f"row {head.seq} is not the one the head checkpoint ({where}) sealed: the trail "
-                "was rewritten from there"]  # fmt: skip
-    return []
+        return [*problems, f"row {head.seq} is not the one the {where} sealed: the trail was "
+                "rewritten from there"]  # fmt: skip
+    return problems
 
 
 def _decisions(ledger: Ledger, batch: int) -> list[str]:

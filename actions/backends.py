@@ -60,7 +60,10 @@ def open_stream(settings: Settings) -> EventStream | None:
 
 def ledger_backend(settings: Settings) -> Backend:
     key = "CLOSEDLOOP_AUDIT_KEY" if settings.audit_key is not None else settings.paths.audit_key
-    audit = f"; audit trail keyed by {key}, head checkpoint {settings.paths.audit_head}"
+    audit = (
+        f"; audit trail keyed by {key}, head checkpoint {settings.paths.audit_head}, witness "
+        f"{settings.witness}"
+    )
     if settings.profile is Profile.CLUSTER:
         where = (
             f"{redacted(settings.postgres_dsn.get_secret_value())} schema {settings.ledger_schema}"
@@ -70,12 +73,12 @@ def ledger_backend(settings: Settings) -> Backend:
 
 
 def audit_anchor(settings: Settings) -> Anchor:
-    """The audit trail's key (``audit_key``, else a key file generated under the home) and head
-    checkpoint; AnchorError if the key cannot be used."""
-    head = settings.paths.audit_head
+    """The audit trail's key (``audit_key``, else a key file generated under the home), head
+    checkpoint and witness log; AnchorError if the key cannot be used."""
+    head, witness = settings.paths.audit_head, settings.witness
     if settings.audit_key is not None:
-        return Anchor.of(settings.audit_key.get_secret_value(), head)
-    return Anchor.generated(settings.paths.audit_key, head)
+        return Anchor.of(settings.audit_key.get_secret_value(), head, witness)
+    return Anchor.generated(settings.paths.audit_key, head, witness)
 
 
 def open_ledger(settings: Settings) -> Ledger:

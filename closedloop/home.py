@@ -170,6 +170,13 @@ class Home:
         return self.root / "audit" / "head.json"
 
     @property
+    def audit_witness(self) -> Path:
+        """The default witness log of the audit trail's head checkpoints (appended, never
+        rewritten); ``CLOSEDLOOP_AUDIT_WITNESS`` puts it where the database's administrators
+        cannot rewind it."""
+        return self.root / "audit" / "witness.log"
+
+    @property
     def demo_events(self) -> Path:
         """The network events the demo replays."""
         return self.root / "actions" / "demo-events.jsonl"

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         "head checkpoint; default: a key generated into HOME/secrets/audit.key (mode 0600) — set "
         "it on the cluster profile, where processes on other homes share the trail",
     )
+    audit_witness: Path | None = Field(
+        None,
+        description="append-only log of the audit trail's sealed head checkpoints, kept where "
+        "whoever administers the ledger's database cannot rewind it (another host's mount, an "
+        "append-only file); default HOME/audit/witness.log",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="the API key the CLI acts with (its role decides what it may do); "
@@ -143,6 +149,11 @@ class Settings(BaseSettings):
     def paths(self) -> Home:
         """Every path under the home folder."""
         return Home.at(self.home)
+
+    @property
+    def witness(self) -> Path:
+        """The audit trail's witness log: ``audit_witness``, else under the home."""
+        return self.audit_witness or self.paths.audit_witness
 
     @property
     def world_dir(self) -> Path:

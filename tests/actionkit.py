@@ -16,8 +16,8 @@ AUDIT_KEY = "test-audit-key-0123456789"
 
 
 def anchor(folder: Path) -> Anchor:
-    """An audit anchor with the tests' key, its head checkpoint in ``folder``."""
-    return Anchor.of(AUDIT_KEY, folder / "audit-head.json")
+    """An audit anchor with the tests' key, its head checkpoint and witness log in ``folder``."""
+    return Anchor.of(AUDIT_KEY, folder / "audit-head.json", folder / "audit-witness.log")
 
 
 _ids = count()

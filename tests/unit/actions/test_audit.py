@@ -124,15 +124,52 @@ def test_a_decision_without_its_audit_row_fails_verify(ledger):
 
 
 def test_a_missing_or_forged_head_checkpoint_fails_verify(ledger):
-    head = ledger.anchor.head_path
+    head, witness = ledger.anchor.head_path, ledger.anchor.witness_path
     saved = head.read_text()
     head.unlink()
+    assert "is missing, but the witness saw row" in audit.verify(ledger).problem
+    witness.rename(witness.with_suffix(".away"))
     assert "no head checkpoint at" in audit.verify(ledger).problem
+    witness.with_suffix(".away").rename(witness)
     forged = json.loads(saved) | {"seq": 1}
     head.write_text(json.dumps(forged))
     assert "is not sealed by the audit key" in audit.verify(ledger).problem
     head.write_text(saved)
     assert audit.verify(ledger).intact
+
+
+def add_rows(ledger: Ledger, n: int, by: str = "ana") -> None:
+    """``n`` more audit rows, committed (the checkpoint and the witness follow)."""
+    with ledger.write() as tx:
+        audit.append(tx, [audit.Entry("retry", T0, {"by": by, "n": i}) for i in range(n)])
+
+
+def test_an_older_checkpoint_put_back_after_cutting_the_rows_fails_verify(ledger):
+    """The attacker saved the checkpoint file (a backup), rows were added, then cut the trail
+    back to that point and put the old file back: the witness log still names the later row,
+    and keeps doing so after new rows are written."""
+    head = ledger.anchor.head_path
+    saved, before = head.read_text(), len(rows(ledger))
+    add_rows(ledger, 3)
+    assert audit.verify(ledger).intact and ledger.anchor.witnessed().seq == before + 3
+    with ledger.write() as tx:
+        tx.run("DELETE FROM audit WHERE seq > ?", (before,))
+    head.write_text(saved)
+    verdict = audit.verify(ledger)
+    assert verdict.broken_at == before + 1
+    assert f"names row {before}, but the witness saw row {before + 3} sealed: an older " \
+        "checkpoint was put back" in verdict.problem  # fmt: skip
+    assert f"rows {before + 1}–{before + 3} are missing" in verdict.problem
+    add_rows(ledger, 5, "bob")  # the trail goes on past the cut: the witness is not moved on
+    assert ledger.anchor.witnessed().seq == before + 3
+    assert f"row {before + 3} is not the one the witness" in audit.verify(ledger).problem
+
+
+def test_a_forged_witness_line_fails_verify(ledger):
+    witness = ledger.anchor.witness_path
+    with witness.open("a") as log:
+        log.write(json.dumps({"seq": 10_000, "mac": "0" * 64, "seal": "0" * 64}) + "\n")
+    assert f"audit witness {witness} is not sealed by the audit key" in audit.verify(ledger).problem
 
 
 def test_the_chain_does_not_verify_under_another_key(ledger):
@@ -153,8 +190,9 @@ def test_a_generated_key_is_private_and_reused(tmp_path):
         Anchor.of("short", tmp_path / "head.json")
 
 
-def test_the_head_file_is_private(ledger):
+def test_the_head_file_and_the_witness_are_private(ledger):
     assert stat.S_IMODE(ledger.anchor.head_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(ledger.anchor.witness_path.stat().st_mode) == 0o600
     assert ledger.anchor.head().seq == len(rows(ledger))
 
 

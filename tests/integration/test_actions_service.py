@@ -23,7 +23,7 @@ from actions.policy import ActionType
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from features.offline import OfflineStore
-from serving.process import start_service
+from serving.process import PROJECT, start_service
 from training.config import LightGBMParams
 
 CONFIG = WorldConfig(customers=1_200, days=50, seed=9, customers_per_cell=40)
@@ -285,6 +285,9 @@ FUZZ_CHECKS = (
 )
 
 
+FUZZ_FIGURES = PROJECT / "test-artifacts" / "schemathesis.txt"
+
+
 def test_schemathesis_finds_no_server_error_no_schema_break_and_no_open_route(
     home, free_port, tmp_path
 ):
@@ -310,11 +313,15 @@ def test_schemathesis_finds_no_server_error_no_schema_break_and_no_open_route(
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(report.read_text())
     cases, operations = figures["test_cases"], figures["operations"]
-    print(
+    line = (
         f"schemathesis {figures['schemathesis_version']}: {operations['tested']} operations, "
         f"{cases['generated']} cases, {cases['with_failures']} with failures, "
-        f"{len(figures['failures'])} kinds of failure, {figures['running_time']}"
+        f"{len(figures['failures'])} kinds of failure, {len(figures['errors'])} errors, "
+        f"{figures['running_time']}"
     )
+    print(line)  # shown with -s; kept in test-artifacts/ for the run's record
+    FUZZ_FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FUZZ_FIGURES.write_text(line + "\n")
     assert operations["tested"] >= 8 and cases["generated"] >= 100
     assert figures["failures"] == [] and figures["errors"] == [], done.stdout[-6000:]
     assert done.returncode == 0, done.stdout[-6000:]

@@ -477,14 +477,9 @@ def _open(ctx: typer.Context):
 
 
 @policy_app.command("history")
-def policy_history(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON array of the rows")] = False,
-) -> None:
+def policy_history(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Every action policy put in force on this ledger: its number, version, content digest,
     since when and by whom (the last one is in force). Each decision names its version."""
-    from dataclasses import asdict
-
     from actions.policy_record import history
 
     ledger = _open(ctx)
@@ -493,11 +488,12 @@ def policy_history(
     finally:
         ledger.close()
     if as_json:
-        print(json.dumps([asdict(row) for row in rows], indent=2))
+        emit_json(rows)
         return
-    table = Table(title=f"policies put in force: {len(rows):,}")
-    for column in ("#", "version", "sha256", "in force since", "by"):
-        table.add_column(column)
+    table = make_table(
+        f"policies put in force: {len(rows):,}", "#", "version", "sha256", "in force since", "by",
+        keys=("version", "sha256"),
+    )  # fmt: skip
     for row in rows:
         table.add_row(
             str(row.number), row.version, row.digest[:12], row.in_force_at[:19], row.put_by or "-"

@@ -90,7 +90,8 @@ def test_a_model_owner_holds_the_champion_and_the_gate_then_promotes_nothing(set
     """Hold and release by role at the CLI, audited with the principal; while held, a
     challenger the gate would take is not promoted, nor may one be promoted by hand, but the
     model owner may still roll back."""
-    config, first, _ = churn
+    config, first, again = churn
+    registry.promote_by_hand("churn", again.version, "the newer one", by="ops-lead")
     roles = ("viewer", "data_scientist", "model_owner")
     keys = {role: make_key(settings, role, f"{role}-person") for role in roles}
 

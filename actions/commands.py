@@ -612,13 +612,13 @@ def print_action(view: ActionView) -> None:
     d = view.decision
     console.print(f"[bold]{d['action']}[/] on {d['target']}: [bold]{d['status']}[/]")
     console.print(d["key"], soft_wrap=True)
-    facts = make_table(None, "what", "value", keys=("value",))
+    facts = make_table(None, "what", "value")  # ids fit the value column at 80; prose wraps
     shown = {
         "incident": d["incident"], "cell": d["cell_id"], "customer": d["customer_id"],
         "rule": f"{d['rule_id']} (policy {d['policy_version']})", "priority": d["priority"],
         "value at risk": f"{d['value_at_risk']:,.2f}",
         "amount": None if d["amount"] is None else f"{d['amount']:,.2f}",
-        "expected gain": f"{d['impact']:,.2f}", "decided at": d["decided_at"],
+        "impact": f"{d['impact']:,.2f}", "decided at": d["decided_at"],
         "expires at": d["expires_at"], "requested by": d["requested_by"],
         "decided by": d.get("decided_by"), "why": d["reason"],
     }  # fmt: skip

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +144,8 @@ class Anchor:
             descriptor = os.open(self.witness_path, flags, 0o600)
             with os.fdopen(descriptor, "w") as log:
                 log.write(text + "\n")  # one write of a short line: appended whole
-        partial = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}")
+        writer = f"{os.getpid()}.{threading.get_ident()}"  # a worker's dispatcher commits too
+        partial = self.head_path.with_name(f".{self.head_path.name}.{writer}")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             out.write(text)

@@ -218,3 +218,29 @@ def test_a_page_checks_the_rows_it_shows_at_their_cost(ledger):
         tx.run("DELETE FROM audit WHERE seq = ?", (victim["seq"] - 1,))
     cut = audit.verify_shown(ledger, [victim], [])
     assert cut.broken_at == victim["seq"] and "link to the previous row is broken" in cut.problem
+
+
+def test_two_threads_of_one_process_checkpoint_at_once_without_a_lost_file(tmp_path):
+    """A service worker commits events on one thread while its dispatcher commits deliveries
+    on another: their checkpoints never move each other's partial file away."""
+    import threading
+
+    from actions.anchor import Head
+
+    anchor = Anchor.of(AUDIT_KEY, tmp_path / "audit-head.json")
+    errors: list[BaseException] = []
+
+    def write(start: int) -> None:
+        try:
+            for seq in range(start, 4_000, 2):
+                anchor.checkpoint(Head(seq, f"{seq:064x}"))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert anchor.head() is not None

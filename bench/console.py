@@ -150,9 +150,9 @@ def pages(first: dict) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
-def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int]:
-    """Median and p95 of each page's Server-Timing and round trip, in ms; and the inbox's
-    size."""
+def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int, int]:
+    """Median and p95 of each page's Server-Timing and round trip, in ms; the inbox's size and
+    the registry's model versions (what the models page lists)."""
     import time
     import warnings
 
@@ -165,6 +165,7 @@ def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int]:
     from actions.backends import open_ledger
     from actions.policy import load_policy
     from actions.views import inbox
+    from closedloop.models import SPECS
     from closedloop.settings import Settings
     from closedloop.terminal import quiet_logging
     from serving.access import AccessControl
@@ -200,7 +201,7 @@ def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int]:
                 "trip_p50": statistics.median(trip), "cpu_p50": statistics.median(cpu),
                 "bytes": len(answer.content),
             }  # fmt: skip
-    return figures, found.total
+    return figures, found.total, len(registry.list_versions(list(SPECS)))
 
 
 def _p95(values: list[float]) -> float:
@@ -227,11 +228,11 @@ def main(argv: list[str] | None = None) -> None:
         )  # fmt: skip
         try:
             held = build_home(args.customers, args.outage_cells)
-            figures, waiting = time_pages(args.requests)
+            figures, waiting, versions = time_pages(args.requests)
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    print_figures(args, held, figures, waiting)
+    print_figures(args, {**held, "model versions in the registry": versions}, figures, waiting)
 
 
 def print_figures(args, held: dict[str, int], figures: dict, waiting: int) -> None:
@@ -241,7 +242,7 @@ def print_figures(args, held: dict[str, int], figures: dict, waiting: int) -> No
         title=f"ops console pages, {args.requests} requests each, on {args.customers:,} "
         f"customers with {waiting:,} actions waiting (load average {load} on "
         f"{os.cpu_count()} cores)",
-        caption=f"ledger: {shown}",
+        caption=f"home: {shown}",
     )
     for column in ("page", "server p50", "server p95", "round trip p50", "CPU p50",
                    "page size", "target", "met"):  # fmt: skip

@@ -108,6 +108,7 @@ def test_history_feed_and_models_pages_answer(client, decided):
     cell = "cell_00001"
     history = client.get("/history", params={"cell": cell}).text
     assert "Audit chain: intact" in history
+    assert "matches the head checkpoint" in client.get("/history").text
     assert all(d["key"] in history for d in decided.decisions)
     feed = client.get("/feed", params={"fragment": "true"}).text
     assert "alarm onset" in feed and cell in feed

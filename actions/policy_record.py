@@ -3,8 +3,9 @@ next number, its content digest and who put it in force, in the ``policies`` tab
 ``policy`` row of the hash-chained audit trail.
 
 A ledger's first policy is recorded by whoever opens it first; changing it takes a principal
-allowed to (the admin): ``closedloop serve``, ``replay`` and ``consume`` put a changed policy in
-force as their principal, a service worker only runs the policy in force. A version label names
+allowed to (the admin): ``closedloop serve``, ``replay``, ``consume`` and ``monitor``'s owner
+tickets put a changed policy in force as their principal, a service worker only runs the policy
+in force. A version label names
 one content only, so the ``policy_version`` every decision carries names exactly what decided it.
 """
 

@@ -656,17 +656,16 @@ def print_action(view: ActionView) -> None:
 
 def _settle(ctx: typer.Context, key: str, approve: bool, note: str) -> None:
     from actions.approvals import ApprovalError, settle
+    from actions.policy_record import policy_in_force
 
     settings = settings_of(ctx)
     by = principal_of(ctx, Permission.SETTLE)
-    try:
-        limit = load_policy(settings.action_policy).exception_above
-    except PolicyError as error:
-        raise UserError(str(error)) from None
     ledger = _open(ctx)
     try:
+        policy = policy_in_force(ledger) or load_policy(settings.action_policy)
+        limit = policy.exception_above  # the policy in force's, not the approver's settings'
         status = settle(ledger, key, approve, by, note, clock_of(settings)(), limit)
-    except ApprovalError as error:
+    except (ApprovalError, PolicyError) as error:
         raise UserError(str(error)) from None
     finally:
         ledger.close()

@@ -54,6 +54,13 @@ def in_force(ledger: Ledger) -> InForce | None:
     return _latest(ledger.read())
 
 
+def policy_in_force(ledger: Ledger) -> Policy | None:
+    """The content of the policy in force (what approvals' limits come from, whatever the
+    approver's own settings name), None before any was recorded."""
+    body = ledger.read().value("SELECT body FROM policies ORDER BY number DESC LIMIT 1")
+    return None if body is None else Policy.model_validate_json(body)
+
+
 def history(ledger: Ledger) -> list[InForce]:
     """Every policy put in force, first first."""
     rows = ledger.read().rows(

@@ -122,6 +122,11 @@ def test_replay_approve_reject_and_audit(home):
     refused(None, "local-admin requested this action")  # four eyes: it replayed the event
     refused(vic, "role viewer may not settle")
     refused(olga, "above the policy's exception limit 15.00")  # a 20.00 credit
+    laxer = home / "laxer.yaml"  # the operator's own settings name a higher limit: not in force
+    laxer.write_text(POLICY.replace("exception_above: 15", "exception_above: 1000"))
+    env = {"CLOSEDLOOP_ACTION_POLICY": str(laxer), "CLOSEDLOOP_API_KEY": olga}
+    lax = runner.invoke(app, ["--home", str(home), "actions", "approve", keys[0]], env=env)
+    assert "above the policy's exception limit 15.00" in str(lax.exception)
     refused("clk_000000000000_" + "x" * 43, "CLOSEDLOOP_API_KEY: unknown API key")
     approved = run(home, "actions", "approve", keys[0], "--note", "agreed", key=ana)
     assert approved.exit_code == 0 and f"{keys[0]}: dispatched" in approved.output

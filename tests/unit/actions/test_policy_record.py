@@ -14,7 +14,7 @@ from actionkit import anchor
 from actions import audit
 from actions.ledger import Ledger
 from actions.policy import PolicyError, policy_digest
-from actions.policy_record import history, in_force, put_in_force
+from actions.policy_record import history, in_force, policy_in_force, put_in_force
 from closedloop.access import AccessDeniedError
 
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -36,6 +36,7 @@ def test_the_first_policy_is_recorded_and_the_same_one_again_adds_nothing(ledger
     assert (first.number, first.version, first.put_by) == (1, policy.version, None)
     assert first.digest == policy_digest(policy) and in_force(ledger) == first
     assert put_in_force(ledger, policy.model_copy(), AT) == first  # same content
+    assert policy_in_force(ledger) == policy
     rows = ledger.read().rows("SELECT kind, key, payload FROM audit")
     assert [(r["kind"], r["key"]) for r in rows] == [("policy", "policy:1")]
     assert json.loads(rows[0]["payload"])["digest"] == first.digest

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from actions.intake import Record
 from actions.ledger import LedgerBusyError, Status
-from actions.policy import PolicyError, load_policy
+from actions.policy import Policy, PolicyError, load_policy
 from actions.scoring import NoScores, ScoresFactory, ScoresProvider
 from closedloop.access import AccessDeniedError, Permission, Principal, local_admin
 from closedloop.alerts import ModelAlert
@@ -37,7 +37,7 @@ from closedloop.terminal import (
 )
 
 if TYPE_CHECKING:
-    from actions.backtest import Estimates
+    from actions.backtest import Backtest, Estimates
     from actions.runtime import Runtime
     from actions.views import ActionView
     from closedloop.world.simulate import Truth
@@ -821,28 +821,37 @@ def audit_verify(ctx: typer.Context) -> None:
     )
 
 
-def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
-    """The world's last day of events, an outage on ``cell_id`` (two alarms, a flapping repeat,
-    then the clear) and a re-sent copy of everything: what stage 6 replays."""
-    world_events = settings.world_dir / "events" / "network_events.jsonl"
-    recent = [
-        event for event in read_events(world_events) if event.occurred_at >= end - timedelta(days=1)
-    ]
-    onset = end - timedelta(hours=2)
+DEMO_DAY = timedelta(days=2)  # the world's events the demo replays: its last two days
 
-    def alarm(n: int, kind: EventType, alarm_id: str, minutes: float) -> NetworkEvent:
+
+def demo_events(settings: Settings, end: datetime, cells: list[str]) -> Path:
+    """The world's last days of events, then a major outage: a power failure on the first of
+    ``cells`` (two alarms, a flapping repeat, then the clears) and a backhaul cut across the
+    others still open at ``end`` (so their approvals wait), and a re-sent copy of the first
+    events: what stage 6 replays."""
+    world_events = settings.world_dir / "events" / "network_events.jsonl"
+    recent = [event for event in read_events(world_events) if event.occurred_at >= end - DEMO_DAY]
+    onset = end - timedelta(hours=2)
+    first, *others = cells
+
+    def alarm(n: int, kind: EventType, cell: str, alarm_id: str, minutes: float) -> NetworkEvent:
+        what = "site power failure" if cell == first else "backhaul cut"
         return NetworkEvent(
             event_id=f"demo-{n}", event_type=kind, occurred_at=onset + timedelta(minutes=minutes),
-            cell_id=cell_id, severity=Severity.CRITICAL, alarm_id=alarm_id,
-            description="site power failure",
+            cell_id=cell, severity=Severity.CRITICAL, alarm_id=alarm_id,
+            description=what,
         )  # fmt: skip
 
     outage = [
-        alarm(1, EventType.ALARM_ONSET, "demo-power", 0),
-        alarm(2, EventType.ALARM_ONSET, "demo-power", 3),  # flapping: same alarm again
-        alarm(3, EventType.ALARM_ONSET, "demo-backhaul", 4),  # same outage, another alarm
-        alarm(4, EventType.ALARM_CLEAR, "demo-power", 50),
-        alarm(5, EventType.ALARM_CLEAR, "demo-backhaul", 55),
+        alarm(1, EventType.ALARM_ONSET, first, "demo-power", 0),
+        alarm(2, EventType.ALARM_ONSET, first, "demo-power", 3),  # flapping: same alarm again
+        alarm(3, EventType.ALARM_ONSET, first, "demo-power-2", 4),  # same outage, another alarm
+        alarm(4, EventType.ALARM_CLEAR, first, "demo-power", 50),
+        alarm(5, EventType.ALARM_CLEAR, first, "demo-power-2", 55),
+        *(
+            alarm(6 + n, EventType.ALARM_ONSET, cell, f"demo-backhaul-{n}", 20 + n)
+            for n, cell in enumerate(others)
+        ),
     ]
     events = sorted([*recent, *outage], key=lambda e: e.occurred_at)
     path = settings.paths.demo_events
@@ -852,12 +861,12 @@ def demo_events(settings: Settings, end: datetime, cell_id: str) -> Path:
 
 
 def run_demo_actions(
-    settings: Settings, end: datetime, cell_id: str, open_scores: ScoresFactory
+    settings: Settings, end: datetime, cells: list[str], open_scores: ScoresFactory
 ) -> None:
     """Stage 6: replay the demo events, print what was decided, replay again: nothing new."""
-    path = demo_events(settings, end, cell_id)
+    path = demo_events(settings, end, cells)
     events = read_events(path)
-    console.print(f"replaying {len(events):,} events from {path} (outage on {cell_id})")
+    console.print(f"replaying {len(events):,} events from {path} (an outage on {', '.join(cells)})")
     runtime = _runtime(settings, _scores(settings, open_scores))
     try:
         print_outcomes(runtime.handle(events, local_admin().label))
@@ -876,6 +885,37 @@ def run_demo_actions(
         )
     finally:
         runtime.close()
+
+
+def print_loop_summary(settings: Settings) -> None:
+    """The closing summary of what the loop did, read from the ledger."""
+    from actions.backends import open_ledger
+    from actions.views import loop_summary
+
+    ledger = open_ledger(settings)
+    try:
+        summary = loop_summary(ledger)
+    finally:
+        ledger.close()
+    table = Table(title="the loop, from the ledger")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("events (each once)", f"{sum(summary.events.values()):,}")
+    for outcome, n in sorted(summary.events.items()):
+        table.add_row(f"  {outcome.replace('_', ' ')}", f"{n:,}")
+    table.add_row("actions", f"{sum(summary.actions.values()):,}")
+    for action, n in sorted(summary.actions.items()):
+        table.add_row(f"  {action}", f"{n:,}")
+    table.add_row("suppressed by guard", f"{sum(summary.suppressed.values()):,}")
+    for guard, n in sorted(summary.suppressed.items(), key=lambda item: -item[1]):
+        table.add_row(f"  {guard}", f"{n:,}")
+    table.add_row("waiting for approval", f"{summary.waiting:,}")
+    console.print(table)
+    console.print(
+        f"value at risk addressed: {summary.addressed_value:,.2f} USD over the "
+        f"{summary.reached:,} customers an action reached (sent or queued); "
+        f"{summary.waiting_value:,.2f} USD more waits for approval"
+    )
 
 
 EstimatesFactory = Callable[[Settings, "Truth", int], "tuple[Estimates, str]"]
@@ -899,27 +939,11 @@ def backtest_command(estimates_of: EstimatesFactory) -> Callable[..., None]:
     ) -> None:
         """Replay a window of this home's world under the policy and its baselines, each at the
         same budget, counted against the world's ground truth (exact counterfactuals)."""
-        from actions.backtest import BacktestError, Window
-        from actions.backtest import backtest as run
-        from closedloop.world.simulate import simulate_truth
-        from closedloop.world.store import read_config
-
-        settings = settings_of(ctx)
         try:
             policy = load_policy(file)
         except PolicyError as error:
             raise UserError(f"{error.source}: {'; '.join(error.problems)}") from None
-        try:
-            config = read_config(settings.world_dir)
-            days = Window.parse(window, config.start, config.days)
-        except (FileNotFoundError, BacktestError) as error:
-            raise UserError(str(error)) from None
-        truth = simulate_truth(config)
-        try:
-            estimates, source = estimates_of(settings, truth, days.start)
-            result = run(truth, policy, days, estimates, budget)
-        except (BacktestError, ValueError) as error:
-            raise UserError(str(error)) from None
+        result, source = run_backtest(settings_of(ctx), policy, window, budget, estimates_of)
         if as_json:
             emit_json({**result.model_dump(), "models": source})
             return
@@ -928,7 +952,34 @@ def backtest_command(estimates_of: EstimatesFactory) -> Callable[..., None]:
     return backtest
 
 
-def print_backtest(result, source: str) -> None:
+def run_backtest(
+    settings: Settings,
+    policy: Policy,
+    window: str,
+    budget: float | None,
+    estimates_of: EstimatesFactory,
+) -> tuple[Backtest, str]:
+    """(the backtest of ``policy`` over ``window`` of this home's world, where its estimates came
+    from); a window or world that does not fit is a user error."""
+    from actions.backtest import BacktestError, Window
+    from actions.backtest import backtest as run
+    from closedloop.world.simulate import simulate_truth
+    from closedloop.world.store import read_config
+
+    try:
+        config = read_config(settings.world_dir)
+        days = Window.parse(window, config.start, config.days)
+    except (FileNotFoundError, BacktestError) as error:
+        raise UserError(str(error)) from None
+    truth = simulate_truth(config)
+    try:
+        estimates, source = estimates_of(settings, truth, days.start)
+        return run(truth, policy, days, estimates, budget), source
+    except (BacktestError, ValueError) as error:
+        raise UserError(str(error)) from None
+
+
+def print_backtest(result: Backtest, source: str) -> None:
     table = Table(
         title=f"backtest {result.window}: {result.customers} customers, "
         f"{result.untreated_churn} leave untreated, budget {result.budget:,.2f} USD",

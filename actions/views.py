@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actions import audit
-from actions.ledger import Ledger, Status, Tx
+from actions.ledger import QUEUED, Ledger, Status, Tx, sql_list
 from actions.policy import Policy, runbook_text
 from actions.queries import credits_between
 
 CHUNK = 500  # keys per IN (...) list
+DELIVERED = QUEUED | {Status.DISPATCHED}  # sent, or on its way
 
 
 @dataclass(frozen=True)
@@ -244,4 +245,46 @@ def dead_letters(ledger: Ledger, limit: int = 500) -> list[dict[str, Any]]:
         f" UNION ALL SELECT {columns}, 'update' AS kind FROM updates WHERE status = ?"
         f" ORDER BY created_at, key LIMIT {int(limit)}",
         (Status.DEAD_LETTER, Status.DEAD_LETTER),
+    )
+
+
+@dataclass(frozen=True)
+class LoopSummary:
+    """What the loop did, as the ledger holds it: the closing lines of ``closedloop demo``."""
+
+    events: dict[str, int]  # events recorded, by outcome
+    actions: dict[str, int]  # decisions not suppressed, by action type
+    suppressed: dict[str, int]  # by guard
+    waiting: int  # awaiting approval
+    waiting_value: float  # their value at risk, USD
+    reached: int  # customers sent an action (delivered or queued)
+    addressed_value: float  # those customers' value at risk, each counted once, USD
+
+
+def loop_summary(ledger: Ledger) -> LoopSummary:
+    """The ledger's events, actions and value at risk, summed in a few queries."""
+    tx = ledger.read()
+    events = tx.rows("SELECT outcome, COUNT(*) AS n FROM events GROUP BY outcome")
+    actions = tx.rows(
+        "SELECT action, COUNT(*) AS n FROM decisions WHERE status <> ? GROUP BY action",
+        (Status.SUPPRESSED,),
+    )
+    waiting = tx.rows(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(value_at_risk), 0) AS v FROM decisions "
+        "WHERE status = ?",
+        (Status.AWAITING_APPROVAL,),
+    )[0]
+    reached = tx.rows(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(v), 0) AS v FROM (SELECT customer_id, "
+        "MAX(value_at_risk) AS v FROM decisions WHERE customer_id IS NOT NULL AND status IN "
+        f"({sql_list(DELIVERED)}) GROUP BY customer_id) AS reached"
+    )[0]
+    return LoopSummary(
+        events={r["outcome"]: int(r["n"]) for r in events},
+        actions={r["action"]: int(r["n"]) for r in actions},
+        suppressed=ledger.suppressed_by_guard(),
+        waiting=int(waiting["n"]),
+        waiting_value=float(waiting["v"]),
+        reached=int(reached["n"]),
+        addressed_value=float(reached["v"]),
     )

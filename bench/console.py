@@ -167,12 +167,12 @@ def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int, int]:
     from actions.views import inbox
     from closedloop.models import SPECS
     from closedloop.settings import Settings
-    from closedloop.terminal import quiet_logging
+    from closedloop.terminal import quiet_libraries
     from serving.access import AccessControl
     from serving.console import app as console
     from training import registry
 
-    quiet_logging()
+    quiet_libraries()
     settings = Settings()
     registry.connect(settings)
     ledger = open_ledger(settings)

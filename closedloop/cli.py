@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from actions import commands as action_commands
 from actions import key_commands
+from actions.policy import load_policy
 from closedloop import __version__
 from closedloop.access import Permission, Role
 from closedloop.backends import Backend
@@ -32,6 +34,7 @@ from closedloop.terminal import (
     err_console,
     known_failure,
     principal_of,
+    quiet_libraries,
     settings_of,
 )
 from closedloop.world import schemas
@@ -109,6 +112,7 @@ def _load_settings(
             f"invalid settings (CLOSEDLOOP_* environment): {describe_validation(error)}"
         ) from None
     redact_logs(ctx.obj)
+    quiet_libraries()
     ctx.meta[PRINCIPAL] = _principal_resolver(ctx.obj)
 
 
@@ -488,14 +492,24 @@ def demo(
     customers: Annotated[int, typer.Option(help="Customers in the demo world")] = DEMO_CUSTOMERS,
     days: Annotated[int, typer.Option(help="Days in the demo world")] = DEMO_DAYS,
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Serve the console at the end until Ctrl-C [default: when run in a terminal]",
+        ),
+    ] = None,
 ) -> None:
-    """Run every stage that exists so far on a small world and print a summary."""
+    """Run the whole loop on a small world (world, ingest, features, training, service, a day
+    of events with an outage, actions, monitoring and a drift episode, the policy backtest),
+    summarise it, then serve the ops console on its home until Ctrl-C."""
     if days < DEMO_MIN_DAYS:
         raise UserError(
             f"--days {days} is too short: the demo trains a churn model with a 30-day horizon, "
             f"use {DEMO_MIN_DAYS} or more"
         )
     settings = settings_of(ctx)
+    began = time.monotonic()
     console.rule(f"closedloop demo — profile {settings.profile.value}, home {settings.home}")
     console.rule("1. world", style="dim")
     folder = settings.world_dir
@@ -522,29 +536,53 @@ def demo(
     key_id, token, _ = key_commands.make_key(settings, f"demo {by.name}", Role.ADMIN, "1d", by)
     console.print(
         f"API key {key_id} for the local admin (role admin, 1 day), for the service's "
-        f"'Authorization: Bearer' header or CLOSEDLOOP_API_KEY:\n{token}"
+        f"'Authorization: Bearer' header, CLOSEDLOOP_API_KEY or the console's sign-in:\n{token}"
     )
-    serving_commands.run_demo_scoring(
-        settings.model_copy(update={"clock_start": end}), customers, cells, token
-    )
+    in_world_time = settings.model_copy(update={"clock_start": end})
+    serving_commands.run_demo_scoring(in_world_time, customers, cells, token)
 
     console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
-    in_world_time = settings.model_copy(update={"clock_start": end})
-    action_commands.run_demo_actions(in_world_time, end, cells[0], in_process_scores)
+    action_commands.run_demo_actions(in_world_time, end, cells, in_process_scores)
 
     console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
     monitoring_commands.run_episode(settings)
-    _where_to_look(settings)
+
+    console.rule("8. value: the policy backtested against the world's ground truth", style="dim")
+    window = _backtest_window(config)
+    policy = load_policy(settings.action_policy)
+    result, source = action_commands.run_backtest(
+        settings, policy, window, None, backtest_estimates
+    )
+    action_commands.print_backtest(result, source)
+
+    console.rule("summary", style="dim")
+    action_commands.print_loop_summary(settings)
+    console.print(f"the demo took {time.monotonic() - began:,.0f} s")
+    url = f"http://{settings.serve_host}:{settings.serve_port}/console/"
+    _where_to_look(settings, url, token)
+    if serve if serve is not None else sys.stdin.isatty() and sys.stdout.isatty():
+        serving_commands.serve_until_interrupted(in_world_time, url)
 
 
-def _where_to_look(settings: Settings) -> None:
+def _backtest_window(config: WorldConfig) -> str:
+    """The demo's backtest window: the world's last 15 days, or fewer where the uplift trials
+    before it (one to learn from, one held out, 30-day outcomes) need the room."""
+    from training.uplift import UpliftConfig
+
+    uplift = UpliftConfig()
+    earliest = uplift.horizon_days + uplift.trial_every_days + 1
+    first = config.start + timedelta(days=max(config.days - 15, earliest))
+    return f"{first}..{config.start + timedelta(days=config.days - 1)}"
+
+
+def _where_to_look(settings: Settings, url: str, token: str) -> None:
     """The demo's last words: where each kind of user looks next."""
     from training.registry import point_at
 
     console.rule("where to look next", style="dim")
-    url = f"http://{settings.serve_host}:{settings.serve_port}/console/"
     home = f"CLOSEDLOOP_HOME={settings.home}"
-    console.print(f"ops console:  {home} closedloop console  → {url}")
+    console.print(f"ops console:  {url}  (sign in with the key above: {token})")
+    console.print(f"              later: {home} closedloop console")
     console.print(f"experiments:  mlflow ui --backend-store-uri {point_at(settings)}")
     episode = settings.paths.drift_episode.evidently_workspace
     console.print(f"drift:        evidently ui --workspace {episode}")
@@ -564,11 +602,12 @@ def console_command(
 
 
 def _demo_targets(world: World) -> tuple[list[str], list[str]]:
-    """The five most valuable customers still active, and the cells that serve them."""
+    """The five most valuable customers still active, and the three cells that serve the most
+    valuable ones."""
     customers = world.tables["customers"].to_pandas()
     stayed = world.tables["churn"].to_pandas().query("not churned").customer_id
-    top = customers[customers.customer_id.isin(stayed)].nlargest(5, "mrr")
-    return top.customer_id.tolist(), top.cell_id.drop_duplicates().tolist()
+    ranked = customers[customers.customer_id.isin(stayed)].sort_values("mrr", ascending=False)
+    return ranked.customer_id.head(5).tolist(), ranked.cell_id.drop_duplicates().head(3).tolist()
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from closedloop.terminal import (
     console,
     emit_json,
     make_table,
-    quiet_logging,
     settings_of,
 )
 from features.commands import world_end
@@ -42,7 +41,6 @@ def run_score(settings: Settings, target: str, start: datetime, end: datetime) -
     """Batch-score a window with the champion into the prediction log."""
     from monitoring.pipeline import score_window
 
-    quiet_logging()
     try:
         scored = score_window(settings, target, start, end)
     except (LookupError, ValueError) as error:
@@ -63,7 +61,6 @@ def run_monitor(
     """One monitoring run, printed; ``training``: how to retrain on a breach (None: never)."""
     from monitoring.pipeline import monitor
 
-    quiet_logging()
     try:
         summary = monitor(settings, target, config, end, training)
     except (LookupError, ValueError) as error:
@@ -128,7 +125,6 @@ def run_episode(settings: Settings) -> None:
     """The demo's drift episode in its own home under ``settings.home``, printed run by run."""
     from monitoring import episode
 
-    quiet_logging()
     home = settings.paths.drift_episode.root
     firmware = episode.WORLD.drift.firmware
     console.print(

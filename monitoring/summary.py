@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from closedloop.alerts import AlertKind, ModelAlert
+from closedloop.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class _Frozen(BaseModel):
@@ -135,3 +140,28 @@ def owner_alert(summary: MonitorSummary, owner: str) -> ModelAlert | None:
         reasons=[*trigger.reasons, *(outcome.reasons if outcome else [])],
         report=summary.reports.get("drift"),
     )
+
+
+def latest_runs(settings: Settings) -> dict[str, MonitorSummary]:
+    """Each model's latest monitoring run in this home; a model never monitored is left out."""
+    from closedloop.models import SPECS
+
+    found = {name: runs_in(settings.paths.monitoring(name)) for name in SPECS}
+    return {name: runs[-1] for name, runs in found.items() if runs}
+
+
+def drift_by_feature(drift: DriftResult) -> pd.DataFrame:
+    """One row per feature: its kind, the test and threshold applied, the test's score and
+    verdict, and why it was not compared; drifted features first, then by score."""
+    import pandas as pd
+
+    rows = [
+        (c.column, c.kind, c.method, c.threshold, c.score, c.drifted, c.note or "")
+        for c in drift.columns
+    ]
+    table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+    ranked = table.sort_values(["drifted", "score"], ascending=False, na_position="last")
+    return ranked.reset_index(drop=True)
+
+
+DRIFT_COLUMNS = ["feature", "kind", "test", "threshold", "score", "drifted", "note"]

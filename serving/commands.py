@@ -37,6 +37,17 @@ def serve(
         raise UserError(f"the service stopped with exit code {code}")
 
 
+def serve_until_interrupted(settings: Settings, url: str) -> None:
+    """The demo's end: the service on this home until Ctrl-C, its own log in a file."""
+    from serving.process import supervise
+
+    log_path = settings.paths.service_log(settings.serve_port)
+    console.print(f"serving the ops console at {url} until Ctrl-C (service log: {log_path})")
+    code = supervise(settings, log_path)
+    if code != 0:
+        raise UserError(f"the service stopped with exit code {code}; see {log_path}")
+
+
 def _with(settings: Settings, port: int | None, clock_start: datetime | None) -> Settings:
     update = {}
     if port is not None:

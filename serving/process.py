@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from closedloop.settings import Settings
+from closedloop.terminal import QUIET_ENVIRONMENT
 
 SERVICE = "serving.service:Closedloop"
 SERVICE_NAME = "closedloop"  # the name in @bentoml.service, which BentoML's configuration uses
@@ -31,7 +32,6 @@ def serve_command(settings: Settings) -> list[str]:
 
 def service_environment(settings: Settings) -> dict[str, str]:
     """The service's environment: the settings, and BentoML's own options taken from them."""
-    quiet = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     ours: dict = {"workers": settings.serve_workers}
     if settings.cors_origins:  # no CORS headers at all unless origins are configured
         ours["http"] = {"cors": {
@@ -44,7 +44,7 @@ def service_environment(settings: Settings) -> dict[str, str]:
         "BENTOML_CONFIG_OVERRIDES": json.dumps(workers),
         "BENTOML_HOME": str(settings.paths.service_bentoml_home(settings.serve_port)),
     }
-    return {**os.environ, **settings.environment(), **quiet, **bentoml}
+    return {**os.environ, **QUIET_ENVIRONMENT, **settings.environment(), **bentoml}
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -103,22 +103,30 @@ class _StopRequestedError(Exception):
     """SIGTERM or SIGINT reached ``closedloop serve``."""
 
 
-def supervise(settings: Settings) -> int:
+def supervise(settings: Settings, log_path: Path | None = None) -> int:
     """Run the service in the foreground until it exits or this process gets SIGTERM/SIGINT;
     either way every process it started is stopped (the server and its workers), and if this
     process is killed outright its server gets SIGTERM (its workers too, when the server dies).
-    Returns the service's exit code."""
+    The service writes to ``log_path`` if given, else to this terminal. Returns the service's
+    exit code."""
 
     def stop(signum, frame) -> None:
         raise _StopRequestedError
 
-    process = subprocess.Popen(
-        serve_command(settings),
-        env=service_environment(settings),
-        cwd=PROJECT,
-        start_new_session=True,  # Ctrl-C reaches this process only, which stops the server
-        preexec_fn=die_with_parent,
-    )
+    out = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = log_path.open("w")
+    with out or contextlib.nullcontext():
+        process = subprocess.Popen(
+            serve_command(settings),
+            env=service_environment(settings),
+            cwd=PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # Ctrl-C reaches this process only, which stops the server
+            preexec_fn=die_with_parent,
+        )
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     known: list[int] = []
     try:

@@ -19,7 +19,6 @@ from closedloop.terminal import (
     console,
     emit_json,
     make_table,
-    quiet_logging,
     settings_of,
 )
 from training.config import TrainConfig
@@ -30,7 +29,6 @@ models_app = typer.Typer(help="Registered models: versions, aliases, manual prom
 def run_train(settings: Settings, target: str, config: TrainConfig):
     from training.pipeline import train as fit_and_gate
 
-    quiet_logging()
     try:
         outcome = fit_and_gate(settings, target, config)
     except ValueError as error:
@@ -86,7 +84,6 @@ def list_models(ctx: typer.Context, as_json: AsJson = False) -> None:
         raise UserError("no registered models yet; run 'closedloop train churn' first")
     from training import registry  # MLflow: seconds to import, so after the quick checks
 
-    quiet_logging()
     registry.connect(settings)
     rows = registry.list_versions([*SPECS, "uplift"])
     if not rows:
@@ -115,7 +112,6 @@ def champion_version(settings: Settings, name: str) -> int | None:
     """The version the champion alias names now, if any."""
     from training import registry
 
-    quiet_logging()
     registry.connect(settings)
     found = registry.champion_version(name)
     return None if found is None else int(found.version)
@@ -128,7 +124,6 @@ def run_promote(settings: Settings, name: str, version: int, why: str, by: str) 
 
     from training import registry
 
-    quiet_logging()
     registry.connect(settings)
     try:
         registry.promote_by_hand(name, str(version), why, by)
@@ -144,7 +139,6 @@ def run_hold(settings: Settings, name: str, hold):
 
     from training import registry
 
-    quiet_logging()
     registry.connect(settings)
     before = registry.hold_of(name)
     if hold is not None and registry.champion_version(name) is None:
@@ -160,7 +154,6 @@ def hold_of(settings: Settings, name: str):
     """The hold on ``name``'s champion, None if none."""
     from training import registry
 
-    quiet_logging()
     registry.connect(settings)
     return registry.hold_of(name)
 
@@ -172,7 +165,6 @@ def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"
     from closedloop.world.store import read_config
     from training.uplift import UpliftConfig, train_uplift
 
-    quiet_logging()
     config = UpliftConfig(learner=learner)
     try:
         world = read_config(settings.world_dir)
@@ -201,13 +193,12 @@ def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"
 def uplift_models(settings: Settings, truth, start: int):
     """(uplift model, where it came from) for a backtest from day ``start``: the registered
     champion when it learned from this world before that day, else one fitted here on the
-    trials before it."""
+    trials before it (fewer than configured when the world's days before it hold fewer)."""
     from mlflow import MlflowClient
 
     from training import registry
     from training.uplift import NAME, UpliftConfig, fit_uplift, load_champion, trial_logs
 
-    quiet_logging()
     registry.connect(settings)
     found = registry.champion_version(NAME)
     if found is not None:
@@ -219,8 +210,12 @@ def uplift_models(settings: Settings, truth, start: int):
                 learner = f"{champion[1].learner.upper()}-learner"
                 return champion[1], f"uplift champion version {champion[0]} ({learner})"
     config = UpliftConfig()
+    room = (start - config.horizon_days - 1) // config.trial_every_days  # trials that fit
+    if 1 <= room < config.trials:  # a short world: fewer trials rather than none
+        config = config.model_copy(update={"trials": room})
     learn, _ = trial_logs(truth, start, config)
     return (
         fit_uplift(learn, config),
-        "uplift T-learner fitted on the trials before the window (no usable champion)",
+        f"uplift T-learner fitted on the trials before the window ({config.trials}; no usable "
+        "champion)",
     )

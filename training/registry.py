@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from closedloop.settings import Settings
+from closedloop.terminal import quiet_libraries
 from training.backends import check_reachable, tracking
 from training.config import GateConfig
 from training.model import ScoringModel
@@ -42,6 +43,7 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
 
 def point_at(settings: Settings) -> str:
     """Point MLflow at this profile's tracking store and registry, without opening them yet."""
+    quiet_libraries()
     settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
     uri = tracking(settings).uri
     mlflow.set_tracking_uri(uri)

@@ -259,7 +259,7 @@ def retry_letter(
 @pages.get("/models", response_class=HTMLResponse, name="models")
 def models_page(request: Request) -> HTMLResponse:
     from closedloop.models import SPECS
-    from monitoring.summary import runs_in
+    from monitoring.summary import latest_runs
     from training import registry
 
     began = time.perf_counter()
@@ -267,8 +267,7 @@ def models_page(request: Request) -> HTMLResponse:
         settings = opened.settings
     tracking = registry.point_at(settings)
     versions = registry.list_versions(list(SPECS))
-    runs = {name: runs_in(settings.paths.monitoring(name)) for name in SPECS}
-    latest = {name: found[-1] for name, found in runs.items() if found}
+    latest = latest_runs(settings)
     return page(
         request, "models.html", began, versions=versions, latest=latest, tracking=tracking,
         workspace=settings.paths.evidently_workspace,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -34,24 +33,46 @@ def test_the_notebooks_are_stored_without_outputs():
 @pytest.mark.parametrize(
     ("name", "shown"),
     [
-        ("data-scientists.ipynb", ["quarantined", "churn_v1", "pr_auc", "promoted to champion"]),
-        ("model-owners.ipynb", ["churn v1 is the champion", "drifted features:", "retrain:"]),
+        (
+            "data-scientists.ipynb",
+            [
+                "quarantined",
+                "churn_v1",
+                "promoted to champion",
+                "against champion v1",
+                "this version",
+                "cumulative_gain",
+                "observed",
+                "roc_auc",
+                "the risk)",
+            ],
+        ),
+        (
+            "model-owners.ipynb",
+            [
+                "churn v1 is the champion",
+                "drifted features:",
+                "threshold",
+                "retrain:",
+                "drift: file://",
+                "evidently ui --workspace",
+            ],
+        ),
     ],
 )
 def test_a_notebook_runs_and_shows_its_results(name, shown, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's temporary home lands here
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    began = time.monotonic()
     NotebookClient(
         notebook,
-        timeout=300,
+        timeout=600,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
-    seconds = time.monotonic() - began
     text = outputs(notebook)
     for expected in shown:
         assert expected in text, f"{name} does not show {expected!r}"
     (home,) = tmp_path.glob("closedloop-*")
     assert (home / "mlflow").is_dir()
-    assert seconds < 240, f"{name} took {seconds:.0f} s"
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not errors, f"{name} printed to stderr: {errors}"

@@ -1,16 +1,19 @@
 """The console's read models over a real SQLite ledger: the inbox with its context, one action
-with everything around it, history, the feed and dead letters."""
+with everything around it, history, the feed and dead letters; the demo's closing summary."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
+import pytest
 from access_kit import principal
 from actionkit import FixedScores, customer, event
 
 from actions.approvals import settle
 from actions.ledger import Status
-from actions.views import action_view, dead_letters, feed, history, inbox
+from actions.views import DELIVERED, action_view, dead_letters, feed, history, inbox, loop_summary
+from closedloop.events import EventType
 
 PEOPLE = [
     customer(1, sla_tier="gold", mrr=900, contract_type="one_year"),
@@ -96,3 +99,28 @@ def test_history_feed_and_dead_letters(make_processor):
     assert (dead["key"], dead["kind"], dead["last_error"]) == (
         outcome.decisions[0]["key"], "decision", "HTTP 503",
     )  # fmt: skip
+
+
+def test_the_loop_summary_counts_what_the_ledger_holds(make_processor):
+    people = [*PEOPLE, customer(4, mrr=300, do_not_contact=True)]
+    processor, dispatcher, _ = make_processor(people, FixedScores({**CHURN, "cus_0000004": 0.9}))
+    processor.process(event())
+    processor.process(event(EventType.KPI_DEGRADATION, minutes=5))
+    dispatcher.drain()
+    rows = processor.ledger.decisions(limit=10_000)
+    summary = loop_summary(processor.ledger)
+
+    assert summary.events == {"new": 2}
+    taken = [r for r in rows if r["status"] != Status.SUPPRESSED]
+    assert summary.actions == dict(Counter(r["action"] for r in taken))
+    held = Counter(r["guard"] for r in rows if r["status"] == Status.SUPPRESSED)
+    assert summary.suppressed == dict(held) and held["do_not_contact"] >= 1
+    waiting = [r for r in rows if r["status"] == Status.AWAITING_APPROVAL]
+    assert summary.waiting == len(waiting) >= 1
+    assert summary.waiting_value == pytest.approx(sum(r["value_at_risk"] for r in waiting))
+    reached: dict[str, float] = {}
+    for r in rows:
+        if r["customer_id"] and r["status"] in DELIVERED:
+            reached[r["customer_id"]] = max(reached.get(r["customer_id"], 0), r["value_at_risk"])
+    assert summary.reached == len(reached) >= 1
+    assert summary.addressed_value == pytest.approx(sum(reached.values()))

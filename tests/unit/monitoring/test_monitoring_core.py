@@ -19,6 +19,8 @@ from monitoring.summary import (
     QualityResult,
     RetrainOutcome,
     Trigger,
+    drift_by_feature,
+    latest_runs,
     owner_alert,
 )
 from training.labels import churn_labels, fault_labels
@@ -324,3 +326,32 @@ def test_the_owner_hears_of_a_triggered_failed_or_held_retraining_only():
     alert = owner_alert(failed, "x")
     assert alert.kind is AlertKind.FAILED and "bad data" in alert.reasons
     assert alert.incident == f"monitor:fault:{failed.run}" and alert.at == END
+
+
+def test_drift_by_feature_lists_the_drifted_first_with_kind_and_test():
+    columns = [
+        ColumnDrift(column="calm", kind="level", method="wasserstein", threshold=0.1, score=0.02,
+                    drifted=False),
+        ColumnDrift(column="latency", kind="rate", method="psi", threshold=0.2, score=0.9,
+                    drifted=True),
+        ColumnDrift(column="empty", method="psi", threshold=0.2, drifted=False,
+                    note="no rows in the window"),
+    ]  # fmt: skip
+    drift = DriftResult(columns=columns, drifted_share=1 / 2, drift_share=0.3, drifted=True)
+    table = drift_by_feature(drift)
+    assert table.feature.tolist() == ["latency", "calm", "empty"]
+    assert table.loc[0, ["kind", "test", "drifted"]].tolist() == ["rate", "psi", True]
+    assert table.loc[2, "note"] == "no rows in the window" and pd.isna(table.loc[2, "score"])
+
+
+def test_latest_runs_picks_each_models_last_run(tmp_path):
+    from closedloop.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    for n, end in enumerate([END - 7 * DAY, END]):
+        summary = _past(end, drifted=bool(n)).model_copy(update={"run": f"run-{n}"})
+        folder = settings.paths.monitoring("fault") / f"run-{n}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(summary.model_dump_json())
+    latest = latest_runs(settings)
+    assert list(latest) == ["fault"] and latest["fault"].run == "run-1"

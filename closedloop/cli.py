@@ -500,9 +500,9 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Run the whole loop on a small world (world, ingest, features, training, service, a day
-    of events with an outage, actions, monitoring and a drift episode, the policy backtest),
-    summarise it, then serve the ops console on its home until Ctrl-C."""
+    """Run the whole loop on a small world (world, ingest, features, training, service, two
+    days of events with a major outage, actions, monitoring and a drift episode, the policy
+    backtest), summarise it, then serve the ops console on its home until Ctrl-C."""
     if days < DEMO_MIN_DAYS:
         raise UserError(
             f"--days {days} is too short: the demo trains a churn model with a 30-day horizon, "
@@ -560,7 +560,9 @@ def demo(
     console.print(f"the demo took {time.monotonic() - began:,.0f} s")
     url = f"http://{settings.serve_host}:{settings.serve_port}/console/"
     _where_to_look(settings, url, token)
-    if serve if serve is not None else sys.stdin.isatty() and sys.stdout.isatty():
+    if serve is None:  # a person at a terminal gets the console; a script or CI does not
+        serve = sys.stdin.isatty() and sys.stdout.isatty()
+    if serve:
         serving_commands.serve_until_interrupted(in_world_time, url)
 
 
@@ -581,7 +583,7 @@ def _where_to_look(settings: Settings, url: str, token: str) -> None:
 
     console.rule("where to look next", style="dim")
     home = f"CLOSEDLOOP_HOME={settings.home}"
-    console.print(f"ops console:  {url}  (sign in with the key above: {token})")
+    console.print(f"ops console:  {url}  (sign in with the admin key {token})")
     console.print(f"              later: {home} closedloop console")
     console.print(f"experiments:  mlflow ui --backend-store-uri {point_at(settings)}")
     episode = settings.paths.drift_episode.evidently_workspace

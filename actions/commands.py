@@ -909,6 +909,7 @@ def print_loop_summary(settings: Settings) -> None:
     table.add_row("suppressed by guard", f"{sum(summary.suppressed.values()):,}")
     for guard, n in sorted(summary.suppressed.items(), key=lambda item: -item[1]):
         table.add_row(f"  {guard}", f"{n:,}")
+    table.add_row("held out (control group)", f"{summary.held_out:,}")
     table.add_row("waiting for approval", f"{summary.waiting:,}")
     console.print(table)
     console.print(

@@ -253,8 +253,9 @@ class LoopSummary:
     """What the loop did, as the ledger holds it: the closing lines of ``closedloop demo``."""
 
     events: dict[str, int]  # events recorded, by outcome
-    actions: dict[str, int]  # decisions not suppressed, by action type
+    actions: dict[str, int]  # decisions neither suppressed nor held out, by action type
     suppressed: dict[str, int]  # by guard
+    held_out: int  # the policy's random control group: recorded, never sent
     waiting: int  # awaiting approval
     waiting_value: float  # their value at risk, USD
     reached: int  # customers sent an action (delivered or queued)
@@ -266,9 +267,10 @@ def loop_summary(ledger: Ledger) -> LoopSummary:
     tx = ledger.read()
     events = tx.rows("SELECT outcome, COUNT(*) AS n FROM events GROUP BY outcome")
     actions = tx.rows(
-        "SELECT action, COUNT(*) AS n FROM decisions WHERE status <> ? GROUP BY action",
-        (Status.SUPPRESSED,),
+        "SELECT action, COUNT(*) AS n FROM decisions WHERE status NOT IN (?, ?) GROUP BY action",
+        (Status.SUPPRESSED, Status.HELD_OUT),
     )
+    held_out = tx.value("SELECT COUNT(*) FROM decisions WHERE status = ?", (Status.HELD_OUT,))
     waiting = tx.rows(
         "SELECT COUNT(*) AS n, COALESCE(SUM(value_at_risk), 0) AS v FROM decisions "
         "WHERE status = ?",
@@ -283,6 +285,7 @@ def loop_summary(ledger: Ledger) -> LoopSummary:
         events={r["outcome"]: int(r["n"]) for r in events},
         actions={r["action"]: int(r["n"]) for r in actions},
         suppressed=ledger.suppressed_by_guard(),
+        held_out=int(held_out),
         waiting=int(waiting["n"]),
         waiting_value=float(waiting["v"]),
         reached=int(reached["n"]),

@@ -58,8 +58,9 @@ def test_demo_runs_the_loop_and_its_summary_is_the_ledgers(tmp_path, free_port):
         ledger.close()
     taken = Counter()
     for (action, status), n in counts.items():
-        if status != Status.SUPPRESSED:
+        if status not in (Status.SUPPRESSED, Status.HELD_OUT):
             taken[action] += n
+    held_out = sum(n for (_, status), n in counts.items() if status == Status.HELD_OUT)
     waiting = sum(n for (_, status), n in counts.items() if status == Status.AWAITING_APPROVAL)
     dispatched = sum(n for (_, status), n in counts.items() if status == Status.DISPATCHED)
     assert waiting >= 1 and dispatched >= 1, "some actions run, some wait for a person"
@@ -70,6 +71,7 @@ def test_demo_runs_the_loop_and_its_summary_is_the_ledgers(tmp_path, free_port):
     assert row(closing, "suppressed by guard", sum(guards.values()))
     for guard, n in guards.items():
         assert row(closing, guard, n)
+    assert row(closing, "held out (control group)", held_out)
     assert row(closing, "waiting for approval", waiting)
     assert "value at risk addressed:" in closing and "the demo took" in closing
 

@@ -12,6 +12,7 @@ from actionkit import FixedScores, customer, event
 
 from actions.approvals import settle
 from actions.ledger import Status
+from actions.policy import Holdout
 from actions.views import DELIVERED, action_view, dead_letters, feed, history, inbox, loop_summary
 from closedloop.events import EventType
 
@@ -101,9 +102,12 @@ def test_history_feed_and_dead_letters(make_processor):
     )  # fmt: skip
 
 
-def test_the_loop_summary_counts_what_the_ledger_holds(make_processor):
+def test_the_loop_summary_counts_what_the_ledger_holds(make_processor, policy):
     people = [*PEOPLE, customer(4, mrr=300, do_not_contact=True)]
-    processor, dispatcher, _ = make_processor(people, FixedScores({**CHURN, "cus_0000004": 0.9}))
+    people += [customer(n, mrr=60) for n in range(5, 45)]  # enough for a control group
+    churn = {c.customer_id: CHURN.get(c.customer_id, 0.9) for c in people}
+    held = policy.model_copy(update={"holdout": Holdout(share=0.5)})
+    processor, dispatcher, _ = make_processor(people, FixedScores(churn), rules=held)
     processor.process(event())
     processor.process(event(EventType.KPI_DEGRADATION, minutes=5))
     dispatcher.drain()
@@ -111,8 +115,9 @@ def test_the_loop_summary_counts_what_the_ledger_holds(make_processor):
     summary = loop_summary(processor.ledger)
 
     assert summary.events == {"new": 2}
-    taken = [r for r in rows if r["status"] != Status.SUPPRESSED]
+    taken = [r for r in rows if r["status"] not in (Status.SUPPRESSED, Status.HELD_OUT)]
     assert summary.actions == dict(Counter(r["action"] for r in taken))
+    assert summary.held_out == sum(r["status"] == Status.HELD_OUT for r in rows) >= 1
     held = Counter(r["guard"] for r in rows if r["status"] == Status.SUPPRESSED)
     assert summary.suppressed == dict(held) and held["do_not_contact"] >= 1
     waiting = [r for r in rows if r["status"] == Status.AWAITING_APPROVAL]

@@ -182,23 +182,23 @@ def _against_head(ledger: Ledger, last: int) -> list[str]:
         head, seen = anchor.head(), anchor.witnessed()
     except AnchorError as error:
         return [str(error)]
-    problems = []
+    put_back = []  # said only if the trail fails the witness: a file behind it is a race's lag
     if seen is not None and (head is None or seen.seq > head.seq):
         named = "is missing" if head is None else f"names row {head.seq}"
-        problems.append(f"the {where} {named}, but the witness saw row {seen.seq} sealed: an "
+        put_back.append(f"the {where} {named}, but the witness saw row {seen.seq} sealed: an "
                         "older checkpoint was put back")  # fmt: skip
         head, where = seen, f"witness ({anchor.witness_path})"
     if head is None:
         shown = f"no head checkpoint at {anchor.head_path}: the end of the trail cannot be shown"
         return [shown] if last else []
     if head.seq > last:
-        return [*problems, f"rows {last + 1}–{head.seq} are missing: the trail ends at row "
+        return [*put_back, f"rows {last + 1}–{head.seq} are missing: the trail ends at row "
                 f"{last}, its {where} says {head.seq}"]  # fmt: skip
     mac = ledger.read().value("SELECT hash FROM audit WHERE seq = ?", (head.seq,))
     if mac != head.mac:
-        return [*problems, f"row {head.seq} is not the one the {where} sealed: the trail was "
+        return [*put_back, f"row {head.seq} is not the one the {where} sealed: the trail was "
                 "rewritten from there"]  # fmt: skip
-    return problems
+    return []
 
 
 def _decisions(ledger: Ledger, batch: int) -> list[str]:

@@ -2,7 +2,10 @@
 dead letter after the last attempt) or, by default, a local outbox of JSON lines under HOME.
 
 Every delivery carries the decision's idempotency key (header ``Idempotency-Key``) so a receiver
-can drop the rare repeat of a delivery whose acknowledgement was lost.
+can drop the rare repeat of a delivery whose acknowledgement was lost. Each endpoint has a
+circuit breaker: after a run of failed calls it refuses deliveries at once (they are
+dead-lettered with the reason, without a call) until a cool-down has passed and one probe
+answers, so a dead endpoint costs each delivery nothing rather than its timeout and retries.
 """
 
 from __future__ import annotations
@@ -29,6 +32,52 @@ class DeliveryError(Exception):
         self.retry = retry
 
 
+class CircuitOpenError(DeliveryError):
+    """The endpoint's circuit is open: the delivery was refused without a call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False)
+
+
+@dataclass
+class Circuit:
+    """A circuit breaker for one endpoint. ``threshold`` consecutive failed calls open it; while
+    open every call is refused at once; ``cool_down`` seconds after it opened it is half-open:
+    the next call is a probe, whose success closes it and whose failure opens it again."""
+
+    url: str
+    threshold: int
+    cool_down: float
+    clock: Callable[[], float] = time.monotonic
+    failures: int = 0  # consecutive failed calls
+    opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        """closed, open or half-open."""
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.cool_down else "open"
+
+    def __str__(self) -> str:
+        return f"circuit {self.state} for {self.url} after {self.failures} consecutive failures"
+
+    def check(self) -> None:
+        """Raise :class:`CircuitOpenError` while the circuit is open."""
+        if self.state == "open":
+            wait = self.cool_down - (self.clock() - self.opened_at)
+            raise CircuitOpenError(f"{self}; next probe in {wait:.0f} s")
+
+    def record(self, answered: bool) -> None:
+        """Count a call: ``answered`` when the endpoint gave an answer that is not a failure."""
+        if answered:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = self.clock()  # opened, or opened again by a failed probe
+
+
 class Adapter(Protocol):
     def deliver(self, action: ActionType, key: str, payload: dict[str, Any]) -> str:
         """Deliver once; return the receiver's reference or raise :class:`DeliveryError`."""
@@ -51,13 +100,16 @@ class OutboxAdapter:
 
 @dataclass
 class HttpAdapter:
-    """POSTs the payload as JSON to ``url``."""
+    """POSTs the payload as JSON to ``url``, through the endpoint's circuit (None: no breaker)."""
 
     url: str
     timeout: float
     client: httpx.Client
+    circuit: Circuit | None = None
 
     def deliver(self, action: ActionType, key: str, payload: dict[str, Any]) -> str:
+        if self.circuit is not None:
+            self.circuit.check()
         try:
             answer = self.client.post(
                 self.url,
@@ -66,11 +118,17 @@ class HttpAdapter:
                 timeout=self.timeout,
             )
         except httpx.HTTPError as error:
+            self._count(answered=False)
             raise DeliveryError(f"{type(error).__name__}: {error}", retry=True) from None
+        transient = answer.status_code >= 500 or answer.status_code in (408, 429)
+        self._count(answered=not transient)
         if answer.status_code >= 300:
-            transient = answer.status_code >= 500 or answer.status_code in (408, 429)
             raise DeliveryError(f"HTTP {answer.status_code}: {answer.text[:200]}", transient)
         return answer.headers.get("Location") or f"http {answer.status_code}"
+
+    def _count(self, answered: bool) -> None:
+        if self.circuit is not None:
+            self.circuit.record(answered)
 
 
 @dataclass(frozen=True)
@@ -90,11 +148,14 @@ def deliver_with_retries(
     backoff: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Attempted:
-    """Up to ``1 + retries`` attempts, waiting ``backoff × 2^n`` between them."""
+    """Up to ``1 + retries`` attempts, waiting ``backoff × 2^n`` between them; a refusal by an
+    open circuit ends them (and is no attempt: nothing was sent)."""
     error = ""
     for attempt in range(1, retries + 2):
         try:
             return Attempted(True, attempt, adapter.deliver(action, key, payload))
+        except CircuitOpenError as refused:
+            return Attempted(False, attempt - 1, error=str(refused))
         except DeliveryError as failed:
             error = str(failed)
             if not failed.retry or attempt > retries:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from actions.views import ActionView
     from closedloop.world.simulate import Truth
 
+REPORT_EVERY = 50  # deliveries between two progress lines of 'actions retry'
+
 policy_app = typer.Typer(
     help="Check, backtest and trace the action policies put in force.", no_args_is_help=True
 )
@@ -150,10 +152,15 @@ REPLAY_HOLD = 0.5  # seconds a replay holds the ledger per transaction: others w
 REPLAY_PATIENCE = 120.0  # seconds a replay keeps trying while another process writes
 
 
-def deliver(settings: Settings) -> bool:
+def _counts(results: Counter[str]) -> str:
+    return ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
+
+
+def deliver(settings: Settings, report_every: int = 0) -> bool:
     """Drain the outbox if the lease is free. While another dispatcher holds it, wait until
     what is queued is delivered or the lease is freed (then drain here), for at most two
-    leases; then say who holds it. True if drained here."""
+    leases; then say who holds it. True if drained here. With ``report_every``, a progress
+    line each that many deliveries; an endpoint whose circuit opened is named at the end."""
     import time
 
     from actions.dispatch import LeaseHeldError, queued
@@ -162,20 +169,26 @@ def deliver(settings: Settings) -> bool:
 
     deadline = time.monotonic() + 2 * settings.action_lease_seconds
     told = False
+
+    def progress(results: Counter[str]) -> None:
+        if report_every and results.total() % report_every == 0:
+            console.print(f"{results.total():,}/{total:,}: {_counts(results)}")
+
     try:
         with open_dispatcher(settings, clock_of(settings)) as dispatcher:
             while True:
+                total = queued(dispatcher.ledger)
                 try:
-                    results = dispatcher.drain()
+                    results = dispatcher.drain(progress=progress)
                     break
                 except LeaseHeldError as held:
-                    waiting = queued(dispatcher.ledger)
                     if not told:
-                        console.print(f"{held}; it delivers the {waiting:,} action(s) waiting")
+                        console.print(f"{held}; it delivers the {total:,} action(s) waiting")
                         told = True
-                    if not waiting or time.monotonic() > deadline:
+                    if not total or time.monotonic() > deadline:
                         return False
                     time.sleep(0.5)
+            circuits = [c for c in dispatcher.circuits() if c.state != "closed"]
     except ValueError as error:
         raise UserError(str(error)) from None
     except LedgerBusyError as error:
@@ -184,8 +197,12 @@ def deliver(settings: Settings) -> bool:
             "('closedloop actions dispatch')[/yellow]"
         )
         return False
-    shown = ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in results.items())
-    console.print(f"delivered: {shown}" if results else "nothing to deliver")
+    console.print(f"delivered: {_counts(results)}" if results else "nothing to deliver")
+    for circuit in circuits:
+        console.print(
+            f"[yellow]{circuit}: its other deliveries were dead-lettered without a call; "
+            "retry them once it answers[/yellow]"
+        )
     return True
 
 
@@ -704,7 +721,9 @@ def actions_retry(
     every: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
     note: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
-    """Move dead letters back to pending and dispatch them again."""
+    """Move dead letters back to pending and dispatch them again, with a progress line every
+    50 deliveries. An endpoint that keeps failing opens its circuit: its remaining actions
+    are dead-lettered again at once, with the reason, rather than each waiting its timeout."""
     from actions.approvals import ApprovalError, retry
 
     if (key is None) == (not every):
@@ -719,7 +738,7 @@ def actions_retry(
     finally:
         ledger.close()
     console.print(f"{len(keys)} dead letter(s) back to pending by {by.label}")
-    deliver(settings)
+    deliver(settings, report_every=REPORT_EVERY)
     _print_statuses(ctx, keys)
 
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actions import audit
-from actions.adapters import Adapter, deliver_with_retries, payload_for
+from actions.adapters import Adapter, Circuit, HttpAdapter, deliver_with_retries, payload_for
 from actions.audit import Entry
 from actions.ledger import QUEUED, Ledger, Status, Tx
 from actions.policy import ActionType
@@ -105,10 +105,16 @@ class Dispatcher:
     batch: int = 100
     _until: datetime | None = None  # when the lease this dispatcher holds runs out
 
-    def drain(self, limit: int = 100_000, keep: bool = False) -> Counter[str]:
+    def drain(
+        self,
+        limit: int = 100_000,
+        keep: bool = False,
+        progress: Callable[[Counter[str]], None] = lambda results: None,
+    ) -> Counter[str]:
         """Take the lease, deliver every pending decision, most urgent first, then every
         pending status update whose decision was delivered, and release the lease (unless
-        ``keep``); returns counts by result. Raises :class:`LeaseHeldError`."""
+        ``keep``); returns counts by result, also given to ``progress`` after each delivery.
+        Raises :class:`LeaseHeldError`."""
         self.acquire()
         results: Counter[str] = Counter()
         try:
@@ -121,6 +127,7 @@ class Dispatcher:
                         if not self._renew():  # lost: the next holder delivers the rest
                             return results
                         results[self._send(table, row)] += 1
+                        progress(results)
         except BaseException:
             keep = False  # give the lease up: its next holder re-queues what this one claimed
             raise
@@ -144,6 +151,15 @@ class Dispatcher:
                 wake.clear()
         finally:
             self.release()
+
+    def circuits(self) -> list[Circuit]:
+        """The circuit breaker of each endpoint delivered to."""
+        found = {
+            adapter.circuit.url: adapter.circuit
+            for adapter in self.adapters.values()
+            if isinstance(adapter, HttpAdapter) and adapter.circuit is not None
+        }
+        return list(found.values())
 
     def acquire(self) -> None:
         """Hold the lease for ``lease_seconds`` from now, renewing it or taking it over from an

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from actions.adapters import Adapter, HttpAdapter, OutboxAdapter
+from actions.adapters import Adapter, Circuit, HttpAdapter, OutboxAdapter
 from actions.backends import open_ledger
 from actions.dispatch import Dispatcher
 from actions.intake import Record
@@ -41,11 +41,18 @@ def check_endpoints(settings: Settings) -> None:
 
 
 def adapters_for(settings: Settings, client: httpx.Client) -> dict[ActionType, Adapter]:
-    """An HTTP adapter where an endpoint is configured, the local outbox elsewhere."""
+    """An HTTP adapter where an endpoint is configured (one circuit breaker per endpoint, shared
+    by the action types it receives), the local outbox elsewhere."""
     check_endpoints(settings)
     outbox = OutboxAdapter(settings.paths.outbox)
+    circuits = {
+        url: Circuit(
+            url, settings.action_circuit_failures, settings.action_circuit_cool_down_seconds
+        )
+        for url in settings.action_endpoints.values()
+    }
     return {
-        action: HttpAdapter(url, settings.action_timeout_seconds, client)
+        action: HttpAdapter(url, settings.action_timeout_seconds, client, circuits[url])
         if (url := settings.action_endpoints.get(action.value))
         else outbox
         for action in ActionType

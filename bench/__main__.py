@@ -3,6 +3,7 @@
 from bench import (
     actions,
     console,
+    delivery_faults,
     feature_store,
     load,
     monitoring,
@@ -21,5 +22,6 @@ real_data.main([])
 actions.main([])
 console.main([])
 load.main([])
+delivery_faults.main([])
 monitoring.main([])
 value.main([])

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         0.5, ge=0, description="wait before the first retry, doubled at each next one"
     )
     action_timeout_seconds: float = Field(5.0, gt=0, description="timeout of one delivery")
+    action_circuit_failures: int = Field(
+        5,
+        ge=1,
+        description="consecutive failed calls to an endpoint that open its circuit: its "
+        "deliveries are then dead-lettered at once, without a call",
+    )
+    action_circuit_cool_down_seconds: float = Field(
+        30.0, gt=0, description="how long an open circuit waits before one probe call"
+    )
     action_lease_seconds: float = Field(
         60.0,
         gt=0,

@@ -64,10 +64,20 @@ class ScoreResponse(BaseModel):
 class ModelHealth(BaseModel):
     version: str | None = Field(description="version being served, if any")
     feature_service: str | None
-    source: str | None = Field(description="registry, or disk cache when it was unreachable")
+    source: str | None = Field(
+        description="registry, or disk cache when the registry's champion cannot be served"
+    )
     loaded_at: datetime | None
     checked_at: datetime | None = Field(description="last time the registry was asked")
     registry_error: str | None = Field(description="why the registry could not be reached")
+    reason: str | None = Field(
+        None, description="why the registry's champion is not what is served (None when it is)"
+    )
+    quarantined: list[str] = Field(
+        default_factory=list,
+        description="cached copies moved aside to HOME/serving/models/<name>/quarantine/, "
+        "each with its reason",
+    )
 
 
 class Health(BaseModel):

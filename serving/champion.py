@@ -1,17 +1,22 @@
 """The models being served: the registry's ``champion`` of each name, swapped when the alias moves.
 
 Each champion is copied to a disk cache as it is loaded. When the registry cannot be reached at
-start, the service starts from that last known good copy and says so; the watcher keeps asking
-the registry and moves to the alias's version as soon as it answers.
+start, names no champion (an empty store, a deleted alias) or gives a version that cannot be
+loaded, the service serves the last good copy from that cache and says why; the watcher keeps
+asking the registry and moves to the alias's version as soon as it has one. A cached copy that
+fails its checksums is quarantined with its reason and the version served before it is tried
+next; each model is loaded on its own, so one model's failure leaves the others serving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +27,11 @@ if TYPE_CHECKING:
     from training.registry import ModelVersion
 
 log = logging.getLogger("closedloop.serving")
+
+MANIFEST = "manifest.json"  # the SHA-256 of each file of a cached copy, written last
+SERVED = "served.json"  # the versions served, oldest first
+QUARANTINE = "quarantine"
+DISK = "disk cache"
 
 
 @dataclass(frozen=True)
@@ -35,40 +45,91 @@ class Champion:
     source: str  # "registry" or "disk cache"
 
 
+class CorruptModelError(Exception):
+    """A cached copy failed its checksums or could not be loaded; it has been quarantined."""
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 class ModelCache:
-    """Last known good model versions on disk: ``<folder>/<name>/<version>/`` and a pointer."""
+    """Last good model versions on disk: ``<folder>/<name>/<version>/`` holds a copy and its
+    manifest, ``<name>/served.json`` the versions served (newest last), and
+    ``<name>/quarantine/`` the copies that failed, each with a ``REASON`` file."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def _pointer(self, name: str) -> Path:
-        return self.folder / name / "last_good.json"
+    def _copy(self, name: str, version: str) -> Path:
+        return self.folder / name / version
 
     def has(self, name: str, version: str) -> bool:
-        return (self.folder / name / version / "scoring.json").exists()
+        return (self._copy(name, version) / MANIFEST).exists()
 
     def save(self, champion: Champion) -> None:
-        champion.model.save(self.folder / champion.name / champion.version)
+        """Write a copy beside its final place, then move it there whole."""
+        final = self._copy(champion.name, champion.version)
+        partial = final.with_name(f"{final.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        champion.model.save(partial)
+        files = {f.name: _digest(f) for f in sorted(partial.iterdir())}
+        (partial / MANIFEST).write_text(json.dumps({"sha256": files}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)  # a copy left without its manifest
+        partial.rename(final)
+
+    def served(self, name: str) -> list[dict[str, str]]:
+        """The versions served, newest first (version and feature service)."""
+        path = self.folder / name / SERVED
+        try:
+            entries = json.loads(path.read_text()) if path.exists() else []
+        except ValueError:
+            log.error("%s is not JSON; no last good version is known", path)
+            return []
+        return list(reversed(entries))
+
+    def _write_served(self, name: str, newest_first: list[dict[str, str]]) -> None:
+        path = self.folder / name / SERVED
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(list(reversed(newest_first)), indent=1))
+        partial.replace(path)
 
     def remember(self, champion: Champion) -> None:
-        """Point ``last_good`` at a version already saved."""
-        pointer = self._pointer(champion.name)
-        partial = pointer.with_suffix(".partial")
-        partial.write_text(
-            json.dumps({"version": champion.version, "feature_service": champion.feature_service})
-        )
-        partial.replace(pointer)
+        """Record a version already saved as the newest one served."""
+        entry = {"version": champion.version, "feature_service": champion.feature_service}
+        others = [e for e in self.served(champion.name) if e["version"] != champion.version]
+        self._write_served(champion.name, [entry, *others])
 
     def load(self, name: str, version: str, feature_service: str, source: str) -> Champion:
-        model = ScoringModel.load(self.folder / name / version)
+        """A cached copy, checked against its manifest first (LightGBM aborts the whole process
+        on some truncated files); raises :class:`CorruptModelError` after quarantining it."""
+        folder = self._copy(name, version)
+        try:
+            expected = json.loads((folder / MANIFEST).read_text())["sha256"]
+            for file, digest in expected.items():
+                if _digest(folder / file) != digest:
+                    raise CorruptModelError(f"{file} does not match its checksum")
+            model = ScoringModel.load(folder)
+        except Exception as error:
+            reason = str(error) if isinstance(error, CorruptModelError) else repr(error)
+            self.quarantine(name, version, reason)
+            raise CorruptModelError(f"cached version {version}: {reason}") from None
         return Champion(name, version, feature_service, model, source)
 
-    def last_good(self, name: str) -> Champion | None:
-        pointer = self._pointer(name)
-        if not pointer.exists():
-            return None
-        saved = json.loads(pointer.read_text())
-        return self.load(name, saved["version"], saved["feature_service"], "disk cache")
+    def quarantine(self, name: str, version: str, reason: str) -> Path:
+        """Move a cached copy aside with its reason, and forget it was served."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        aside = self.folder / name / QUARANTINE / f"{version}-{stamp}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        source = self._copy(name, version)
+        if source.exists():
+            source.rename(aside)
+        else:
+            aside.mkdir()
+        (aside / "REASON").write_text(reason + "\n")
+        self._write_served(name, [e for e in self.served(name) if e["version"] != version])
+        log.error("%s version %s quarantined to %s: %s", name, version, aside, reason)
+        return aside
 
 
 def registry_lookup(name: str) -> ModelVersion | None:
@@ -97,6 +158,8 @@ class ModelStatus:
     loaded_at: datetime | None = None
     registry_error: str | None = None
     checked_at: datetime | None = None
+    reason: str | None = None  # why the registry's champion is not what is served
+    quarantined: list[str] = field(default_factory=list)
 
 
 class Champions:
@@ -116,6 +179,7 @@ class Champions:
         self._lookup = lookup
         self._fetch = fetch
         self._models: dict[str, Champion] = {}
+        self._failed: dict[str, str] = {}  # name -> the registry's version that did not load
         self.status = {name: ModelStatus() for name in names}
         self._swapping = threading.RLock()
         self._first_refresh = threading.Event()
@@ -131,34 +195,56 @@ class Champions:
         return bool(self._models)
 
     def refresh(self) -> list[str]:
-        """Ask the registry for each alias; load and swap in what moved. Returns what changed."""
+        """Ask the registry for each alias; load and swap in what moved. Returns what changed.
+        Each model on its own: whatever goes wrong with one leaves the others as they were."""
         changed = []
         for name in self.names:
-            status = self.status[name]
-            status.checked_at = datetime.now(UTC)
             try:
-                found = self._lookup(name)
-            except Exception as error:  # the registry is an outside system: never fatal here
-                if status.registry_error is None:
-                    log.error("%s: the registry cannot be read: %s", name, error)
-                status.registry_error = f"{type(error).__name__}: {error}"
-                if name not in self._models:
-                    self._start_from_cache(name)
-                continue
-            status.registry_error = None
-            current = self._models.get(name)
-            if found is None:
-                continue
-            if current is None or current.version != found.version:
-                self._swap(self._load(name, found))
-                changed.append(name)
-            else:
-                status.source = "registry"  # a version started from disk, now confirmed
+                if self._refresh(name):
+                    changed.append(name)
+            except Exception as error:
+                log.exception("%s: the model could not be refreshed", name)
+                self._fall_back(name, f"refresh failed: {type(error).__name__}: {error}")
         return changed
+
+    def _refresh(self, name: str) -> bool:
+        status = self.status[name]
+        status.checked_at = datetime.now(UTC)
+        try:
+            found = self._lookup(name)
+        except Exception as error:  # the registry is an outside system: never fatal here
+            if status.registry_error is None:
+                log.error("%s: the registry cannot be read: %s", name, error)
+            status.registry_error = f"{type(error).__name__}: {error}"
+            self._fall_back(name, f"the registry cannot be read ({status.registry_error})")
+            return False
+        status.registry_error = None
+        if found is None:
+            self._fall_back(name, "the registry names no champion (empty store or alias deleted)")
+            return False
+        current = self._models.get(name)
+        if current is not None and current.version == found.version:
+            status.source, status.reason = "registry", None  # a copy from disk, now confirmed
+            return False
+        if self._failed.get(name) == found.version:
+            return False  # said so when it failed; tried again when the alias moves
+        try:
+            champion = self._load(name, found)
+        except Exception as error:
+            self._failed[name] = found.version
+            log.exception("%s: version %s cannot be loaded", name, found.version)
+            self._fall_back(name, f"version {found.version} cannot be loaded: {error!r}")
+            return False
+        self._failed.pop(name, None)
+        self._swap(champion)
+        return True
 
     def _load(self, name: str, found: ModelVersion) -> Champion:
         if self._cache.has(name, found.version):
-            return self._cache.load(name, found.version, found.feature_service, "registry")
+            try:
+                return self._cache.load(name, found.version, found.feature_service, "registry")
+            except CorruptModelError as error:
+                self.status[name].quarantined.append(str(error))  # fetched again below
         champion = self._fetch(found)
         self._cache.save(champion)
         return champion
@@ -172,31 +258,43 @@ class Champions:
         status = self.status[champion.name]
         status.version, status.feature_service = champion.version, champion.feature_service
         status.source, status.loaded_at = champion.source, datetime.now(UTC)
+        status.reason = None
         log.info(
             "serving %s version %s (from %s)", champion.name, champion.version, champion.source
         )
 
-    def _start_from_cache(self, name: str) -> None:
+    def _fall_back(self, name: str, why: str) -> None:
+        """The registry's champion cannot be served: keep the version served, or start from the
+        newest cached copy that loads, quarantining those that do not."""
+        status = self.status[name]
         with self._swapping:
-            if name in self._models:
-                return
-            champion = self._cache.last_good(name)
-            if champion is None:
-                log.error("%s: no last known good model on disk either", name)
-                return
-            log.warning(
-                "%s: registry unreachable (%s); starting from the last known good version %s",
-                name,
-                self.status[name].registry_error,
-                champion.version,
-            )
-            self._swap(champion)
+            if name not in self._models:
+                for entry in self._cache.served(name):
+                    try:
+                        champion = self._cache.load(
+                            name, entry["version"], entry["feature_service"], DISK
+                        )
+                    except CorruptModelError as error:
+                        status.quarantined.append(str(error))
+                        continue
+                    log.warning(
+                        "%s: %s; serving the last known good version %s from the disk cache",
+                        name, why, champion.version,
+                    )  # fmt: skip
+                    self._swap(champion)
+                    break
+                else:
+                    if status.reason != why:
+                        log.error("%s: %s, and no good copy is cached", name, why)
+            elif status.reason != why:
+                log.warning("%s: %s; still serving version %s", name, why, status.version)
+            status.reason = why
 
     def start(self, every_seconds: float, answer_within: float) -> None:
         """Load the champions and keep watching the registry in a background thread.
 
         Waits at most ``answer_within`` seconds for the registry's first answer; past that,
-        each model not yet loaded starts from the last known good copy on disk.
+        each model not yet loaded starts from the last good copy on disk.
         """
 
         def loop() -> None:
@@ -214,7 +312,7 @@ class Champions:
                     status.registry_error = status.registry_error or (
                         f"no answer within {answer_within:g} s"
                     )
-                    self._start_from_cache(name)
+                    self._fall_back(name, f"the registry gave no answer within {answer_within:g} s")
 
     def stop(self) -> None:
         self._stop.set()

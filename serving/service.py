@@ -43,6 +43,7 @@ from serving.metrics import service_metrics
 from serving.shedding import Intake, retry_later
 
 if TYPE_CHECKING:
+    from actions.dispatch import Dispatcher
     from actions.runtime import Runtime
     from closedloop.access import Principal
     from features.online import FeatureReader
@@ -92,6 +93,7 @@ class DeliveryThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stop, self.wake = threading.Event(), threading.Event()
+        self.dispatcher: Dispatcher | None = None
         self.thread = threading.Thread(target=self._run, name="closedloop-dispatch", daemon=True)
         self.thread.start()
 
@@ -101,9 +103,15 @@ class DeliveryThread:
 
         try:
             with open_dispatcher(self.settings, running_clock(self.settings.clock_start)) as d:
+                self.dispatcher = d
                 d.follow(self.stop, self.wake)
         except Exception:
             log.exception("the dispatcher stopped")
+
+    def problems(self) -> list[str]:
+        """Endpoints whose circuit is not closed: their deliveries are dead-lettered."""
+        circuits = self.dispatcher.circuits() if self.dispatcher is not None else []
+        return [f"delivery: {c}" for c in circuits if c.state != "closed"]
 
     def close(self) -> None:
         self.stop.set()
@@ -321,11 +329,16 @@ class Closedloop:
             name: ModelHealth(**asdict(status)) for name, status in self.champions.status.items()
         }
         problems = list(self.problems) + list(self.action_problems)
+        if self.delivery is not None:
+            problems += self.delivery.problems()
         for name, status in models.items():
             if status.version is None:
                 problems.append(f"{name}: no champion loaded")
             if status.registry_error:
                 problems.append(f"{name}: registry unreachable ({status.registry_error})")
+            elif status.reason:
+                problems.append(f"{name}: {status.reason}")
+            problems += [f"{name}: quarantined {copy}" for copy in status.quarantined]
         state = "ok" if not problems else "degraded" if self.champions.ready else "starting"
         return Health(
             status=state,

@@ -121,6 +121,34 @@ def test_events_posted_to_the_service_become_actions_once(home, free_port, recei
     assert all(s["model_version"] == "1" and s["features"] for s in scored)
 
 
+def test_a_dead_endpoint_opens_its_circuit_and_health_names_it(home, free_port):
+    customers = OfflineStore(home.home).read("customers")
+    cell = customers.cell_id.value_counts().index[1]
+    dead = f"http://127.0.0.1:{free_port()}/receiver"  # nothing listens there
+    endpoints = {a.value: dead for a in ActionType}
+    settings = service_settings(
+        home, free_port(), action_endpoints=endpoints, action_backoff_seconds=0.05
+    )
+    service = start_service(settings)
+    try:
+        answer = post_events(service.url, outage(cell), 60)
+        assert answer.status_code == 200, answer.text
+        wait_delivered(home)
+        health = httpx.get(f"{service.url}/status/health", timeout=30, headers=AUTH).json()
+    finally:
+        service.stop()
+    with sqlite3.connect(home.home / "ledger.db") as db:
+        rows = db.execute(
+            "SELECT status, attempts, last_error FROM decisions WHERE incident = ?"
+            " AND status NOT IN ('suppressed', 'awaiting_approval')",
+            (answer.json()["outcomes"][0]["incident"],),
+        ).fetchall()
+    assert len(rows) > 1 and {status for status, _, _ in rows} == {"dead_letter"}
+    assert sum(attempts for _, attempts, _ in rows) == settings.action_circuit_failures
+    assert sum("circuit open" in error for _, _, error in rows) == len(rows) - 1
+    assert f"delivery: circuit open for {dead} after 5 consecutive failures" in health["problems"]
+
+
 def test_a_bad_policy_is_a_health_problem_and_events_answer_503(home, free_port, tmp_path):
     policy = tmp_path / "bad.yaml"
     policy.write_text("version: x\nrules: []\n")

@@ -331,7 +331,9 @@ def test_the_alias_moves_under_load_without_a_failed_request_and_nothing_is_lost
     assert mine.scored_at.min() >= pd.Timestamp(END), "the log runs on the service's clock"
 
 
-def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, customers, free_port):
+def test_unreachable_registry_starts_from_the_last_good_model_on_disk(
+    home, service, customers, free_port
+):
     database = home.home / "mlflow" / "mlflow.db"
     kept = database.with_suffix(".kept")
     database.rename(kept)
@@ -353,6 +355,93 @@ def test_unreachable_registry_starts_from_the_last_good_model_on_disk(home, cust
     assert any("registry unreachable" in p for p in health["problems"])
     assert answer.status_code == 200 and answer.json()["model_version"] == "1"
     assert "last known good" in running.log_text()
+
+
+def probabilities(answer: httpx.Response) -> dict[str, float]:
+    assert answer.status_code == 200, answer.text
+    return {s["entity_id"]: s["probability"] for s in answer.json()["scores"]}
+
+
+def wait_for_version(running: RunningService, name: str, version: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{running.url}/status/health", headers=AUTH).json()
+        if health["models"][name]["version"] == version:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not move to version {version}")
+
+
+def test_a_corrupt_cached_copy_is_quarantined_and_the_version_before_it_served(
+    home, customers, cells, free_port
+):
+    client = registry.connect(home)
+    feeder = start_service(serving_settings(home, free_port()))
+    try:
+        registry.promote_by_hand("churn", "2", "cache test", by="platform (test)")
+        wait_for_version(feeder, "churn", "2")
+        expected = probabilities(post(feeder, "/churn/score", {"customer_ids": customers[:3]}))
+        registry.promote_by_hand("churn", "1", "cache test", by="platform (test)")
+        wait_for_version(feeder, "churn", "1")  # the cache has served 2, then 1
+    finally:
+        feeder.stop()
+    cached = home.paths.model_cache / "churn"
+    booster = cached / "1" / "booster.txt"
+    booster.write_text(booster.read_text()[: booster.stat().st_size // 2])  # aborts LightGBM
+    client.delete_registered_model_alias("churn", registry.CHAMPION)
+    try:
+        running = start_service(serving_settings(home, free_port()))
+        try:
+            health = httpx.get(f"{running.url}/status/health", headers=AUTH).json()
+            churn = post(running, "/churn/score", {"customer_ids": customers[:3]})
+            fault = post(running, "/fault/score", {"cell_ids": cells[:2]})
+        finally:
+            code = running.stop()
+    finally:
+        client.set_registered_model_alias("churn", registry.CHAMPION, "1")
+    model = health["models"]["churn"]
+    assert (model["version"], model["source"]) == ("2", "disk cache")
+    assert model["quarantined"] == ["cached version 1: booster.txt does not match its checksum"]
+    assert any("quarantined" in p for p in health["problems"])
+    (aside,) = (cached / "quarantine").glob("1-*")
+    assert "checksum" in (aside / "REASON").read_text()
+    assert churn.json()["model_version"] == "2" and probabilities(churn) == expected
+    assert health["models"]["fault"]["source"] == "registry"
+    assert fault.status_code == 200 and len(fault.json()["scores"]) == 2
+    assert code == 0 and running.log_text().count("Service closedloop initialized") == 1, (
+        "one worker, never restarted"
+    )
+
+
+def test_a_removed_registry_store_serves_both_models_from_the_cache_at_once(
+    home, service, customers, cells, free_port
+):
+    # after this test the module's service reads an emptied store: keep it the last to use it
+    expected = probabilities(post(service, "/churn/score", {"customer_ids": customers[:3]}))
+    version = post(service, "/churn/score", {"customer_ids": customers[:1]}).json()
+    database = home.home / "mlflow" / "mlflow.db"
+    kept = database.with_suffix(".kept")
+    database.rename(kept)  # MLflow makes a new, empty store in its place
+    try:
+        running = start_service(serving_settings(home, free_port(), registry_timeout_seconds=60))
+        try:
+            health = httpx.get(f"{running.url}/status/health", headers=AUTH).json()
+            churn = post(running, "/churn/score", {"customer_ids": customers[:3]})
+            fault = post(running, "/fault/score", {"cell_ids": cells[:2]})
+        finally:
+            running.stop()
+    finally:
+        for leftover in database.parent.glob("mlflow.db*"):
+            leftover.unlink()
+        kept.rename(database)
+    assert health["status"] == "degraded"
+    for name in ("churn", "fault"):  # the new store is empty, or half made by two processes
+        model = health["models"][name]
+        assert model["source"] == "disk cache" and model["reason"]
+        assert any(problem.startswith(f"{name}: ") for problem in health["problems"])
+    assert health["models"]["churn"]["version"] == version["model_version"]
+    assert probabilities(churn) == expected, "the cached copy scores as the registry's did"
+    assert fault.status_code == 200 and len(fault.json()["scores"]) == 2
 
 
 def test_a_bento_builds_from_the_bentofile(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from actionkit import FixedScores, customer, event
 
 from actions import audit
-from actions.adapters import HttpAdapter, deliver_with_retries
+from actions.adapters import Circuit, HttpAdapter, deliver_with_retries
 from actions.ledger import Status
 from actions.policy import ActionType
 from closedloop.events import EventType
@@ -140,3 +140,41 @@ def test_a_resolved_update_waits_for_its_ticket_to_be_delivered(receiver, client
     (ticket,) = processor.ledger.decisions(action="trouble_ticket")
     assert ticket["status"] == Status.DEAD_LETTER
     assert receiver.attempts["/trouble_ticket"] == 1  # the update was not sent before its ticket
+
+
+class Ticks:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dead_endpoint_opens_its_circuit_and_a_probe_after_the_cool_down_closes_it(
+    receiver, client
+):
+    ticks = Ticks()
+    circuit = Circuit(f"{receiver.url}/t", threshold=3, cool_down=30, clock=ticks)
+    adapter = HttpAdapter(f"{receiver.url}/t", 5, client, circuit)
+    receiver.failures["/t"] = -1
+
+    def deliver(key: str):
+        return deliver_with_retries(
+            adapter, ActionType.BILL_CREDIT, key, {}, retries=1, backoff=0, sleep=lambda _: None
+        )
+
+    assert deliver("a").attempts == 2 and circuit.state == "closed"
+    refused = deliver("b")  # the third failed call opens it; the retry is refused
+    assert (refused.delivered, refused.attempts, circuit.state) == (False, 1, "open")
+    assert "circuit open" in refused.error and "next probe in 30 s" in refused.error
+    later = deliver("c")
+    assert (later.attempts, receiver.attempts["/t"]) == (0, 3), "no call while open"
+    ticks.now = 30
+    assert circuit.state == "half-open"
+    assert deliver("d").attempts == 1 and circuit.state == "open", "a failed probe reopens it"
+    ticks.now = 60
+    receiver.failures["/t"] = 0
+    assert deliver("e").delivered and circuit.state == "closed" and circuit.failures == 0
+    assert receiver.keys("/t") == ["e"] and receiver.attempts["/t"] == 5

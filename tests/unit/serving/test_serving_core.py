@@ -161,6 +161,72 @@ def test_a_registry_that_hangs_does_not_hold_up_the_start(model, tmp_path):
         champions.stop()
 
 
+def test_a_deleted_alias_serves_the_last_good_version_and_says_why(model, tmp_path):
+    registry = Registry("3")
+    cache = ModelCache(tmp_path)
+    running = Champions(["churn"], cache, registry.lookup, registry.fetch_with(model))
+    running.refresh()
+    registry.version = None  # the alias is deleted, or the store is empty
+    running.refresh()
+    assert running.get("churn").version == "3", "the version served is kept"
+    assert "names no champion" in running.status["churn"].reason
+    restarted = Champions(["churn"], cache, registry.lookup, registry.fetch_with(model))
+    restarted.refresh()
+    served, status = restarted.get("churn"), restarted.status["churn"]
+    assert (served.version, served.source, status.registry_error) == ("3", "disk cache", None)
+    assert "names no champion" in status.reason
+    registry.version = "3"
+    restarted.refresh()
+    assert (status.source, status.reason) == ("registry", None)
+    assert registry.fetched == ["3"]
+
+
+def test_a_truncated_cached_copy_is_quarantined_and_the_previous_version_served(model, tmp_path):
+    registry = Registry("1")
+    cache = ModelCache(tmp_path)
+    first = Champions(["churn"], cache, registry.lookup, registry.fetch_with(model))
+    first.refresh()
+    registry.version = "2"
+    first.refresh()
+    booster = tmp_path / "churn" / "2" / "booster.txt"
+    text = booster.read_text()
+    booster.write_text(text[: len(text) // 2])  # LightGBM aborts the process on this one
+    registry.down = True
+    restarted = Champions(["churn"], cache, registry.lookup, registry.fetch_with(model))
+    restarted.refresh()
+    served, status = restarted.get("churn"), restarted.status["churn"]
+    assert (served.version, served.source) == ("1", "disk cache")
+    assert status.quarantined == ["cached version 2: booster.txt does not match its checksum"]
+    (aside,) = (tmp_path / "churn" / "quarantine").iterdir()
+    assert aside.name.startswith("2-") and (aside / "booster.txt").read_text() != text
+    assert "checksum" in (aside / "REASON").read_text()
+    assert [e["version"] for e in cache.served("churn")] == ["1"]
+    registry.down = False
+    restarted.refresh()
+    assert (restarted.get("churn").version, restarted.status["churn"].source) == ("2", "registry")
+    assert registry.fetched == ["1", "2", "2"], "the quarantined version is fetched again"
+
+
+def test_one_models_failure_leaves_the_others_serving(model, tmp_path):
+    fetched: list[str] = []
+
+    def lookup(name: str) -> ModelVersion:
+        return ModelVersion(name, "1", "", f"{name}_v1")
+
+    def fetch(found: ModelVersion) -> Champion:
+        fetched.append(found.name)
+        if found.name == "fault":
+            raise OSError("artifact missing")
+        return champion(model, found.version)
+
+    champions = Champions(["churn", "fault"], ModelCache(tmp_path), lookup, fetch)
+    assert champions.refresh() == ["churn"]
+    assert champions.ready and champions.get("fault") is None
+    assert "version 1 cannot be loaded" in champions.status["fault"].reason
+    champions.refresh()
+    assert fetched == ["churn", "fault"], "a version that failed is not fetched every poll"
+
+
 def test_scoring_before_any_model_loaded_is_a_503(model, tmp_path):
     registry = Registry(None)
     champions = Champions(

@@ -5,6 +5,7 @@ from bench import (
     console,
     delivery_faults,
     feature_store,
+    last_good,
     load,
     monitoring,
     real_data,
@@ -18,6 +19,7 @@ world_generation.main([])
 feature_store.main([])
 training.main([])
 serving.main([])
+last_good.main([])
 real_data.main([])
 actions.main([])
 console.main([])

@@ -3,6 +3,7 @@ Bearer <key>``) whose role may use the route (401, 403), JSON bodies only on POS
 bounded body (413, refused before it is read into memory), and the published OpenAPI document
 completed with the security scheme and the error bodies (:mod:`serving.openapi`).
 
+A POST to a route whose bounded intake is full is refused first (503, :mod:`serving.shedding`).
 Only liveness and readiness (``/livez``, ``/readyz``) answer without a key. Keys are checked
 against the ledger's key store on a connection of this worker's own, in one thread, so a check
 never waits on the event loop; a revoked key is refused from its next request on.
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from closedloop.access import InvalidKeyError, Permission, Principal
+from serving.shedding import KINDS, intakes
 
 if TYPE_CHECKING:
     from actions.keys import KeyStore
@@ -106,6 +108,11 @@ class AccessControl:
         if method == "OPTIONS" and settings.cors_origins:
             await self.app(scope, receive, send)  # a CORS preflight carries no key
             return
+        if method == "POST" and (kind := KINDS.get(path)) is not None:
+            intake = intakes(settings.serve_max_pending)[kind]
+            if intake.full:  # refused before any work, the key's check included
+                await intake.busy()(scope, receive, send)
+                return
         console = path.startswith(FORMS)
         if console and path.startswith(CONSOLE_OPEN):
             await self.app(scope, receive, send)

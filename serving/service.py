@@ -40,7 +40,7 @@ from serving.api import (
 )
 from serving.console.app import console_app
 from serving.metrics import service_metrics
-from serving.shedding import Intake, retry_later
+from serving.shedding import intakes, retry_later
 
 if TYPE_CHECKING:
     from actions.dispatch import Dispatcher
@@ -157,8 +157,8 @@ class Closedloop:
         self._acting = threading.Lock()  # one ledger connection: one event batch at a time
         self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
         self.events_rate = TokenBucket(settings.events_per_second, settings.events_burst)
-        self.scoring = Intake("scoring", settings.serve_max_pending)  # off the event loop
-        self.intake = Intake("events", settings.serve_max_pending)
+        held = intakes(settings.serve_max_pending)  # work off the event loop, bounded
+        self.scoring, self.intake = held["scoring"], held["events"]
 
     def __is_ready__(self) -> bool:
         return self.champions.ready and not self.problems
@@ -247,7 +247,6 @@ class Closedloop:
             )
             return JSONResponse(error.body(), status_code=error.status)
         if not self.intake.admit():
-            self.metrics.shed.labels(kind=self.intake.kind).inc()
             return self.intake.busy()
         return await self.intake.run(lambda: self._act(request, principal))
 
@@ -351,7 +350,6 @@ class Closedloop:
     async def _score(self, model: str, source: str, score) -> ScoreResponse | JSONResponse:
         """Scored on a thread of the scoring intake, or refused at once when it is full."""
         if not self.scoring.admit():
-            self.metrics.shed.labels(kind=self.scoring.kind).inc()
             return self.scoring.busy()
         return await self.scoring.run(lambda: self._answer(model, source, score))
 

@@ -130,3 +130,21 @@ def test_the_events_rate_is_per_key_with_a_burst():
     assert bucket.take("a", 1000, now=0.5) == pytest.approx(2.0)  # until the bucket is full
     assert bucket.take("a", 1000, now=2.5) == 0  # a full bucket takes a batch over the burst
     assert bucket.take("a", 1, now=2.5) == pytest.approx(8.01)  # and its debt is paid first
+
+
+def test_a_full_intake_is_refused_at_the_door_before_the_key_is_checked(client):
+    from serving.shedding import intakes
+
+    http, settings = client
+    events = intakes(settings.serve_max_pending)["events"]
+    while events.admit():  # the worker holds as many event requests as it may
+        pass
+    try:
+        refused = http.post("/events", json={"events": []})
+        scoring = http.post("/churn/score", json={}, headers=bearer(settings, "viewer"))
+    finally:
+        events.held = 0
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "overloaded"
+    assert scoring.status_code == 200  # another kind's intake still has room
+    assert http.post("/events", json={"events": []}).status_code == 401

@@ -101,10 +101,11 @@ def run_build(settings: Settings, as_of: datetime | None = None):
     from features.offline import OfflineStore
     from features.pipeline import build_features
 
-    if not any(OfflineStore(settings.home).table_path("customers").glob("*.parquet")):
+    store = OfflineStore(settings.home)
+    if not any(any(store.table_path(t).glob("*.parquet")) for t in ("customers", "cells")):
         raise UserError(
-            f"no customers in the offline store {settings.paths.offline}; run 'closedloop "
-            "ingest' (or 'closedloop import-csv') first"
+            f"no customers or cells in the offline store {settings.paths.offline}; run "
+            "'closedloop ingest' (or 'closedloop import-csv') first"
         )
     try:
         built = build_features(settings.home, as_of or datetime.now(UTC))

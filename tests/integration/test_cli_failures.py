@@ -22,7 +22,7 @@ def one_red_line(result, message: str) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["features", "build"], {}, "run 'closedloop ingest'"),
+        (["features", "build"], {}, "no customers or cells in the offline store"),
         (["features", "materialize"], {}, "run 'closedloop features build' first"),
         (["models", "list"], {}, "no registered models yet"),
         (["models", "list"], DOWN, "cannot reach PostgreSQL"),

@@ -19,7 +19,7 @@ GENESIS = "0" * 64
 COLUMNS = ("seq", "at", "kind", "event_id", "customer_id", "cell_id", "action", "key", "payload")
 DECISION_FIELDS = (
     "action", "target", "priority", "probability", "value_at_risk", "amount", "impact", "params",
-    "runbook", "team",
+    "runbook", "team", "cost", "expected_gain", "uplift_version",
 )  # fmt: skip
 """A decision's fields as its audit row's ``decision`` records them (``params`` as a mapping)."""
 DECISION_LINKS = {"event_id": "event_id", "incident": "incident", "rule_id": "rule",

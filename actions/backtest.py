@@ -242,13 +242,11 @@ def shipped_plan(
                 targets = affected
             else:
                 targets = [-1]
-            mrr = c.mrr[targets[0]] if targets and targets[0] >= 0 else 0.0
-            price = float(policy.costs.of(kind, decision.params, mrr))
             for n, target in enumerate(targets or [-1]):
                 actions.append(kind.value)
                 customers.append(target)
                 days.append(event_day)
-                spend.append(price if n == 0 else 0.0)
+                spend.append(decision.cost if n == 0 else 0.0)
     plan = Plan(
         np.array(actions, dtype=object),
         np.array(customers, dtype=np.int64),

@@ -459,14 +459,16 @@ def _decision_table(title: str, rows: list[dict[str, Any]]) -> RenderableType:
             lines.append(Padding(Text(", ".join(_facts(row)), style="dim"), (0, 0, 0, 2)))
         return Group(*lines)
     shown = make_table(
-        title, "key", "action", "target", "priority", "value at risk", "status", "why",
-        keys=("key", "target"), right=("priority", "value at risk"),
+        title, "key", "action", "target", "priority", "value at risk", "cost", "gain", "status",
+        "why", keys=("key", "target"), right=("priority", "value at risk", "cost", "gain"),
     )  # fmt: skip
     for row in rows:
         why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"] or ""
+        cost, gain = row.get("cost"), row.get("expected_gain")
         shown.add_row(
             row["key"], _words(row["action"]), row["target"], str(row["priority"]),
-            f"{row['value_at_risk']:,.0f}", _words(row["status"]), why,
+            f"{row['value_at_risk']:,.0f}", "-" if cost is None else f"{cost:,.2f}",
+            "-" if gain is None else f"{gain:,.2f}", _words(row["status"]), why,
         )  # fmt: skip
     return shown
 
@@ -475,6 +477,10 @@ def _facts(row: dict[str, Any]) -> list[str]:
     why = (row["guard"] and f"{row['guard']}: {row['reason']}") or row["reason"]
     facts = [_words(row["status"]), f"priority {row['priority']}",
              f"value at risk {row['value_at_risk']:,.0f}"]  # fmt: skip
+    if row.get("cost") is not None:
+        facts.append(f"cost {row['cost']:,.2f}")
+    if row.get("expected_gain") is not None:
+        facts.append(f"gain {row['expected_gain']:,.2f}")
     return [*facts, why] if why else facts
 
 
@@ -789,6 +795,16 @@ def _trail_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return shown
 
 
+def _value(decision: dict[str, Any]) -> str:
+    """``, cost 0.50, gain 12.30 (uplift v2)``: what a decision's audit row says it is worth."""
+    text = "" if decision.get("cost") is None else f", cost {decision['cost']:,.2f}"
+    if decision.get("expected_gain") is not None:
+        text += f", gain {decision['expected_gain']:,.2f}"
+        if decision.get("uplift_version"):
+            text += f" (uplift v{decision['uplift_version']})"
+    return text
+
+
 def _what(kind: str, payload: dict[str, Any]) -> str:
     if kind == "event":
         event = payload["event"]
@@ -799,8 +815,8 @@ def _what(kind: str, payload: dict[str, Any]) -> str:
         return (
             f"rule {payload['rule']} (policy {payload['policy_version']}), "
             f"{score.get('model', 'no')} model v{score.get('model_version', '-')} "
-            f"p={score.get('probability', 0):.2f} → {payload['status']}"
-            + (f" [{'; '.join(failed)}]" if failed else "")
+            f"p={score.get('probability', 0):.2f}{_value(payload['decision'])} → "
+            f"{payload['status']}" + (f" [{'; '.join(failed)}]" if failed else "")
         )
     if kind == "dispatch":
         return f"{payload['status']} after {payload['attempts']} attempt(s) {payload['error']}"

@@ -37,6 +37,7 @@ class Situation:
     fault: Score | None = None  # of the event's cell
     uplift: dict[str, dict[ActionType, float]] = field(default_factory=dict)  # by customer id:
     # the expected fall in the chance of leaving each action buys (uplift models)
+    uplift_version: str | None = None  # the uplift model those estimates come from
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,9 @@ class Decision:
     score: Score | None
     team: str | None = None  # who answers for the action: the rule's team, a model's owner
     held_out: bool = False  # drawn into the policy's control group: recorded, not sent
+    cost: float = 0.0  # USD the action costs, as the policy's costs price it
+    expected_gain: float | None = None  # uplift × value_months × MRR − cost; None: no estimate
+    uplift_version: str | None = None  # the uplift model behind expected_gain
 
 
 def idempotency_key(incident: str, target: str, action: ActionType, version: str) -> str:
@@ -132,15 +136,18 @@ def _decide_one(
     value_at_risk = probability * policy.value_months * sum(c.mrr for c in group)
     if not _conditions_hold(rule, group, score, value_at_risk):
         return None
-    if rule.min_net_gain is not None:
-        customer_id = group[0].customer_id
-        uplift = situation.uplift.get(customer_id, {}).get(rule.action.type)
-        if uplift is None or uplift <= 0:
-            return None
-        mrr = group[0].mrr
-        cost = policy.costs.of(rule.action.type, rule.action.params, mrr)
-        if uplift * policy.value_months * mrr - cost < rule.min_net_gain:
-            return None
+    mrr = sum(c.mrr for c in group)
+    cost = float(policy.costs.of(rule.action.type, rule.action.params, mrr))
+    uplift = (
+        situation.uplift.get(group[0].customer_id, {}).get(rule.action.type)
+        if rule.target is Target.CUSTOMER
+        else None
+    )
+    gain = None if uplift is None else uplift * policy.value_months * mrr - cost
+    if rule.min_net_gain is not None and (
+        uplift is None or uplift <= 0 or gain < rule.min_net_gain
+    ):
+        return None
     amount = _amount(rule, group)
     impact = amount if amount is not None else value_at_risk
     customer = group[0].customer_id if rule.target is Target.CUSTOMER else None
@@ -169,6 +176,9 @@ def _decide_one(
         and holdout is not None
         and rule.action.type in holdout.actions
         and drawn(key, holdout.share),
+        cost=round(cost, 2),
+        expected_gain=None if gain is None else round(gain, 2),
+        uplift_version=None if gain is None else situation.uplift_version,
     )
 
 

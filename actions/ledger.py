@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     status TEXT NOT NULL, guard TEXT, reason TEXT, decided_at TEXT NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT, decided_by TEXT, decision_note TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, dispatched_at TEXT,
-    resolved_at TEXT, claimed_by TEXT, requested_by TEXT, team TEXT);
+    resolved_at TEXT, claimed_by TEXT, requested_by TEXT, team TEXT,
+    cost DOUBLE PRECISION, expected_gain DOUBLE PRECISION, uplift_version TEXT);
 CREATE INDEX IF NOT EXISTS decisions_target ON decisions (target, created_at);
 CREATE INDEX IF NOT EXISTS decisions_waiting ON decisions (status)
     WHERE status IN ('{Status.PENDING}', '{Status.AWAITING_APPROVAL}');
@@ -120,6 +121,9 @@ ADDED_COLUMNS = [
     ("alarms", "sender", "TEXT"),  # NULL: raised before alarms had a sender, read as ""
     ("decisions", "requested_by", "TEXT"),  # who sent the event (the four-eyes rule)
     ("decisions", "team", "TEXT"),  # who answers for the action
+    ("decisions", "cost", "DOUBLE PRECISION"),  # what the action costs, USD
+    ("decisions", "expected_gain", "DOUBLE PRECISION"),  # what it is expected to earn, net
+    ("decisions", "uplift_version", "TEXT"),  # the uplift model behind that expectation
 ]
 """Columns newer than a ledger created by an earlier release, added when it is opened."""
 

@@ -510,6 +510,9 @@ def decision_row(
         expires_at=expires_at if status is Status.AWAITING_APPROVAL else None,
         requested_by=requested_by,
         team=d.team,
+        cost=d.cost,
+        expected_gain=d.expected_gain,
+        uplift_version=d.uplift_version,
     )
 
 
@@ -532,7 +535,8 @@ def decision_entry(
             "action": d.action.value, "target": d.target, "priority": d.priority,
             "probability": d.probability, "value_at_risk": d.value_at_risk,
             "amount": d.amount, "impact": d.impact, "params": d.params,
-            "runbook": d.runbook, "team": d.team,
+            "runbook": d.runbook, "team": d.team, "cost": d.cost,
+            "expected_gain": d.expected_gain, "uplift_version": d.uplift_version,
         },
         "guards": results,  # (guard, passed, reason) tuples: JSON arrays
         "status": status,

@@ -65,6 +65,9 @@ class DecisionRow(NamedTuple):
     expires_at: str | None
     requested_by: str | None = None  # the principal who sent the event
     team: str | None = None  # the team that answers for the action
+    cost: float | None = None  # USD, as the policy prices the action
+    expected_gain: float | None = None  # uplift × value × MRR − cost, USD
+    uplift_version: str | None = None  # the uplift model behind expected_gain
 
 
 class UpdateRow(NamedTuple):

@@ -116,6 +116,16 @@ def test_multiplying_a_credit_by_100_fails_verify(ledger):
     assert "target is 'cus_0000002'" in audit.verify(ledger).problem
 
 
+def test_every_decision_carries_its_cost_and_a_changed_cost_fails_verify(ledger):
+    decisions = ledger.decisions(limit=1000)
+    assert all(d["cost"] is not None for d in decisions)
+    credit = next(d for d in decisions if d["action"] == "bill_credit")
+    assert credit["cost"] == pytest.approx(credit["amount"] + 0.5)  # the amount and a contact
+    with ledger.write() as tx:
+        tx.run("UPDATE decisions SET cost = 0 WHERE key = ?", (credit["key"],))
+    assert f"decision {credit['key']}: cost is 0.0" in audit.verify(ledger).problem
+
+
 def test_a_decision_without_its_audit_row_fails_verify(ledger):
     key = ledger.decisions(limit=1)[0]["key"]
     with ledger.write() as tx:

@@ -112,11 +112,17 @@ def test_a_net_gain_rule_acts_only_on_a_helpful_uplift_worth_its_cost(tmp_path):
         "cus_0000003": {ActionType.CUSTOMER_MESSAGE: -0.01},  # harmful
     }  # cus_0000004: no estimate
     churn = {c.customer_id: score(c.customer_id, 0.1) for c in people}
-    situation = Situation(trigger, "outage:x", people, churn, None, uplift)
+    situation = Situation(trigger, "outage:x", people, churn, None, uplift, "7")
     messaged = _by(decide(situation, value), ActionType.CUSTOMER_MESSAGE)
     assert set(messaged) == {"cus_0000001"}
+    (message,) = messaged.values()
+    assert (message.cost, message.expected_gain, message.uplift_version) == (0.5, 0.7, "7")
     tickets = _by(decide(situation, value), ActionType.TROUBLE_TICKET)
     assert set(tickets) == {"cell_00001"}  # incident rules need no uplift
+    (ticket,) = tickets.values()
+    assert (ticket.cost, ticket.expected_gain, ticket.uplift_version) == (
+        value.costs.ticket, None, None,
+    )  # fmt: skip
 
     text = Path("actions/policies/value.yaml").read_text()
     bad = text.replace("    min_net_gain: 0\n", "", 4).replace(

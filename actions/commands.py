@@ -932,9 +932,7 @@ def print_loop_summary(settings: Settings) -> None:
         summary = loop_summary(ledger)
     finally:
         ledger.close()
-    table = Table(title="the loop, from the ledger")
-    table.add_column("what")
-    table.add_column("count", justify="right")
+    table = make_table("the loop, from the ledger", "what", "count", right=["count"])
     table.add_row("events (each once)", f"{sum(summary.events.values()):,}")
     for outcome, n in sorted(summary.events.items()):
         table.add_row(f"  {outcome.replace('_', ' ')}", f"{n:,}")
@@ -1016,11 +1014,6 @@ def run_backtest(
 
 
 def print_backtest(result: Backtest, source: str) -> None:
-    table = Table(
-        title=f"backtest {result.window}: {result.customers} customers, "
-        f"{result.untreated_churn} leave untreated, budget {result.budget:,.2f} USD",
-        caption=f"models: {source}",
-    )
     columns = (
         ("policy", "policy"),
         ("churn prevented", "churn_prevented"),
@@ -1033,8 +1026,14 @@ def print_backtest(result: Backtest, source: str) -> None:
         ("treated", "treated"),
         ("harmed", "harmed"),
     )
-    for title, _ in columns:
-        table.add_column(title, justify="left" if title == "policy" else "right")
+    titles = [title for title, _ in columns]
+    table = make_table(
+        f"backtest {result.window}: {result.customers} customers, "
+        f"{result.untreated_churn} leave untreated, budget {result.budget:,.2f} USD",
+        *titles,
+        right=titles[1:],
+    )  # figures fold at a narrow terminal rather than end in '…'
+    table.caption = f"models: {source}"
     for row in result.rows:
         values = row.model_dump()
         table.add_row(

@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 
-def run_cli(*args: str, home, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, home, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     environment = {**os.environ, "CLOSEDLOOP_HOME": str(home), "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "closedloop", *args],
         capture_output=True,
         text=True,
         env=environment,
-        timeout=600,
+        timeout=timeout,
     )

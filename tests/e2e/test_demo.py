@@ -24,7 +24,8 @@ def row(table: str, title: str, count: int) -> bool:
 
 def test_demo_runs_the_loop_and_its_summary_is_the_ledgers(tmp_path, free_port):
     port = {"CLOSEDLOOP_SERVE_PORT": str(free_port())}
-    result = run_cli("demo", "--customers", "1500", "--days", "50", home=tmp_path, env=port)
+    demo = ("demo", "--customers", "1500", "--days", "50")
+    result = run_cli(*demo, home=tmp_path, env=port, timeout=1800)  # the whole loop, on 2 cores
     assert result.returncode == 0, result.stderr
     assert read_summary(tmp_path / "world").customers == 1500
     stages = (

@@ -149,16 +149,23 @@ def decide(
         )
     ours = challenger[gate.metric]
     theirs = None if champion is None else champion[gate.metric]
-    if theirs is None:
-        wins, verdict = True, "there is no champion yet"
-    else:
-        wins = ours - theirs > gate.margin
-        beats = "beats" if wins else "does not beat"
-        verdict = (
-            f"{gate.metric} {ours:.4f} {beats} the champion's {theirs:.4f} "
-            f"by more than {gate.margin}"
-        )
+    wins, verdict = _versus_champion(gate.metric, ours, theirs, gate.margin, lower_wins=False)
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
+
+
+def _versus_champion(
+    metric: str, ours: float, theirs: float | None, margin: float, lower_wins: bool
+) -> tuple[bool, str]:
+    """Whether the challenger's ``metric`` beats the champion's by more than ``margin``, and
+    the sentence that says so."""
+    if theirs is None:
+        return True, "there is no champion yet"
+    wins = (theirs - ours if lower_wins else ours - theirs) > margin
+    beats = "beats" if wins else "does not beat"
+    better = " (lower is better)" if lower_wins else ""
+    return wins, (
+        f"{metric} {ours:.4f} {beats} the champion's {theirs:.4f} by more than {margin}{better}"
+    )
 
 
 def decide_classes(
@@ -187,15 +194,7 @@ def decide_classes(
         )
     ours = challenger["log_loss"]
     theirs = None if champion is None else champion["log_loss"]
-    if theirs is None:
-        wins, verdict = True, "there is no champion for these classes yet"
-    else:
-        wins = theirs - ours > gate.margin
-        beats = "beats" if wins else "does not beat"
-        verdict = (
-            f"log_loss {ours:.4f} {beats} the champion's {theirs:.4f} "
-            f"by more than {gate.margin} (lower is better)"
-        )
+    wins, verdict = _versus_champion("log_loss", ours, theirs, gate.margin, lower_wins=True)
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 

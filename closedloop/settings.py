@@ -65,6 +65,19 @@ class Settings(BaseSettings):
         "last known good model from disk",
     )
 
+    dask_scheduler: str | None = Field(
+        None,
+        description="address of a Dask scheduler (tcp://host:8786) closedloop train fits on "
+        "with lightgbm.dask, on any profile; default: on the cluster profile a local Dask "
+        "cluster the command starts, on the embedded profile LightGBM in one process",
+    )
+    dask_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="workers of the local Dask cluster closedloop "
+        "train starts on the cluster profile when no scheduler is given",
+    )
     action_policy: Path | None = Field(
         None, description="action policy YAML; default: the packaged actions/policies/default.yaml"
     )

@@ -2,9 +2,10 @@
 
 - MLflow tracking and registry (:func:`tracking`): a SQLite file under the home (embedded) or
   PostgreSQL (cluster), artifacts under the home on both;
-- the training engine (:func:`engine_backend`): LightGBM in one process on both profiles.
+- the training engine (:func:`training_engine`): LightGBM in one process (embedded), on a Dask
+  cluster through ``lightgbm.dask`` (cluster, or wherever a scheduler is named).
 
-Nothing here imports MLflow or LightGBM, so describing the backends stays quick.
+Nothing here imports MLflow, LightGBM or Dask, so describing the backends stays quick.
 """
 
 from __future__ import annotations
@@ -48,11 +49,43 @@ def check_reachable(settings: Settings, timeout: float = 5.0) -> None:
         psycopg.connect(settings.postgres_dsn.get_secret_value(), connect_timeout=timeout).close()
 
 
-def engine_backend(settings: Settings) -> Backend:
-    """Where LightGBM trains: one process on every profile (no distributed engine is wired)."""
-    return Backend(Concern.TRAINING, "lightgbm", "in one process")
+@dataclass(frozen=True)
+class TrainingEngine:
+    """Where the final fit of ``closedloop train`` runs: in this process, or on a Dask cluster
+    (the scheduler at ``scheduler``, else a local cluster of ``workers`` processes)."""
+
+    backend: Backend
+    on_dask: bool = False
+    scheduler: str | None = None
+    workers: int = 0
+
+    def fit(self, train, valid, features, params, seed, increasing=()):
+        """The scoring model and fit figures of :func:`training.trainer.fit`, from this
+        engine."""
+        if not self.on_dask:
+            from training.trainer import fit
+
+            return fit(train, valid, features, params, seed, increasing)
+        from training.distributed import dask_client, fit_on_dask
+
+        with dask_client(self.scheduler, self.workers) as client:
+            return fit_on_dask(client, train, valid, features, params, seed, increasing)
+
+
+def training_engine(settings: Settings) -> TrainingEngine:
+    """LightGBM on Dask on the cluster profile or when a scheduler is named; else one process."""
+    scheduler = settings.dask_scheduler
+    if scheduler is not None:
+        backend = Backend(Concern.TRAINING, "lightgbm.dask", f"on the scheduler {scheduler}")
+        return TrainingEngine(backend, on_dask=True, scheduler=scheduler)
+    if settings.profile is Profile.CLUSTER:
+        workers = settings.dask_workers
+        where = f"on a local Dask cluster of {workers} workers started by the command"
+        backend = Backend(Concern.TRAINING, "lightgbm.dask", where)
+        return TrainingEngine(backend, on_dask=True, workers=workers)
+    return TrainingEngine(Backend(Concern.TRAINING, "lightgbm", "in one process"))
 
 
 def describe(settings: Settings) -> list[Backend]:
     """Every backend the training stage builds for this profile."""
-    return [tracking(settings).backend, engine_backend(settings)]
+    return [tracking(settings).backend, training_engine(settings).backend]

@@ -21,6 +21,7 @@ from features.pipeline import repository
 from features.repo import service_features
 from features.store import open_store
 from training import registry
+from training.backends import training_engine
 from training.config import TrainConfig
 from training.evaluate import (
     ClassEvaluation,
@@ -351,6 +352,7 @@ def train(
         )
         params = found.params
         search_info = {"tune_trials": found.trials, "tune_valid_pr_auc": found.valid_pr_auc}
+    engine = training_engine(settings)
     model, fit_info = fit(
         parts["train"], parts["valid"], features, params, config.seed, config.increasing, classes
     )
@@ -392,6 +394,7 @@ def train(
                 "feature_service": config.service,
                 "features": len(features),
                 "increasing": ",".join(config.increasing),
+                "training_engine": engine.backend.describe(),
             }
         )
         mlflow.set_tags(

@@ -23,10 +23,10 @@ from features.backends import (
     redis_connection,
 )
 from features.online import ServiceLayout, ViewLayout, freshness, save_layouts
-from training.backends import tracking
+from training.backends import tracking, training_engine
 
 runner = CliRunner()
-NOT_WIRED_ANYWHERE = ("dask", "in-process queue", "kafka")
+NOT_WIRED_ANYWHERE = ("in-process queue", "kafka")
 
 
 def cluster(**overrides) -> Settings:
@@ -65,8 +65,24 @@ def test_cluster_profile_pushes_live_telemetry_to_redis(tmp_path):
     backends = {b.concern: b for b in profile_backends(cluster(home=tmp_path))}
     live = backends[Concern.LIVE_FEATURES]
     assert live.wired and live.describe() == "redis cache:6380 db 1, pushed through Feast"
-    assert backends[Concern.TRAINING].describe() == "lightgbm in one process"
     assert online_store(cluster(home=tmp_path)).live_writer() is None, "none before apply"
+
+
+def test_training_runs_on_dask_on_the_cluster_profile_or_where_a_scheduler_is_named(tmp_path):
+    def engine(settings: Settings) -> tuple[bool, str]:
+        built = training_engine(settings)
+        described = {b.concern: b for b in profile_backends(settings)}[Concern.TRAINING]
+        assert described == built.backend, "settings prints the engine train builds"
+        return built.on_dask, built.backend.describe()
+
+    assert engine(Settings(home=tmp_path)) == (False, "lightgbm in one process")
+    assert engine(cluster(home=tmp_path, dask_workers=3)) == (
+        True,
+        "lightgbm.dask on a local Dask cluster of 3 workers started by the command",
+    )
+    for profile in ("embedded", "cluster"):
+        named = Settings(home=tmp_path, profile=profile, dask_scheduler="tcp://dask:8786")
+        assert engine(named) == (True, "lightgbm.dask on the scheduler tcp://dask:8786")
 
 
 @pytest.mark.parametrize("profile", ["embedded", "cluster"])

@@ -1,15 +1,19 @@
 """Action layer: event → decisions committed in the ledger (with guards and the audit chain).
 
-    python -m bench.actions [--events 3000] [--outage 5000] [--rounds 3]
+    python -m bench.actions [--events 3000] [--outage 5000] [--rounds 3] [--ledger postgresql]
 
-Embedded profile (SQLite, WAL) in a temporary home, the packaged default policy, scores from a
-fixed provider (model scoring is measured by ``bench.serving``). Targets on 2 cores:
+Embedded profile (SQLite, WAL) in a temporary home, or with ``--ledger postgresql`` the cluster
+profile's ledger in a throwaway schema of the local PostgreSQL (dropped after each round; the
+CPU column then counts this process only, not the server's work), the packaged default policy,
+scores from a fixed provider (model scoring is measured by ``bench.serving``). Targets on 2 cores:
 
 1. latency: one outage event affecting one customer, p99 <= 5 ms (each event its own
    transaction: classify, decide, guards, decisions and audit rows committed);
 2. throughput: >= 1,000 events/s sustained, events back to back in batches of 100 per
    transaction, as ``POST /events`` and ``closedloop replay`` commit them;
-3. a big outage: one alarm on a cell of OUTAGE customers fully decided and recorded <= 2 s.
+3. a big outage: one alarm on a cell of OUTAGE customers fully decided and recorded <= 2 s
+   (<= 3 s on the PostgreSQL ledger; its other targets are those of the event stream,
+   ``bench.streams``).
 
 Dispatch to the local outbox is measured after each, as actions delivered per second.
 """
@@ -21,9 +25,11 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -39,7 +45,9 @@ from closedloop.scores import Score
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 TIERS = ("bronze", "silver", "gold", "platinum")
-TARGET_P99_MS, TARGET_EVENTS_PER_S, TARGET_OUTAGE_S = 5.0, 1_000.0, 2.0
+TARGETS = {"sqlite": (5.0, 1_000.0, 2.0), "postgresql": (None, None, 3.0)}
+"""Per ledger: latency p99 (ms), sustained events/s and the big outage (s); None: no target."""
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 BATCH = 100  # events per transaction when they arrive back to back (a POST /events, a replay)
 
 
@@ -95,10 +103,16 @@ def onset(cell: str, n: int) -> NetworkEvent:
     )  # fmt: skip
 
 
-def open_home(folder: Path, people: list[Customer]) -> tuple[Processor, Dispatcher, Ledger]:
-    ledger = Ledger.sqlite(
-        folder / "ledger.db", Anchor.generated(folder / "audit.key", folder / "audit-head.json")
-    )
+def open_home(
+    folder: Path, people: list[Customer], schema: str | None
+) -> tuple[Processor, Dispatcher, Ledger]:
+    """A processor and dispatcher on a SQLite ledger under ``folder``, or on the local
+    PostgreSQL in ``schema`` when one is named."""
+    anchor = Anchor.generated(folder / "audit.key", folder / "audit-head.json")
+    if schema is not None:
+        ledger = Ledger.postgresql(POSTGRES, schema, anchor)
+    else:
+        ledger = Ledger.sqlite(folder / "ledger.db", anchor)
     processor = Processor(ledger, load_policy(None), Directory.of(people), FixedScores(people))
     outbox = OutboxAdapter(folder / "outbox")
     return processor, Dispatcher(ledger, dict.fromkeys(ActionType, outbox), 0, 0), ledger
@@ -117,10 +131,11 @@ class Stopwatch:
         self.cpu = time.process_time() - self.cpu
 
 
-def one_round(folder: Path, events: int, outage: int) -> dict[str, float]:
+def one_round(folder: Path, events: int, outage: int, kind: str) -> dict[str, float]:
     single = customers(events, 1, "one")
     big = customers(1, outage, "big")
-    processor, dispatcher, ledger = open_home(folder, single + big)
+    schema = f"bench_actions_{uuid.uuid4().hex[:8]}" if kind == "postgresql" else None
+    processor, dispatcher, ledger = open_home(folder, single + big, schema)
     walls, cpus = [], []
     for n, customer in enumerate(single[: events // 2]):
         with Stopwatch() as one:
@@ -136,6 +151,9 @@ def one_round(folder: Path, events: int, outage: int) -> dict[str, float]:
     with Stopwatch() as big_outage:
         decided = processor.process(onset(big[0].cell_id, 0))
     ledger.close()
+    if schema is not None:
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
     walls.sort()
     cpus.sort()
     p99 = int(0.99 * (len(walls) - 1))
@@ -159,40 +177,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=3_000, help="single-customer outages")
     parser.add_argument("--outage", type=int, default=5_000, help="customers of the big outage")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ledger", choices=sorted(TARGETS), default="sqlite")
     args = parser.parse_args(argv)
+    target_p99, target_events, target_outage = TARGETS[args.ledger]
     rounds = []
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            rounds.append(one_round(Path(tmp), args.events, args.outage))
+            rounds.append(one_round(Path(tmp), args.events, args.outage, args.ledger))
 
     def median(name: str) -> float:
         return statistics.median(r[name] for r in rounds)
 
     load = Path("/proc/loadavg").read_text().split()[0]
     table = Table(
-        title=f"action layer, SQLite ledger, median of {args.rounds} rounds "
+        title=f"action layer, {args.ledger} ledger, median of {args.rounds} rounds "
         f"(load average {load} on {os.cpu_count()} cores)"
     )
     for column in ("measure", "wall", "CPU", "target", "met (wall)", "met (CPU)"):
         table.add_column(column)
 
-    def met(ok: bool) -> str:
-        return "yes" if ok else "NO"
+    def target(name: str, limit: float | None, unit: str, most: bool = True) -> tuple[str, ...]:
+        """The target column and whether wall and CPU met it ('' without a target)."""
+        if limit is None:
+            return "", "", ""
+        wall, cpu = median(name), median(f"cpu_{name}")
+        ok = (lambda v: v <= limit) if most else (lambda v: v >= limit)
+        shown = f"{'<=' if most else '>='} {limit:,g}{unit}"
+        return shown, "yes" if ok(wall) else "NO", "yes" if ok(cpu) else "NO"
 
     rows = [
         ("latency p50, 1-customer outage", f"{median('p50_ms'):.2f} ms",
          f"{median('cpu_p50_ms'):.2f} ms", "", "", ""),
         ("latency p99, 1-customer outage", f"{median('p99_ms'):.2f} ms",
-         f"{median('cpu_p99_ms'):.2f} ms", f"<= {TARGET_P99_MS:g} ms",
-         met(median("p99_ms") <= TARGET_P99_MS), met(median("cpu_p99_ms") <= TARGET_P99_MS)),
+         f"{median('cpu_p99_ms'):.2f} ms", *target("p99_ms", target_p99, " ms")),
         (f"sustained events / s (batches of {BATCH})", f"{median('events_per_s'):,.0f}",
-         f"{median('cpu_events_per_s'):,.0f}", f">= {TARGET_EVENTS_PER_S:,.0f}",
-         met(median("events_per_s") >= TARGET_EVENTS_PER_S),
-         met(median("cpu_events_per_s") >= TARGET_EVENTS_PER_S)),
+         f"{median('cpu_events_per_s'):,.0f}",
+         *target("events_per_s", target_events, "", most=False)),
         (f"outage of {args.outage:,} customers ({median('outage_decisions'):,.0f} decisions)",
          f"{median('outage_s'):.2f} s", f"{median('cpu_outage_s'):.2f} s",
-         f"<= {TARGET_OUTAGE_S:g} s", met(median("outage_s") <= TARGET_OUTAGE_S),
-         met(median("cpu_outage_s") <= TARGET_OUTAGE_S)),
+         *target("outage_s", target_outage, " s")),
         ("dispatch to the outbox, actions / s", f"{median('dispatch_per_s'):,.0f}",
          f"{median('cpu_dispatch_per_s'):,.0f}", "", "", ""),
     ]  # fmt: skip

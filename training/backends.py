@@ -52,24 +52,12 @@ def check_reachable(settings: Settings, timeout: float = 5.0) -> None:
 @dataclass(frozen=True)
 class TrainingEngine:
     """Where the final fit of ``closedloop train`` runs: in this process, or on a Dask cluster
-    (the scheduler at ``scheduler``, else a local cluster of ``workers`` processes)."""
+    (the scheduler at ``scheduler``, else a local cluster of ``workers`` workers)."""
 
     backend: Backend
     on_dask: bool = False
     scheduler: str | None = None
     workers: int = 0
-
-    def fit(self, train, valid, features, params, seed, increasing=()):
-        """The scoring model and fit figures of :func:`training.trainer.fit`, from this
-        engine."""
-        if not self.on_dask:
-            from training.trainer import fit
-
-            return fit(train, valid, features, params, seed, increasing)
-        from training.distributed import dask_client, fit_on_dask
-
-        with dask_client(self.scheduler, self.workers) as client:
-            return fit_on_dask(client, train, valid, features, params, seed, increasing)
 
 
 def training_engine(settings: Settings) -> TrainingEngine:

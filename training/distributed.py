@@ -60,9 +60,11 @@ def fit_on_dask(
     params: LightGBMParams,
     seed: int,
     increasing: tuple[str, ...] = (),
+    classes: list[str] | None = None,
 ) -> tuple[ScoringModel, dict[str, float]]:
     """Train on ``train`` across the client's workers for the rounds early stopping picks on a
-    sample in one process; calibrate on ``valid``."""
+    sample in one process; calibrate a binary target on ``valid`` (a multi-class one stays
+    uncalibrated, as in one process)."""
     import dask.array as da
     from lightgbm.dask import DaskLGBMClassifier
 
@@ -70,7 +72,7 @@ def fit_on_dask(
     sample = train
     if len(train) > ROUNDS_SAMPLE_ROWS:
         sample = train.sample(ROUNDS_SAMPLE_ROWS, random_state=seed)
-    _, found = fit(sample, valid, features, params, seed, increasing)
+    _, found = fit(sample, valid, features, params, seed, increasing, classes)
     rounds = max(1, int(found["best_iteration"]))
 
     categories = categorical_levels(train, features)
@@ -80,8 +82,8 @@ def fit_on_dask(
     matrix = da.from_array(draft.matrix(train), chunks=(rows, len(features)))
     labels = da.from_array(train["label"].to_numpy(), chunks=rows)
     matrix, labels = client.persist([matrix, labels])
-    weight = class_weight(train, params)
-    config = booster_config(params, features, increasing, seed, weight)
+    weight = class_weight(train, params, classes)
+    config = booster_config(params, features, increasing, seed, weight, classes)
     model = DaskLGBMClassifier(client=client, n_estimators=rounds, **config)
     model.fit(
         matrix,
@@ -89,7 +91,11 @@ def fit_on_dask(
         feature_name=features,
         categorical_feature=[i for i, name in enumerate(features) if name in categories],
     )
-    scoring = calibrated(model.booster_, features, categories, valid)
+    if classes:
+        empty = np.array([])
+        scoring = ScoringModel(model.booster_, features, categories, empty, empty, list(classes))
+    else:
+        scoring = calibrated(model.booster_, features, categories, valid)
     info = {
         "best_iteration": float(rounds),
         "scale_pos_weight": weight,

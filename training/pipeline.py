@@ -21,8 +21,8 @@ from features.pipeline import repository
 from features.repo import service_features
 from features.store import open_store
 from training import registry
-from training.backends import training_engine
-from training.config import TrainConfig
+from training.backends import TrainingEngine, training_engine
+from training.config import LightGBMParams, TrainConfig
 from training.evaluate import (
     ClassEvaluation,
     Evaluation,
@@ -310,6 +310,25 @@ def kfold_figures(
     return figures
 
 
+def final_fit(
+    engine: TrainingEngine,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: list[str],
+    params: LightGBMParams,
+    seed: int,
+    increasing: tuple[str, ...],
+    classes: list[str] | None = None,
+) -> tuple[ScoringModel, dict[str, float]]:
+    """The model :func:`training.trainer.fit` makes, fitted where ``engine`` says."""
+    if not engine.on_dask:
+        return fit(train, valid, features, params, seed, increasing, classes)
+    from training.distributed import dask_client, fit_on_dask
+
+    with dask_client(engine.scheduler, engine.workers) as client:
+        return fit_on_dask(client, train, valid, features, params, seed, increasing, classes)
+
+
 def train(
     settings: Settings, target: str, config: TrainConfig, until: datetime | None = None
 ) -> TrainOutcome:
@@ -353,8 +372,15 @@ def train(
         params = found.params
         search_info = {"tune_trials": found.trials, "tune_valid_pr_auc": found.valid_pr_auc}
     engine = training_engine(settings)
-    model, fit_info = fit(
-        parts["train"], parts["valid"], features, params, config.seed, config.increasing, classes
+    model, fit_info = final_fit(
+        engine,
+        parts["train"],
+        parts["valid"],
+        features,
+        params,
+        config.seed,
+        config.increasing,
+        classes,
     )
     folds = {}
     if choice.by == "entity" and config.split.folds:

@@ -84,7 +84,9 @@ def calibrated(
     uncalibrated = ScoringModel(booster, features, categories, np.array([]), np.array([]))
     raw = uncalibrated.raw_scores(valid)
     isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, valid["label"])
-    return ScoringModel(booster, features, categories, isotonic.X_thresholds_, isotonic.y_thresholds_)
+    return ScoringModel(
+        booster, features, categories, isotonic.X_thresholds_, isotonic.y_thresholds_
+    )
 
 
 def fit(

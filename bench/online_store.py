@@ -1,5 +1,5 @@
-"""Online feature reads, the part of scoring the profile changes: Redis through Feast (cluster)
-beside the SQLite file read directly (embedded).
+"""Online feature reads, the part of scoring the profile changes: Feast's Redis store (cluster)
+beside its SQLite file (embedded), each read the way serving reads it.
 
     python -m bench.online_store [--customers 2000] [--reads 300] [--rounds 5] [--redis-db 9]
 

@@ -99,8 +99,9 @@ def test_training_on_dask_registers_in_postgres_a_model_like_one_process(
 
 
 def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, redis_db):
-    """The cluster profile's online readers (Feast over Redis) answer what the embedded
-    profile's SQLite readers answer for the same rows: values, event times and staleness."""
+    """The cluster profile's online readers (Feast's Redis hashes, read straight) answer what
+    the embedded profile's SQLite readers and Feast's get_online_features answer for the same
+    rows: values, event times and staleness."""
     embedded = prepare(tmp_path, CONFIG)
     cluster = Settings(
         home=tmp_path, profile="cluster", postgres_dsn=SecretStr(database), redis_url=redis_db
@@ -122,6 +123,16 @@ def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, red
                 assert found.values == pytest.approx(expected.values), (service, entity_id)
                 assert found.event_times == expected.event_times
                 assert found.stale_views == expected.stale_views
+    feast = open_store(cluster)
+    for service, ids in (("churn_v1", customers), ("fault_v1", cells)):
+        answer = feast.get_online_features(
+            features=feast.get_feature_service(service),
+            entity_rows=[{on_redis[service].layout.join_key: i} for i in ids],
+        ).to_dict()
+        rows = on_redis[service].read_many(ids, end)
+        for feature in on_redis[service].features:
+            found = [rows[i].values[feature] for i in ids]
+            assert found == pytest.approx(answer[feature]), (service, feature)
     assert on_redis["fault_v1"].read(cells[0], end + timedelta(hours=5)).stale_views
     assert not on_redis["churn_v1"].read("cus_nobody", end).known
     env = {"CLOSEDLOOP_POSTGRES_DSN": database, "CLOSEDLOOP_REDIS_URL": redis_db}

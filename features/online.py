@@ -136,6 +136,18 @@ def decode_value(blob: bytes | None) -> FeatureValue:
     raise ValueError(f"unsupported Feast value encoding (tag 0x{tag:02x})")
 
 
+def decode_seconds(blob: bytes) -> int:
+    """The seconds of a serialised protobuf ``Timestamp`` (field 1, a varint; nanos ignored):
+    the event time Feast's Redis store keeps per view."""
+    at = 0
+    while at < len(blob):
+        tag, at = _varint(blob, at)
+        value, at = _varint(blob, at)  # both fields of a Timestamp are varints
+        if tag == 0x08:
+            return value
+    return 0
+
+
 def _varint(blob: bytes, at: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:

@@ -36,6 +36,7 @@ from features.online import (
     Reading,
     ServiceLayout,
     ViewLayout,
+    decode_seconds,
     decode_value,
     entity_key,
     freshness,
@@ -242,19 +243,13 @@ class RedisReader:
         return entity_key(self.layout.join_key, entity_id) + self._project.encode()
 
     def _row(self, found: list[bytes | None], now: datetime) -> OnlineRow:
-        from google.protobuf.timestamp_pb2 import Timestamp
-
         values: dict[str, FeatureValue] = {}
         times: dict[str, datetime | None] = {}
         replies = iter(found)
         for view in self.layout.views:
             blobs = [next(replies) for _ in view.features]
             stamp = next(replies)
-            when = None
-            if stamp:
-                parsed = Timestamp()
-                parsed.ParseFromString(stamp)
-                when = datetime.fromtimestamp(parsed.seconds, UTC)
+            when = datetime.fromtimestamp(decode_seconds(stamp), UTC) if stamp else None
             for feature, blob in zip(view.features, blobs, strict=True):
                 values[feature] = decode_value(blob) if when is not None else None
             times[view.name] = when

@@ -166,8 +166,8 @@ def time_pages(requests: int) -> tuple[dict[str, dict[str, float]], int, int]:
     from actions.policy import load_policy
     from actions.views import inbox
     from closedloop.models import SPECS
+    from closedloop.quiet import quiet_libraries
     from closedloop.settings import Settings
-    from closedloop.terminal import quiet_libraries
     from serving.access import AccessControl
     from serving.console import app as console
     from training import registry

@@ -23,6 +23,7 @@ from closedloop.access import Permission, Role
 from closedloop.backends import Backend
 from closedloop.models import SPECS, ModelName
 from closedloop.params import load_params
+from closedloop.quiet import quiet_libraries
 from closedloop.settings import Profile, Settings, redact_logs
 from closedloop.terminal import (
     PRINCIPAL,
@@ -34,7 +35,6 @@ from closedloop.terminal import (
     err_console,
     known_failure,
     principal_of,
-    quiet_libraries,
     settings_of,
 )
 from closedloop.world import schemas

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from closedloop.quiet import QUIET_ENVIRONMENT
 from closedloop.settings import Settings
-from closedloop.terminal import QUIET_ENVIRONMENT
 
 SERVICE = "serving.service:Closedloop"
 SERVICE_NAME = "closedloop"  # the name in @bentoml.service, which BentoML's configuration uses

@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from closedloop.quiet import quiet_libraries
 from closedloop.settings import Settings
-from closedloop.terminal import quiet_libraries
 from training.backends import check_reachable, tracking
 from training.config import GateConfig
 from training.model import ScoringModel

@@ -95,9 +95,12 @@ class ModelCache:
         partial.replace(path)
 
     def remember(self, champion: Champion) -> None:
-        """Record a version already saved as the newest one served."""
+        """Record a version already saved as the newest one served (no write when it is)."""
         entry = {"version": champion.version, "feature_service": champion.feature_service}
-        others = [e for e in self.served(champion.name) if e["version"] != champion.version]
+        served = self.served(champion.name)
+        if served[:1] == [entry]:
+            return
+        others = [e for e in served if e["version"] != champion.version]
         self._write_served(champion.name, [entry, *others])
 
     def load(self, name: str, version: str, feature_service: str, source: str) -> Champion:
@@ -225,6 +228,9 @@ class Champions:
         current = self._models.get(name)
         if current is not None and current.version == found.version:
             status.source, status.reason = "registry", None  # a copy from disk, now confirmed
+            if not self._cache.has(name, current.version):
+                self._cache.save(current)  # its copy was lost or quarantined: this one is good
+            self._cache.remember(current)  # the champion again, whoever served another since
             return False
         if self._failed.get(name) == found.version:
             return False  # said so when it failed; tried again when the alias moves

@@ -23,6 +23,7 @@ from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from features.pipeline import repository
 from features.repo import service_features
+from serving.champion import ModelCache
 from serving.process import PROJECT, RunningService, start_service
 from training import registry
 from training.config import LightGBMParams, churn_defaults
@@ -418,6 +419,12 @@ def test_a_removed_registry_store_serves_both_models_from_the_cache_at_once(
     # after this test the module's service reads an emptied store: keep it the last to use it
     expected = probabilities(post(service, "/churn/score", {"customer_ids": customers[:3]}))
     version = post(service, "/churn/score", {"customer_ids": customers[:1]}).json()
+    cache = ModelCache(home.paths.model_cache)
+    deadline = time.monotonic() + 30  # the champion confirmed by the registry is the last good
+    served = version["model_version"]
+    while cache.served("churn")[0]["version"] != served or not cache.has("churn", served):
+        assert time.monotonic() < deadline, cache.served("churn")
+        time.sleep(0.2)
     database = home.home / "mlflow" / "mlflow.db"
     kept = database.with_suffix(".kept")
     database.rename(kept)  # MLflow makes a new, empty store in its place

@@ -513,6 +513,9 @@ def policy_history(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         emit_json(rows)
         return
+    if not rows:
+        console.print("no policy put in force on this ledger yet: serve, replay or consume does")
+        return
     table = make_table(
         f"policies put in force: {len(rows):,}", "#", "version", "sha256", "in force since", "by",
         keys=("version", "sha256"),
@@ -598,11 +601,11 @@ def actions_outcomes(
             e.action, f"{e.treated:,}", f"{e.treated_left:,}", f"{e.held_out:,}",
             f"{e.held_out_left:,}", shown, interval,
         )  # fmt: skip
-    console.print(table)
     if not effects:
         console.print("no delivered or held-out customer action has reached its horizon yet")
-    else:
-        console.print("effect: the held-out group's share leaving less the treated group's")
+        return
+    console.print(table)
+    console.print("effect: the held-out group's share leaving less the treated group's")
 
 
 @actions_app.command("show")

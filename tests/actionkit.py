@@ -89,3 +89,23 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def wait_delivered(settings, timeout: float = 60) -> None:
+    """Until the home's SQLite ledger holds nothing pending or being delivered."""
+    import sqlite3
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    left = None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(settings.paths.ledger_db) as db:
+            (left,) = db.execute(
+                "SELECT COUNT(*) FROM decisions WHERE status IN ('pending', 'delivering')"
+            ).fetchone()
+        if not left:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{left} decisions still waiting for delivery")

@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from access_kit import bearer, make_key
+from actionkit import wait_delivered
 
 from actions.policy import ActionType
 from closedloop.settings import Settings
@@ -38,20 +38,6 @@ def home(tmp_path_factory, prepare_serving) -> Settings:
     shutil.rmtree(settings.world_dir)  # everything after ingest reads the canonical tables
     AUTH.update(bearer(settings, "admin"))
     return settings
-
-
-def wait_delivered(home: Settings, timeout: float = 60) -> None:
-    """Until the ledger holds nothing pending or being delivered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(home.home / "ledger.db") as db:
-            (left,) = db.execute(
-                "SELECT COUNT(*) FROM decisions WHERE status IN ('pending', 'delivering')"
-            ).fetchone()
-        if not left:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{left} decisions still waiting for delivery")
 
 
 def service_settings(home: Settings, port: int, **update) -> Settings:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from access_kit import bearer
+from actionkit import wait_delivered
 from typer.testing import CliRunner
 
 from actions.policy import ActionType
@@ -269,7 +269,7 @@ def test_events_posted_to_the_service_become_actions_and_monitoring_runs(
         assert outcome["affected_customers"] == int((customers.cell_id == cell).sum())
         decided = {d["key"]: d for d in outcome["decisions"]}
         assert {d["action"] for d in decided.values()} >= {"trouble_ticket", "customer_message"}
-        _wait_delivered(settings)
+        wait_delivered(settings)
     finally:
         service.stop()
     with sqlite3.connect(settings.home / "ledger.db") as db:
@@ -280,17 +280,3 @@ def test_events_posted_to_the_service_become_actions_and_monitoring_runs(
     assert "churn v1: scored" in scored
     monitored = _cli(settings.home, "monitor", "churn", *end, "--no-retrain")
     assert "trigger:" in monitored and "reports and summary.json in" in monitored
-
-
-def _wait_delivered(settings: Settings, timeout: float = 60) -> None:
-    """Until the ledger holds nothing pending or being delivered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(settings.home / "ledger.db") as db:
-            (left,) = db.execute(
-                "SELECT COUNT(*) FROM decisions WHERE status IN ('pending', 'delivering')"
-            ).fetchone()
-        if not left:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{left} decisions still waiting for delivery")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from access_kit import bearer
+from actionkit import wait_delivered
 
 from actions.policy import ActionType
 from bench.load import Events, inventory, open_loop, soak
@@ -120,20 +121,3 @@ def test_a_soak_at_a_fixed_rate_loses_nothing_doubles_nothing_and_keeps_memory_f
         }
     assert delivered and set(delivered.values()) == {1}  # no action delivered twice
     assert set(delivered) <= dispatched | {f"{k}:resolved" for k in dispatched}
-
-
-def wait_delivered(home: Settings, timeout: float = 60) -> None:
-    """Until the ledger holds nothing pending or being delivered."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    left = None
-    while time.monotonic() < deadline:
-        with sqlite3.connect(home.home / "ledger.db") as db:
-            (left,) = db.execute(
-                "SELECT COUNT(*) FROM decisions WHERE status IN ('pending', 'delivering')"
-            ).fetchone()
-        if not left:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{left} decisions still waiting for delivery")

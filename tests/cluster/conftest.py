@@ -3,6 +3,7 @@ and a Redis database of the test's own."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import psycopg
@@ -32,8 +33,10 @@ def database():
 @pytest.fixture
 def redis_db(worker_id):
     """A Redis database of this test process's own (Feast's keys carry no prefix of ours),
-    emptied before and after the test."""
-    number = 10 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
+    emptied before and after the test. ``CLOSEDLOOP_TEST_REDIS_DB`` moves the first number (10)
+    so that two test runs on one machine keep apart."""
+    first = int(os.environ.get("CLOSEDLOOP_TEST_REDIS_DB", "10"))
+    number = first + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
     client = redis.Redis(host="127.0.0.1", port=6379, db=number)
     client.flushdb()
     yield f"redis://127.0.0.1:6379/{number}"

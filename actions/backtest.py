@@ -46,6 +46,7 @@ WORLD_KIND = {
 ACTION_OF = {catalog.ACTIONS[kind]: action for action, kind in WORLD_KIND.items()}
 RANKED = (ActionType.BILL_CREDIT, ActionType.CUSTOMER_MESSAGE, ActionType.RETENTION_OFFER)
 SCORE_ONLY_ACTION = ActionType.RETENTION_OFFER
+PRICE_STEPS = 40  # bisections of the budget's price in best_within_budget
 NO_ACTION, SCORE_ONLY, SHIPPED, UPLIFT, ORACLE, CLAIRVOYANT = (
     "no action",
     "top-k churn score",
@@ -154,15 +155,37 @@ def best_within_budget(
     budget: float,
     day: int,
 ) -> Plan:
-    """For each eligible customer the action of highest positive net gain; customers by that
-    gain, each taken while the budget allows."""
+    """At most one action per eligible customer, of positive net gain, the sum of net gains
+    highest within the budget (a multiple-choice knapsack, solved by its Lagrangian): each
+    customer takes the action of highest net gain less ``price`` × its cost, when positive, at
+    the lowest price whose choices fit the budget."""
     kinds = list(net)
     table = np.stack([np.where(eligible, net[k], -np.inf) for k in kinds])
-    best = table.argmax(axis=0)
-    gain = table[best, np.arange(table.shape[1])]
-    spend = np.stack([cost[k] for k in kinds])[best, np.arange(table.shape[1])]
-    order = [i for i in np.argsort(-gain, kind="stable") if gain[i] > 0]
-    return _take(order, [kinds[best[i]] for i in order], spend, budget, day)
+    spend = np.stack([cost[k] for k in kinds])
+    columns = np.arange(table.shape[1])
+
+    def choose(price: float) -> tuple[np.ndarray, np.ndarray]:
+        priced = table - price * spend
+        best = priced.argmax(axis=0)
+        return best, np.flatnonzero(priced[best, columns] > 0)
+
+    def spent(price: float) -> float:
+        best, taken = choose(price)
+        return float(spend[best[taken], taken].sum())
+
+    low, high = 0.0, 1.0
+    if spent(low) > budget:
+        while spent(high) > budget:
+            low, high = high, 2 * high
+        for _ in range(PRICE_STEPS):
+            middle = (low + high) / 2
+            low, high = (middle, high) if spent(middle) > budget else (low, middle)
+        low = high
+    best, taken = choose(low)
+    actions = np.array([kinds[k].value for k in best[taken]], dtype=object)
+    return Plan(
+        actions, taken.astype(np.int64), np.full(len(taken), day), spend[best[taken], taken]
+    )
 
 
 def top_by_score(

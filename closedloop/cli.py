@@ -245,6 +245,7 @@ def release(
 
 
 class UpliftLearner(StrEnum):
+    R = "r"
     T = "t"
     X = "x"
 
@@ -260,8 +261,8 @@ def train_uplift(
         ),
     ] = None,
     learner: Annotated[
-        UpliftLearner, typer.Option(help="t: T-learner; x: X-learner")
-    ] = UpliftLearner.T,
+        UpliftLearner, typer.Option(help="r: ratio learner; t: T-learner; x: X-learner")
+    ] = UpliftLearner.R,
 ) -> None:
     """Learn uplift models (credit, message, offer) from randomised trials on the world, log
     Qini and AUUC on a held-out trial to MLflow, register as 'uplift', gate the champion."""

@@ -158,7 +158,7 @@ def hold_of(settings: Settings, name: str):
     return registry.hold_of(name)
 
 
-def run_train_uplift(settings: Settings, before: date | None, learner: str = "t"):
+def run_train_uplift(settings: Settings, before: date | None, learner: str = "r"):
     """Learn the uplift models from randomised trials on this home's world before ``before``
     (default: the world's last 30 days), register and gate them."""
     from closedloop.world.simulate import simulate_truth
@@ -197,7 +197,14 @@ def uplift_models(settings: Settings, truth, start: int):
     from mlflow import MlflowClient
 
     from training import registry
-    from training.uplift import NAME, UpliftConfig, fit_uplift, load_champion, trial_logs
+    from training.uplift import (
+        LEARNER_NAMES,
+        NAME,
+        UpliftConfig,
+        fit_uplift,
+        load_champion,
+        trial_logs,
+    )
 
     registry.connect(settings)
     found = registry.champion_version(NAME)
@@ -207,15 +214,16 @@ def uplift_models(settings: Settings, truth, start: int):
         if same_world and int(params["before_day"]) <= start:
             champion = load_champion()
             if champion is not None:
-                learner = f"{champion[1].learner.upper()}-learner"
+                learner = LEARNER_NAMES[champion[1].learner]
                 return champion[1], f"uplift champion version {champion[0]} ({learner})"
     config = UpliftConfig()
     room = (start - config.horizon_days - 1) // config.trial_every_days  # trials that fit
     if 1 <= room < config.trials:  # a short world: fewer trials rather than none
         config = config.model_copy(update={"trials": room})
     learn, _ = trial_logs(truth, start, config)
+    learner = LEARNER_NAMES[config.learner]
     return (
         fit_uplift(learn, config),
-        f"uplift T-learner fitted on the trials before the window ({config.trials}; no usable "
+        f"uplift {learner} fitted on the trials before the window ({config.trials}; no usable "
         "champion)",
     )

@@ -1,6 +1,11 @@
-"""Uplift models per treatment: LightGBM T- and X-learners learned from a randomised trial log.
+"""Uplift models per treatment: LightGBM learners of a randomised trial log.
 
-For each arm (credit, message, offer) one classifier learns the chance of leaving within the
+The ratio learner (the default) fits one churn classifier on every row of the trial, each arm's
+rows shifted by the arm's log ratio of leaving rates to the control's (an offset on the
+log-odds): an action multiplies the chance of leaving, so every row teaches who leaves and the
+trial's arms teach by how much each action changes it. An arm's uplift is the classifier's
+chance of leaving less that chance shifted by the arm. The T- and X-learners model each arm
+apart: for each arm (credit, message, offer) one classifier learns the chance of leaving within the
 horizon among the customers given that arm, one more among the held-out (control) customers;
 the T-learner's uplift of an arm for a customer is the control's chance less the arm's: the fall
 in churn probability the action buys (negative: it drives the customer away). The X-learner
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +41,7 @@ NAME = "uplift"
 CONTROL = "control"
 ARMS: tuple[str, ...] = ("credit", "message", "offer")
 META_FILE = "uplift.json"
+LEARNER_NAMES = {"r": "ratio learner", "t": "T-learner", "x": "X-learner"}
 
 
 class UpliftConfig(BaseModel):
@@ -47,11 +53,11 @@ class UpliftConfig(BaseModel):
     trial_every_days: int = Field(7, ge=1, description="spacing of the randomised trials")
     trials: int = Field(4, ge=1, description="trials to learn from, before the held-out one")
     holdout: float = Field(0.25, gt=0, lt=1, description="share of each trial kept untreated")
-    learner: Literal["t", "x"] = Field("t", description="T-learner or X-learner")
-    num_leaves: int = Field(15, ge=2)
-    trees: int = Field(150, ge=1)
+    learner: Literal["r", "t", "x"] = Field("r", description="ratio, T- or X-learner")
+    num_leaves: int = Field(4, ge=2)
+    trees: int = Field(100, ge=1)
     learning_rate: float = Field(0.05, gt=0)
-    min_child_samples: int = Field(50, ge=1)
+    min_child_samples: int = Field(400, ge=1)
     min_qini: float = Field(0.0, description="each arm's held-out Qini must exceed this")
     margin: float = Field(0.0, ge=0, description="mean Qini must beat the champion's by this")
     seed: int = 7
@@ -59,20 +65,35 @@ class UpliftConfig(BaseModel):
 
 @dataclass(frozen=True)
 class UpliftModel:
-    """Boosters on the observed features: one per arm and one for the control (both learners);
-    the X-learner adds, per arm, effect regressors on the treated and on the control rows."""
+    """Boosters on the observed features: the control's (every learner; the ratio learner's
+    only one), one per arm (T, X) and, per arm, effect regressors on the treated and on the
+    control rows (X)."""
 
-    learner: Literal["t", "x"]
-    boosters: dict[str, lgb.Booster]  # CONTROL, each arm; X: also "<arm>_tau1", "<arm>_tau0"
+    learner: Literal["r", "t", "x"]
+    boosters: dict[str, lgb.Booster]  # CONTROL; T, X: each arm; X: "<arm>_tau1", "<arm>_tau0"
     treated_share: dict[str, float]  # X: the arm's share of its trial rows (the propensity)
+    offset: dict[str, float] = field(default_factory=dict)  # ratio learner: the log-odds the
+    # control's rows start from (its leaving rate), and each arm's (that rate times its ratio)
+
+    def _log_odds(self, x: pd.DataFrame) -> np.ndarray:
+        return self.boosters[CONTROL].predict(x, raw_score=True) + self.offset[CONTROL]
 
     def churn(self, features: pd.DataFrame) -> np.ndarray:
         """Chance of leaving within the horizon with no action."""
+        if self.learner == "r":
+            return _chance(self._log_odds(_design(features)))
         return self.boosters[CONTROL].predict(_design(features))
 
     def uplift(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """Fall in the chance of leaving each arm buys, by arm."""
         x = _design(features)
+        if self.learner == "r":
+            base = self._log_odds(x)
+            return {
+                arm: _chance(base) - _chance(base - self.offset[CONTROL] + start)
+                for arm, start in self.offset.items()
+                if arm != CONTROL
+            }
         if self.learner == "x":
             return {
                 arm: share * self.boosters[f"{arm}_tau0"].predict(x)
@@ -87,14 +108,19 @@ class UpliftModel:
         for name, booster in self.boosters.items():
             booster.save_model(str(folder / f"{name}.txt"))
         meta = {"learner": self.learner, "boosters": sorted(self.boosters)}
-        (folder / META_FILE).write_text(json.dumps({**meta, "treated_share": self.treated_share}))
+        meta |= {"treated_share": self.treated_share, "offset": self.offset}
+        (folder / META_FILE).write_text(json.dumps(meta))
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> UpliftModel:
         meta = json.loads((folder / META_FILE).read_text())
         boosters = {n: lgb.Booster(model_file=str(folder / f"{n}.txt")) for n in meta["boosters"]}
-        return cls(meta["learner"], boosters, meta["treated_share"])
+        return cls(meta["learner"], boosters, meta["treated_share"], meta.get("offset", {}))
+
+
+def _chance(log_odds: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-log_odds))
 
 
 def _design(features: pd.DataFrame) -> pd.DataFrame:
@@ -113,10 +139,37 @@ def _params(config: UpliftConfig, objective: str) -> dict:
     }
 
 
+def fit_ratio(log: TreatmentLog, config: UpliftConfig) -> UpliftModel:
+    """The ratio learner: the control's leaving rate and each arm's ratio to it, then one
+    classifier on every row, starting from its group's rate (an offset on the log-odds)."""
+    y = log.left.astype(float)
+    groups = {CONTROL: -1} | {arm: catalog.ACTIONS.index(arm) for arm in ARMS}
+    rate = {}
+    for name, arm in groups.items():
+        rows = log.arm == arm
+        if not y[rows].any():
+            raise ValueError(f"the treatment log has no leaver among its {name} rows")
+        rate[name] = float(y[rows].mean())
+    ratio = {name: rate[name] / rate[CONTROL] for name in groups}
+    offset = {
+        name: float(np.log(rate[CONTROL] / (1 - rate[CONTROL])) + np.log(ratio[name]))
+        for name in groups
+    }
+    start = np.zeros(len(y))
+    for name, arm in groups.items():
+        start[log.arm == arm] = offset[name]
+    data = lgb.Dataset(_design(log.features), label=y, init_score=start)
+    booster = lgb.train(_params(config, "binary"), data, config.trees)
+    return UpliftModel("r", {CONTROL: booster}, {}, offset)
+
+
 def fit_uplift(log: TreatmentLog, config: UpliftConfig) -> UpliftModel:
-    """The T-learner's classifiers per arm and control; for the X-learner also, per arm, a
-    regressor of the imputed effect on the arm's rows (control model less the outcome) and one
-    on the control rows (the outcome less the arm's model), blended by the arm's share."""
+    """The ratio learner (``fit_ratio``), or the T-learner's classifiers per arm and control;
+    for the X-learner also, per arm, a regressor of the imputed effect on the arm's rows
+    (control model less the outcome) and one on the control rows (the outcome less the arm's
+    model), blended by the arm's share."""
+    if config.learner == "r":
+        return fit_ratio(log, config)
     x = _design(log.features)
     y = log.left.astype(float)
     rows = {CONTROL: log.arm == -1} | {arm: log.arm == catalog.ACTIONS.index(arm) for arm in ARMS}

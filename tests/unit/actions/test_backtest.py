@@ -137,7 +137,7 @@ def test_unit_costs_come_from_the_policy_rules_and_costs(policy):
     assert costs[ActionType.RETENTION_OFFER].tolist() == pytest.approx(offer.tolist())
 
 
-def test_best_within_budget_takes_the_best_positive_gain_first_and_skips_what_does_not_fit():
+def test_best_within_budget_takes_the_best_sum_of_net_gains_that_fits():
     net = {
         ActionType.CUSTOMER_MESSAGE: np.array([5.0, -1.0, 2.0, 9.0]),
         ActionType.BILL_CREDIT: np.array([1.0, -2.0, 4.0, 3.0]),
@@ -148,11 +148,16 @@ def test_best_within_budget_takes_the_best_positive_gain_first_and_skips_what_do
     }
     eligible = np.array([True, True, True, True])
     plan = best_within_budget(net, cost, eligible, budget=4.0, day=3)
-    assert plan.customer.tolist() == [0, 2]  # 3 (gain 9) costs 8 and does not fit; 1 loses
-    assert plan.action.tolist() == ["customer_message", "bill_credit"]
+    # 3's message (gain 9) costs 8 and does not fit; its credit (3 for 1) does; 1 loses money
+    assert plan.customer.tolist() == [0, 2, 3]
+    assert plan.action.tolist() == ["customer_message", "bill_credit", "bill_credit"]
     assert plan.cost.sum() <= 4.0 and (plan.day == 3).all()
+    assert best_within_budget(net, cost, eligible, 100.0, 3).action.tolist()[-1] == (
+        "customer_message"  # with room, 3 takes its best action
+    )
     eligible[0] = False
-    assert best_within_budget(net, cost, eligible, 4.0, 3).customer.tolist() == [2]
+    assert best_within_budget(net, cost, eligible, 4.0, 3).customer.tolist() == [2, 3]
+    assert len(best_within_budget(net, cost, eligible, 0.0, 3).customer) == 0
 
 
 def test_the_value_aware_policy_contacts_only_where_uplift_pays(truth, policy, estimates):

@@ -50,7 +50,7 @@ def truth():
 
 
 def test_the_t_learner_learns_before_its_held_out_trial_and_finds_who_a_message_annoys(truth):
-    config = UpliftConfig(trials=3, trees=60)
+    config = UpliftConfig(trials=3, trees=60, learner="t")
     learn, held = trial_logs(truth, 80, config)
     assert (held.day, learn.day) == (50, 29)  # the held-out trial's outcomes end by day 79
     assert held.day + config.horizon_days == 80
@@ -84,3 +84,25 @@ def test_the_x_learner_blends_its_effect_models_and_both_learners_survive_a_save
     assert loaded.learner == "x" and np.allclose(
         loaded.churn(held.features), model.churn(held.features)
     )
+
+
+def test_the_ratio_learner_learns_who_leaves_from_every_row_and_each_arm_s_ratio(truth, tmp_path):
+    config = UpliftConfig(trials=3)
+    assert config.learner == "r"  # the default
+    learn, held = trial_logs(truth, 80, config)
+    model = fit_uplift(learn, config)
+    assert set(model.boosters) == {"control"}  # one classifier, every row of the trial
+    uplift = model.uplift(held.features)
+    churn = model.churn(held.features)
+    # credits and offers lower every customer's hazard in this world: the ratios see it
+    assert (uplift["credit"] > 0).all() and (uplift["offer"] > 0).all()
+    assert ((churn > 0) & (churn < 1)).all()
+    # calibrated: the held-out trial's control rows leave at about the predicted rate
+    control = held.arm == -1
+    assert churn[control].mean() == pytest.approx(held.left[control].mean(), rel=0.5)
+    # the uplift is the churn chance times the arm's effect: it ranks as the churn score
+    assert np.corrcoef(uplift["credit"], churn)[0, 1] > 0.99
+    loaded = UpliftModel.load(model.save(tmp_path / "r"))
+    assert loaded.learner == "r" and loaded.offset == model.offset
+    for arm, values in uplift.items():
+        assert np.allclose(values, loaded.uplift(held.features)[arm])

@@ -99,6 +99,11 @@ class Plan:
     def empty(cls) -> Plan:
         return cls(np.empty(0, dtype=object), *(np.empty(0, dtype=np.int64),) * 2, np.empty(0))
 
+    def within(self, budget: float) -> Plan:
+        """The plan cut where its spend, in its order, passes the budget."""
+        keep = np.cumsum(self.cost) <= budget + 1e-9
+        return Plan(self.action[keep], self.customer[keep], self.day[keep], self.cost[keep])
+
     def treatments(self) -> Treatments:
         kinds = np.array([WORLD_KIND.get(ActionType(a), -1) for a in self.action], dtype=np.int64)
         acts = (kinds >= 0) & (self.customer >= 0)
@@ -208,13 +213,11 @@ def _take(order, actions, cost: np.ndarray, budget: float, day: int) -> Plan:
     return Plan(np.array(kinds, dtype=object), customer, np.full(len(chosen), day), cost[customer])
 
 
-def shipped_plan(
-    truth: Truth, policy: Policy, window: Window, estimates: Estimates, budget: float | None
-) -> Plan:
-    """The policy replayed on the window's events: each new alarm (first onset of its id) and
-    every other acting event decided with the churn scores of the window's start, guarded as the
-    ledger would (a decision needing approval counts as approved), cut at the budget in event
-    order; a rule with ``min_net_gain`` reads the uplift estimates of the window's start."""
+def shipped_plan(truth: Truth, policy: Policy, window: Window, estimates: Estimates) -> Plan:
+    """The policy replayed on the window's events, in event order: each new alarm (first onset
+    of its id) and every other acting event decided with the churn scores of the window's
+    start, guarded as the ledger would (a decision needing approval counts as approved); a rule
+    with ``min_net_gain`` reads the uplift estimates of the window's start."""
     c, config = truth.customers, truth.config
     present = truth.churn.active(config.days)[:, window.start]
     first = datetime.combine(config.start, time(), tzinfo=UTC)
@@ -230,9 +233,8 @@ def shipped_plan(
     for cell in np.unique(cell_ids):
         by_cell[cell] = np.flatnonzero((cell_ids == cell) & present)
     index = {customer_id: i for i, customer_id in enumerate(c.ids)}
-    names = _customer_names(truth)
+    facts = _customer_facts(truth, estimates)
     guards = GuardBook(policy.guards, opted_out=frozenset(c.ids[c.do_not_contact]))
-    uplift = estimates.uplift or {}
     actions, customers, days, spend = [], [], [], []
     for row, event_day in zip(events[inside].itertuples(index=False), day[inside], strict=True):
         event = NetworkEvent.model_validate(
@@ -246,12 +248,9 @@ def shipped_plan(
         situation = Situation(
             event=event,
             incident=event.alarm_id or event.event_id,
-            customers=[names(i) for i in affected],
-            churn={c.ids[i]: _score(c.ids[i], estimates.churn[i]) for i in affected},
-            uplift={
-                c.ids[i]: {ACTION_OF[arm]: float(up[i]) for arm, up in uplift.items()}
-                for i in affected
-            },
+            customers=[facts(i).customer for i in affected],
+            churn={c.ids[i]: facts(i).churn for i in affected},
+            uplift={c.ids[i]: facts(i).uplift for i in affected},
         )
         at = event.occurred_at
         for decision in decide(situation, policy):
@@ -270,34 +269,49 @@ def shipped_plan(
                 customers.append(target)
                 days.append(event_day)
                 spend.append(decision.cost if n == 0 else 0.0)
-    plan = Plan(
+    return Plan(
         np.array(actions, dtype=object),
         np.array(customers, dtype=np.int64),
         np.array(days, dtype=np.int64),
         np.array(spend, dtype=np.float64),
     )
-    if budget is None:
-        return plan
-    keep = np.cumsum(plan.cost) <= budget + 1e-9
-    return Plan(plan.action[keep], plan.customer[keep], plan.day[keep], plan.cost[keep])
 
 
-def _customer_names(truth: Truth):
+@dataclass(frozen=True)
+class _Facts:
+    """What a situation says of one customer: who, the churn score and the uplift estimates."""
+
+    customer: Customer
+    churn: Score
+    uplift: dict[ActionType, float]
+
+
+def _customer_facts(truth: Truth, estimates: Estimates):
+    """Each customer's facts, built once (the window's events name the same customers again)."""
     c = truth.customers
     cell_ids = truth.cells.ids[c.cell]
+    uplift = estimates.uplift or {}
+    known: dict[int, _Facts] = {}
 
-    def customer(i: int) -> Customer:
-        return Customer(
-            customer_id=c.ids[i],
-            cell_id=cell_ids[i],
-            segment=catalog.SEGMENTS[c.segment[i]],
-            sla_tier=catalog.SLA_TIERS[c.sla[i]],
-            contract_type=catalog.CONTRACTS[c.contract[i]],
-            mrr=float(c.mrr[i]),
-            do_not_contact=bool(c.do_not_contact[i]),
-        )
+    def facts(i: int) -> _Facts:
+        if i not in known:
+            customer = Customer(
+                customer_id=c.ids[i],
+                cell_id=cell_ids[i],
+                segment=catalog.SEGMENTS[c.segment[i]],
+                sla_tier=catalog.SLA_TIERS[c.sla[i]],
+                contract_type=catalog.CONTRACTS[c.contract[i]],
+                mrr=float(c.mrr[i]),
+                do_not_contact=bool(c.do_not_contact[i]),
+            )
+            known[i] = _Facts(
+                customer,
+                _score(c.ids[i], estimates.churn[i]),
+                {ACTION_OF[arm]: float(up[i]) for arm, up in uplift.items()},
+            )
+        return known[i]
 
-    return customer
+    return facts
 
 
 def _score(customer_id: str, probability: float) -> Score:
@@ -306,7 +320,7 @@ def _score(customer_id: str, probability: float) -> Score:
         model=ModelName.CHURN.value,
         model_version="backtest",
         feature_service="backtest",
-        probability=float(np.clip(probability, 0, 1)),
+        probability=min(max(float(probability), 0.0), 1.0),
     )
 
 
@@ -412,13 +426,12 @@ def backtest(
     present = truth.churn.active(truth.config.days)[:, window.start]
     eligible = present & ~c.do_not_contact
     untreated = left_within(truth.churn, window.start, window.end)
-    shipped = shipped_plan(truth, policy, window, estimates, None)
+    shipped = shipped_plan(truth, policy, window, estimates)
     if budget is None:
         budget = float(shipped.cost.sum())
     elif budget < 0:
         raise BacktestError(f"budget must not be negative, got {budget}")
-    shipped = shipped_plan(truth, policy, window, estimates, budget)
-    plans = {NO_ACTION: Plan.empty(), SHIPPED: shipped}
+    plans = {NO_ACTION: Plan.empty(), SHIPPED: shipped.within(budget)}
     if SCORE_ONLY_ACTION in costs:
         plans[SCORE_ONLY] = top_by_score(
             estimates.churn, costs[SCORE_ONLY_ACTION], eligible, budget, window.start

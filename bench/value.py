@@ -6,11 +6,13 @@ For each seed: a world of CUSTOMERS (no files written: simulated in memory, as t
 re-simulates it), an uplift learner (ratio by default, or T, X) fitted on the randomised trials
 before the window (in process, not registered), then ``actions.backtest.backtest`` over the
 last WINDOW days with the packaged default policy at its default budget (what the shipped
-policy spends). Prints per policy the mean ± sd over seeds of net value, churn prevented,
-contacted, harmed and budget used, the issue's targets (uplift ≥ 1.5× the score-only net value
-and ≥ 0.7× the oracle's, fewer harmed than score-only), how well the uplift model's churn
-(control) classifier and the world's own hazards rank the window's leavers, and the seconds
-each step took. ``--customers 20000`` is the issue's size for the ≤ 60 s backtest target.
+policy spends); as a peer without features, the same backtest with every customer given the
+learning trials' average rates (its uplift row). Prints per policy the mean ± sd over seeds of
+net value, churn prevented, contacted, harmed and budget used, the issue's targets (uplift ≥
+1.5× the score-only net value and ≥ 0.7× the oracle's, fewer harmed than score-only), the
+uplift policy over its peer, how well the uplift model's churn (control) classifier and the
+world's own hazards rank the window's leavers, and the seconds each step took. ``--customers
+20000`` is the issue's size for the ≤ 60 s backtest target.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ import statistics
 import time
 from collections import defaultdict
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
 from actions.backtest import ORACLE, SCORE_ONLY, UPLIFT, Estimates, Window, backtest
 from actions.policy import load_policy
+from closedloop.world import catalog
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
-from closedloop.world.treatment import left_within, observed
-from training.uplift import LEARNER_NAMES, UpliftConfig, fit_uplift, held_out_qini, trial_logs
+from closedloop.world.treatment import TreatmentLog, left_within, observed
+from training.uplift import ARMS, LEARNER_NAMES, UpliftConfig, fit_uplift, held_out_qini, trial_logs
 
+PEER = "uplift, trial averages (peer)"
 COLUMNS = (
     "net_value",
     "expected_net_value",
@@ -46,6 +51,22 @@ def _spread(values: list[float], digits: int = 1) -> str:
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{mean:,.{digits}f} ± {sd:,.{digits}f}"
+
+
+def trial_averages(learn: TreatmentLog, customers: int) -> Estimates:
+    """The peer without features: every customer given the learning trials' control leaving
+    rate as churn score and each arm's average effect as uplift."""
+    rate = {arm: learn.left[learn.arm == arm].mean() for arm in np.unique(learn.arm)}
+    return Estimates(
+        churn=np.full(customers, rate[-1]),
+        uplift={
+            arm: np.full(customers, rate[-1] - rate[catalog.ACTIONS.index(arm)]) for arm in ARMS
+        },
+    )
+
+
+def _row(result, name: str):
+    return next(row for row in result.rows if row.policy == name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
             for column in COLUMNS:
                 rows[row.policy][column].append(getattr(row, column))
         rows["(budget USD)"]["net_value"].append(result.budget)
+        flat = backtest(truth, policy, window, trial_averages(learn, len(features)), result.budget)
+        for column in COLUMNS:
+            rows[PEER][column].append(getattr(_row(flat, UPLIFT), column))
 
     console = Console(width=150)
     table = Table(
@@ -125,6 +149,12 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ):
             console.print(f"target: {text}: {'[green]met[/]' if met else '[red]not met[/]'}")
+    for column in ("net_value", "expected_net_value"):
+        ours, peer = (statistics.fmean(rows[n][column]) for n in (UPLIFT, PEER))
+        console.print(
+            f"uplift {column.replace('_', ' ')} over the peer without features: "
+            f"{ours:,.0f} / {peer:,.0f} = {ours / peer:.2f}×"
+        )
     harmed = {name: statistics.fmean(rows[name]["harmed"]) for name in (UPLIFT, SCORE_ONLY)}
     met = harmed[UPLIFT] < harmed[SCORE_ONLY]
     console.print(

@@ -1,9 +1,12 @@
 """The models being served: the registry's ``champion`` of each name, swapped when the alias moves.
 
-Each champion is copied to a disk cache as it is loaded. When the registry cannot be reached at
-start, names no champion (an empty store, a deleted alias) or gives a version that cannot be
-loaded, the service serves the last good copy from that cache and says why; the watcher keeps
-asking the registry and moves to the alias's version as soon as it has one. A cached copy that
+Each champion is copied to a disk cache as it is loaded. A service starts from the newest cached
+copy of each model at once (no registry, no MLflow import on the start path) and is ready once
+the registry confirms that version, or names another which is then loaded and swapped in. When
+the registry cannot be reached at start, names no champion (an empty store, a deleted alias) or
+gives a version that cannot be loaded, the service serves the last good copy from that cache and
+says why; the watcher keeps asking the registry and moves to the alias's version as soon as it
+has one. A cached copy that
 fails its checksums is quarantined with its reason and the version served before it is tried
 next; each model is loaded on its own, so one model's failure leaves the others serving.
 """
@@ -32,6 +35,7 @@ MANIFEST = "manifest.json"  # the SHA-256 of each file of a cached copy, written
 SERVED = "served.json"  # the versions served, oldest first
 QUARANTINE = "quarantine"
 DISK = "disk cache"
+UNCONFIRMED = "started from the disk cache; the registry has not answered yet"
 
 
 @dataclass(frozen=True)
@@ -185,17 +189,21 @@ class Champions:
         self._failed: dict[str, str] = {}  # name -> the registry's version that did not load
         self.status = {name: ModelStatus() for name in names}
         self._swapping = threading.RLock()
-        self._first_refresh = threading.Event()
+        self._unconfirmed: set[str] = set()  # started from the disk cache, registry not asked
+        self._settled = threading.Event()  # the registry answered once, or was given up on
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
 
     def get(self, name: str) -> Champion | None:
         return self._models.get(name)
 
     @property
     def ready(self) -> bool:
-        """Whether any model can be served (the others answer 503 until they load)."""
-        return bool(self._models)
+        """Whether any model can be served (the others answer 503 until they load) and the
+        registry has answered once or was given up on. A copy started from the disk cache
+        scores before that; it is not ready until confirmed."""
+        return bool(self._models) and self._settled.is_set()
 
     def refresh(self) -> list[str]:
         """Ask the registry for each alias; load and swap in what moved. Returns what changed.
@@ -208,6 +216,7 @@ class Champions:
             except Exception as error:
                 log.exception("%s: the model could not be refreshed", name)
                 self._fall_back(name, f"refresh failed: {type(error).__name__}: {error}")
+        self._settled.set()
         return changed
 
     def _refresh(self, name: str) -> bool:
@@ -228,6 +237,7 @@ class Champions:
         current = self._models.get(name)
         if current is not None and current.version == found.version:
             status.source, status.reason = "registry", None  # a copy from disk, now confirmed
+            self._unconfirmed.discard(name)
             if not self._cache.has(name, current.version):
                 self._cache.save(current)  # its copy was lost or quarantined: this one is good
             self._cache.remember(current)  # the champion again, whoever served another since
@@ -260,6 +270,7 @@ class Champions:
             old = self._models.get(champion.name)
             self._models[champion.name] = champion  # one reference swap: old or new, never half
             self._cache.remember(champion)
+            self._unconfirmed.discard(champion.name)
         self._on_swap(champion, old)
         status = self.status[champion.name]
         status.version, status.feature_service = champion.version, champion.feature_service
@@ -269,58 +280,92 @@ class Champions:
             "serving %s version %s (from %s)", champion.name, champion.version, champion.source
         )
 
+    def _newest_cached(self, name: str) -> Champion | None:
+        """The newest cached copy that passes its manifest and loads; those that do not are
+        quarantined on the way."""
+        for entry in self._cache.served(name):
+            try:
+                return self._cache.load(name, entry["version"], entry["feature_service"], DISK)
+            except CorruptModelError as error:
+                self.status[name].quarantined.append(str(error))
+        return None
+
     def _fall_back(self, name: str, why: str) -> None:
         """The registry's champion cannot be served: keep the version served, or start from the
         newest cached copy that loads, quarantining those that do not."""
         status = self.status[name]
         with self._swapping:
+            last_good = name in self._unconfirmed  # started from disk: now the last good one
             if name not in self._models:
-                for entry in self._cache.served(name):
-                    try:
-                        champion = self._cache.load(
-                            name, entry["version"], entry["feature_service"], DISK
-                        )
-                    except CorruptModelError as error:
-                        status.quarantined.append(str(error))
-                        continue
-                    log.warning(
-                        "%s: %s; serving the last known good version %s from the disk cache",
-                        name, why, champion.version,
-                    )  # fmt: skip
+                champion = self._newest_cached(name)
+                if champion is not None:
                     self._swap(champion)
-                    break
-                else:
-                    if status.reason != why:
-                        log.error("%s: %s, and no good copy is cached", name, why)
-            elif status.reason != why:
+                    last_good = True
+                elif status.reason != why:
+                    log.error("%s: %s, and no good copy is cached", name, why)
+            if last_good:
+                self._unconfirmed.discard(name)
+                log.warning(
+                    "%s: %s; serving the last known good version %s from the disk cache",
+                    name, why, status.version,
+                )  # fmt: skip
+            elif name in self._models and status.reason != why:
                 log.warning("%s: %s; still serving version %s", name, why, status.version)
             status.reason = why
 
-    def start(self, every_seconds: float, answer_within: float) -> None:
-        """Load the champions and keep watching the registry in a background thread.
+    def _start_from_cache(self) -> None:
+        """Serve each model's newest good cached copy at once, until the registry answers."""
+        for name in self.names:
+            champion = self._newest_cached(name)
+            if champion is not None:
+                self._swap(champion)
+                self._unconfirmed.add(name)
+                self.status[name].reason = UNCONFIRMED
 
-        Waits at most ``answer_within`` seconds for the registry's first answer; past that,
-        each model not yet loaded starts from the last good copy on disk.
+    def _give_up_waiting(self, answer_within: float) -> None:
+        """The registry gave no first answer in time: each model not confirmed falls back."""
+        if self._settled.is_set():
+            return
+        why = f"the registry gave no answer within {answer_within:g} s"
+        for name in self.names:
+            status = self.status[name]
+            if name not in self._models or name in self._unconfirmed:
+                status.registry_error = status.registry_error or (
+                    f"no answer within {answer_within:g} s"
+                )
+                self._fall_back(name, why)
+        self._settled.set()
+
+    def start(
+        self, every_seconds: float, answer_within: float, connect: Callable[[], None] = lambda: None
+    ) -> None:
+        """Start from the disk cache, then ask the registry (after ``connect``) and keep
+        watching it in a background thread.
+
+        Returns at once. The service is ready when the registry first answers or, at the
+        latest, ``answer_within`` seconds later: then each model not confirmed is served from
+        the last good copy on disk, with the reason.
         """
+        self._start_from_cache()
 
         def loop() -> None:
+            try:
+                connect()
+            except Exception:
+                log.exception("the registry cannot be set up")
             self.refresh()
-            self._first_refresh.set()
             while not self._stop.wait(every_seconds):
                 self.refresh()
 
         self._watcher = threading.Thread(target=loop, name="champion-watcher", daemon=True)
         self._watcher.start()
-        if not self._first_refresh.wait(answer_within):
-            for name in self.names:
-                status = self.status[name]
-                if name not in self._models:
-                    status.registry_error = status.registry_error or (
-                        f"no answer within {answer_within:g} s"
-                    )
-                    self._fall_back(name, f"the registry gave no answer within {answer_within:g} s")
+        self._timer = threading.Timer(answer_within, self._give_up_waiting, (answer_within,))
+        self._timer.daemon = True
+        self._timer.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watcher is not None:
             self._watcher.join(timeout=5)

@@ -47,6 +47,21 @@ def service_environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, **QUIET_ENVIRONMENT, **settings.environment(), **bentoml}
 
 
+def lightgbm_without_sklearn() -> None:
+    """Import LightGBM as if scikit-learn were not installed: its estimator API, which the
+    service never uses, would import scikit-learn and SciPy's statistics (most of a worker's
+    start). Call it in the worker before anything imports LightGBM; scikit-learn stays
+    importable afterwards."""
+    if "lightgbm" in sys.modules:
+        return
+    hidden = sys.modules.setdefault("sklearn", None)  # None: ``import sklearn`` fails
+    try:
+        import lightgbm  # noqa: F401
+    finally:
+        if hidden is None:
+            del sys.modules["sklearn"]
+
+
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 

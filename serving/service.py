@@ -79,6 +79,12 @@ def _action_runtime(settings: Settings, scorer) -> tuple[Runtime | None, list[st
     return runtime, []
 
 
+def _point_at_registry(settings: Settings) -> None:
+    from training import registry
+
+    registry.point_at(settings)
+
+
 def _stream(settings: Settings):
     from actions.backends import open_stream
 
@@ -131,23 +137,28 @@ class Closedloop:
     """Scores customers for churn and cells for faults, with reasons, in real time."""
 
     def __init__(self) -> None:
+        from serving.process import die_with_parent, lightgbm_without_sklearn
+
+        lightgbm_without_sklearn()  # before anything imports LightGBM
+
         from closedloop.clock import running_clock
         from serving.champion import Champions, ModelCache
         from serving.logs import quiet_client_errors
         from serving.prediction_log import PredictionLog
-        from serving.process import die_with_parent
         from serving.scoring import Scorer
-        from training import registry
 
         settings = Settings()  # the worker is the service's entry point
         quiet_client_errors()
         redact_logs(settings)
         die_with_parent()  # a worker whose server was killed stops instead of keeping the port
         self.metrics = service_metrics()
-        registry.point_at(settings)  # opened later by the watcher, never blocking
         cache = ModelCache(settings.paths.model_cache)
         self.champions = Champions(MODELS, cache, on_swap=self._served)
-        self.champions.start(settings.model_poll_seconds, settings.registry_timeout_seconds)
+        self.champions.start(
+            settings.model_poll_seconds,
+            settings.registry_timeout_seconds,
+            connect=lambda: _point_at_registry(settings),  # MLflow imported by the watcher
+        )
         readers, self.problems = _readers(settings)
         self.scorer = Scorer(self.champions, readers, running_clock(settings.clock_start))
         self.log = PredictionLog(settings.home)

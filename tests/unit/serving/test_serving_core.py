@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import lightgbm as lgb
@@ -154,10 +155,48 @@ def test_a_registry_that_hangs_does_not_hold_up_the_start(model, tmp_path):
     champions = Champions(["churn"], cache, hanging, registry.fetch_with(model))
     champions.start(every_seconds=60, answer_within=0.2)
     try:
-        assert champions.get("churn").source == "disk cache"
+        assert champions.get("churn").source == "disk cache", "scores from the cache at once"
+        assert not champions.ready, "not ready before the registry answers or time is up"
+        deadline = time.monotonic() + 5
+        while not champions.ready:
+            assert time.monotonic() < deadline, "ready once the registry is given up on"
+            time.sleep(0.05)
         assert champions.status["churn"].registry_error == "no answer within 0.2 s"
+        assert "no answer within 0.2 s" in champions.status["churn"].reason
     finally:
         release.set()
+        champions.stop()
+
+
+def test_a_start_scores_from_the_cache_at_once_and_is_ready_when_the_registry_confirms(
+    model, tmp_path
+):
+    registry = Registry("3")
+    cache = ModelCache(tmp_path)
+    Champions(["churn"], cache, registry.lookup, registry.fetch_with(model)).refresh()
+    answer = threading.Event()
+
+    def slow(name: str) -> ModelVersion | None:
+        answer.wait(10)
+        return registry.lookup(name)
+
+    connected: list[bool] = []
+    champions = Champions(["churn"], cache, slow, registry.fetch_with(model))
+    champions.start(every_seconds=60, answer_within=30, connect=lambda: connected.append(True))
+    try:
+        served, status = champions.get("churn"), champions.status["churn"]
+        assert (served.version, served.source, status.source) == ("3", "disk cache", "disk cache")
+        assert not champions.ready and "has not answered" in status.reason
+        registry.version = "4"  # the alias moved while the service was down
+        answer.set()
+        deadline = time.monotonic() + 5
+        while not champions.ready:
+            assert time.monotonic() < deadline, "ready once the registry answered"
+            time.sleep(0.02)
+        served = champions.get("churn")
+        assert (served.version, status.source, status.reason) == ("4", "registry", None)
+        assert connected == [True] and registry.fetched == ["3", "4"]
+    finally:
         champions.stop()
 
 

@@ -925,6 +925,89 @@ def run_demo_actions(
         runtime.close()
 
 
+DEMO_CONSUMER = "demo"
+POST_BATCH = 500  # events per POST /events of the demo
+
+
+def run_demo_stream(
+    settings: Settings,
+    url: str,
+    token: str,
+    end: datetime,
+    cells: list[str],
+    open_scores: ScoresFactory,
+) -> None:
+    """Stage 6 where events come in through a stream (cluster): post the demo events to the
+    service at ``url``, which appends them; decide and commit them as one consumer of the
+    group; deliver; post them again: nothing new."""
+    from actions import audit
+    from actions.backends import open_ledger, open_stream
+    from actions.consumer import Consumer
+
+    path = demo_events(settings, end, cells)
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    stream = open_stream(settings)
+    if stream is None:
+        raise UserError(f"the {settings.profile.value} profile has no event stream")
+    scores = _scores(settings, open_scores)
+    consumer = Consumer(
+        stream, lambda: _runtime(settings, scores), DEMO_CONSUMER, settings.stream_max_deliveries
+    )
+    ledger = open_ledger(settings)
+    try:
+        console.print(
+            f"posting {len(events):,} events from {path} to {url}/events (an outage on "
+            f"{', '.join(cells)}); consumer {DEMO_CONSUMER} of group {settings.stream_group} "
+            f"decides them"
+        )
+        decided = _post_and_consume(url, token, events, consumer, ledger)
+        deliver(settings)
+        print_ledger(ledger)
+        again = _post_and_consume(url, token, events, consumer, ledger)
+        console.print(f"posted the same events again: {again} new decisions (idempotent)")
+        verdict = audit.verify(ledger)
+        console.print(
+            f"audit trail: {verdict.rows:,} rows, "
+            f"{'intact' if verdict.intact else 'BROKEN: ' + verdict.problem}; "
+            f"outbox under {settings.paths.outbox}"
+        )
+        if not decided:
+            raise UserError("the demo's events made no decision")
+    finally:
+        ledger.close()
+        consumer.close()
+        stream.close()
+
+
+def _post_and_consume(url: str, token: str, events: list[dict], consumer, ledger) -> int:
+    """POST ``events`` to the service in batches, then let ``consumer`` settle every entry;
+    prints what each step did and returns the decisions the ledger gained."""
+    import httpx
+
+    before = sum(ledger.counts().values())
+    queued: Counter[str] = Counter()
+    for start in range(0, len(events), POST_BATCH):
+        answer = httpx.post(
+            f"{url}/events",
+            json={"events": events[start : start + POST_BATCH]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        if answer.status_code not in (202, 207):
+            raise UserError(f"POST /events answered {answer.status_code}: {answer.text[:300]}")
+        queued.update(o["outcome"] for o in answer.json()["outcomes"])
+    consumed = consumer.counts.copy()
+    while consumer.step():  # every entry appended above: read, committed and acknowledged
+        pass
+    settled = consumer.counts - consumed
+    new = sum(ledger.counts().values()) - before
+    console.print(
+        f"POST /events: {_counts(queued)}; consumed {settled.total():,} entries: "
+        f"{_counts(settled)}; {new:,} new decisions"
+    )
+    return new
+
+
 def print_loop_summary(settings: Settings) -> None:
     """The closing summary of what the loop did, read from the ledger."""
     from actions.backends import open_ledger

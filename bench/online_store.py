@@ -1,14 +1,17 @@
-"""Online feature reads, the part of scoring the profile changes: Feast's Redis store (cluster)
-beside its SQLite file (embedded), each read the way serving reads it.
+"""Scoring from the online store the profile chooses: Feast's Redis store (cluster) beside its
+SQLite file (embedded), each read the way serving reads it.
 
     python -m bench.online_store [--customers 2000] [--reads 300] [--rounds 5] [--redis-db 9]
 
 One small simulated world in a temporary home, materialised into both stores: SQLite under the
 home, Redis in database ``--redis-db`` of the local server (it must be empty; it is emptied at
-the end) with the Feast registry in a throwaway PostgreSQL database. Each round reads the churn
-service's features for READS random customers from each store, one read at a time, alternating
-the stores; printed: the medians over rounds of p50 and p99 per store and the ratio of the p99s
-(target: Redis <= 1.5x SQLite). The model's own scoring, equal on both, is ``bench.serving``'s.
+the end) with the Feast registry in a throwaway PostgreSQL database; a churn model is trained
+on it (one process, embedded registry). Each round takes READS random customers and, for each,
+alternating the stores: the raw read of the churn service's features (``reader.read``), then
+the scoring path of the service's ``/churn/score`` without HTTP (``Scorer.by_ids``: the feature
+read, stale flags and the model's probability, no reasons). Printed: the medians over rounds of
+p50 and p99 per store and path, the ratios Redis / SQLite (target: the scoring path's p99 <=
+1.5x) and the machine's load average before and after.
 """
 
 from __future__ import annotations
@@ -36,10 +39,18 @@ from features.backends import online_store
 from features.ingest import ingest_world
 from features.offline import OfflineStore
 from features.pipeline import apply_repository, build_features, materialize
+from serving.champion import Champions, ModelCache
+from serving.scoring import Scorer
+from training.config import LightGBMParams, churn_defaults
+from training.pipeline import train
+from training.registry import point_at
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 TARGET_RATIO = 1.5
 SERVICE = "churn_v1"
+DAYS = 45  # enough for the churn label's 30-day horizon
+FAST = LightGBMParams(num_boost_round=150, early_stopping_rounds=20)
+PATHS = {"read": "feature read", "score": "scoring path (read + predict)"}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -47,19 +58,27 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[int(share * (len(ordered) - 1))]
 
 
+def timed(call, *args):
+    """(seconds ``call(*args)`` took, its answer)."""
+    began = time.perf_counter()
+    answer = call(*args)
+    return time.perf_counter() - began, answer
+
+
 def run(customers: int, reads: int, rounds: int, redis_db: int, console: Console) -> None:
     url = f"redis://127.0.0.1:6379/{redis_db}"
     client = redis.Redis.from_url(url)
     if client.dbsize():
         raise SystemExit(f"redis database {redis_db} is not empty; name another (--redis-db)")
+    loads = [Path("/proc/loadavg").read_text().split()[0]]
     database = f"bench_online_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
         with tempfile.TemporaryDirectory(prefix="bench-online-") as folder:
             home = Path(folder)
-            config = WorldConfig(customers=customers, days=10, seed=3, customers_per_cell=50)
-            end = datetime.combine(config.start, datetime.min.time(), UTC) + timedelta(days=10)
+            config = WorldConfig(customers=customers, days=DAYS, seed=3, customers_per_cell=50)
+            end = datetime.combine(config.start, datetime.min.time(), UTC) + timedelta(days=DAYS)
             write_world(simulate(config), home / "world")
             ingest_world(home / "world", home, end)
             build_features(home, end)
@@ -72,49 +91,71 @@ def run(customers: int, reads: int, rounds: int, redis_db: int, console: Console
             )
             for settings in (embedded, cluster):
                 apply_repository(settings)
-                materialize(settings, end - timedelta(days=11), end, stock=False)
+                materialize(settings, end - timedelta(days=DAYS + 1), end, stock=False)
+            trained = train(
+                embedded, "churn", churn_defaults().model_copy(update={"lightgbm": FAST})
+            )
+            point_at(embedded)
+            champions = Champions(["churn"], ModelCache(embedded.paths.model_cache))
+            champions.refresh()
             ids = OfflineStore(home).read("customers").customer_id.tolist()
-            stores = {
+            readers = {
                 "sqlite": online_store(embedded).readers()[SERVICE],
                 "redis": online_store(cluster).readers()[SERVICE],
             }
+            scorers = {
+                name: Scorer(champions, {SERVICE: reader}, lambda: end)
+                for name, reader in readers.items()
+            }
+            console.print(
+                f"churn model v{trained.version} ({len(ids):,} customers, load average "
+                f"{loads[0]} before the reads)"
+            )
             pick = random.Random(7)
-            found: dict[str, dict[str, list[float]]] = {n: {"p50": [], "p99": []} for n in stores}
+            found = {(path, name): {"p50": [], "p99": []} for path in PATHS for name in readers}
             for _ in range(rounds):
-                times: dict[str, list[float]] = {name: [] for name in stores}
+                times: dict[tuple[str, str], list[float]] = {key: [] for key in found}
                 for entity in pick.choices(ids, k=reads):
-                    known = set()
-                    for name, reader in stores.items():
-                        began = time.perf_counter()
-                        row = reader.read(entity, end)
-                        times[name].append(time.perf_counter() - began)
-                        known.add(row.known)
-                    if len(known) > 1:
-                        raise RuntimeError(f"the stores disagree on whether {entity} is known")
-                for name, taken in times.items():
-                    found[name]["p50"].append(1000 * statistics.median(taken))
-                    found[name]["p99"].append(1000 * percentile(taken, 0.99))
-            for reader in stores.values():
+                    answers = {}
+                    for name in readers:
+                        taken, row = timed(readers[name].read, entity, end)
+                        times["read", name].append(taken)
+                        taken, scored = timed(scorers[name].by_ids, "churn", [entity], 0)
+                        times["score", name].append(taken)
+                        answers[name] = (row.known, scored.scores[0].probability)
+                    if answers["sqlite"] != answers["redis"]:
+                        raise RuntimeError(f"the stores disagree on {entity}: {answers}")
+                for key, taken in times.items():
+                    found[key]["p50"].append(1000 * statistics.median(taken))
+                    found[key]["p99"].append(1000 * percentile(taken, 0.99))
+            loads.append(Path("/proc/loadavg").read_text().split()[0])
+            for reader in readers.values():
                 reader.close()
     finally:
         client.flushdb()
         client.close()
         with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-    load = Path("/proc/loadavg").read_text().split()[0]
     table = Table(
-        title=f"online feature reads of {SERVICE}, {reads} per round, median of {rounds} rounds "
-        f"(load average {load})"
+        title=f"churn through {SERVICE}, one customer at a time, {reads} per round, median of "
+        f"{rounds} rounds (load average {loads[0]} before, {loads[-1]} after)"
     )
-    for column in ("store", "p50", "p99"):
+    for column in ("path", "store", "p50", "p99"):
         table.add_column(column)
-    median = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in found.items()}
-    for name in stores:
-        table.add_row(name, f"{median[name]['p50']:.2f} ms", f"{median[name]['p99']:.2f} ms")
-    ratio = median["redis"]["p99"] / median["sqlite"]["p99"]
-    met = "met" if ratio <= TARGET_RATIO else "NOT met"
-    table.add_row("redis / sqlite", f"{median['redis']['p50'] / median['sqlite']['p50']:.2f}x",
-                  f"{ratio:.2f}x (target <= {TARGET_RATIO}x: {met})")  # fmt: skip
+    median = {key: {k: statistics.median(v) for k, v in f.items()} for key, f in found.items()}
+    for path, what in PATHS.items():
+        for name in ("sqlite", "redis"):
+            figures = median[path, name]
+            table.add_row(what, name, f"{figures['p50']:.3f} ms", f"{figures['p99']:.3f} ms")
+        on_redis, on_sqlite = median[path, "redis"], median[path, "sqlite"]
+        ratio = on_redis["p99"] / on_sqlite["p99"]
+        verdict = ""
+        if path == "score":
+            verdict = (
+                f" (target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'})"
+            )
+        table.add_row(what, "redis / sqlite", f"{on_redis['p50'] / on_sqlite['p50']:.2f}x",
+                      f"{ratio:.2f}x{verdict}")  # fmt: skip
     console.print(table)
 
 

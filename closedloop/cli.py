@@ -485,6 +485,7 @@ def _schema_of(spec: schemas.TableSpec) -> dict:
 DEMO_CUSTOMERS = 5_000
 DEMO_DAYS = 60
 DEMO_MIN_DAYS = 45
+STAGE_6 = "policy, guards, approvals, ledger, audit"
 
 
 @app.command()
@@ -540,10 +541,20 @@ def demo(
         f"'Authorization: Bearer' header, CLOSEDLOOP_API_KEY or the console's sign-in:\n{token}"
     )
     in_world_time = settings.model_copy(update={"clock_start": end})
-    serving_commands.run_demo_scoring(in_world_time, customers, cells, token)
-
-    console.rule("6. actions: policy, guards, approvals, ledger, audit", style="dim")
-    action_commands.run_demo_actions(in_world_time, end, cells, in_process_scores)
+    streamed = settings.profile is Profile.CLUSTER  # POST /events appends to the Redis stream
+    service = serving_commands.start_demo_service(in_world_time)
+    try:
+        serving_commands.run_demo_scoring(service.url, customers, cells, token)
+        if streamed:  # the service takes the events, a consumer decides them
+            console.rule(f"6. actions: {STAGE_6}, through the event stream", style="dim")
+            action_commands.run_demo_stream(
+                in_world_time, service.url, token, end, cells, in_process_scores
+            )
+    finally:
+        serving_commands.stop_demo_service(in_world_time, service)
+    if not streamed:  # the events replayed from a file, decided in this process
+        console.rule(f"6. actions: {STAGE_6}", style="dim")
+        action_commands.run_demo_actions(in_world_time, end, cells, in_process_scores)
 
     console.rule("7. monitoring: drift episode, Evidently reports, gated retrain", style="dim")
     monitoring_commands.run_episode(settings)

@@ -16,7 +16,9 @@ QUIET_ENVIRONMENT = {
 }
 """The libraries' own switches for their chatter, also passed to the service's processes."""
 
-_QUIET_LOGGERS = ("mlflow", "alembic", "feast", "bentoml", "evidently", "lightgbm", "urllib3")
+_QUIET_LOGGERS = (
+    "mlflow", "alembic", "feast", "bentoml", "evidently", "lightgbm", "urllib3", "psycopg",
+)  # fmt: skip
 _QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 

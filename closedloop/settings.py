@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -216,6 +217,14 @@ def redacted(dsn: str, mask: str = "***") -> str:
         return dsn
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:{mask}@{host}"
+
+
+def in_schema(dsn: str, schema: str) -> str:
+    """A PostgreSQL DSN whose sessions create and find their tables in ``schema`` (libpq's
+    ``options=-csearch_path=...``, which SQLAlchemy and psycopg pass on)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        raise ValueError(f"{schema!r} is not a plain schema name")
+    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
 
 
 _HIDDEN: set[str] = set()

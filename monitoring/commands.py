@@ -125,7 +125,8 @@ def run_episode(settings: Settings) -> None:
     """The demo's drift episode in its own home under ``settings.home``, printed run by run."""
     from monitoring import episode
 
-    home = settings.paths.drift_episode.root
+    local = episode.episode_settings(settings)
+    home = local.home
     firmware = episode.WORLD.drift.firmware
     console.print(
         f"a world of {episode.WORLD.cells} cells over {episode.WORLD.days} days in {home}: on day "
@@ -133,7 +134,6 @@ def run_episode(settings: Settings) -> None:
         f"×{firmware.latency_factor:g} and packet loss ×{firmware.loss_factor:g}; the fault "
         "champion was trained before it, and each week is batch-scored and monitored"
     )
-    local = settings.model_copy(update={"home": home})
     episode.prepare(local)
     result = episode.run(local, on_run=print_summary)
     console.print(

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from closedloop.settings import Settings
+from pydantic import SecretStr
+
+from closedloop.settings import Profile, Settings, in_schema
 from closedloop.world.config import Band, Drift, FirmwareUpdate, WorldConfig
 from monitoring.config import MonitorConfig, PerformancePolicy
 from monitoring.pipeline import load_champion, monitor, score_window
@@ -48,6 +50,7 @@ TRAINING = fault_defaults().model_copy(
 # a week of 200 cells holds a few dozen faults: PR AUC is noisy, so the floor is lower
 MONITOR = MonitorConfig(window_days=7, persistence=2, performance=PerformancePolicy(min_ratio=0.6))
 WEEKS = (3, 5)  # monitoring runs at the end of these weeks: the calm one before, one after
+SCHEMA = "drift_episode"  # the episode's PostgreSQL schema on the cluster profile
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,18 @@ class Episode:
     pr_auc_final: float
 
 
+def episode_settings(settings: Settings) -> Settings:
+    """The episode's settings: a home of its own under ``settings``' home and, on the cluster
+    profile, a PostgreSQL schema of its own for MLflow and the Feast registry, so its world's
+    models and feature views never meet the champions and views of the home's world on the
+    shared servers (the episode writes nothing to Redis nor to the ledger)."""
+    update: dict[str, object] = {"home": settings.paths.drift_episode.root}
+    if settings.profile is Profile.CLUSTER:
+        dsn = in_schema(settings.postgres_dsn.get_secret_value(), SCHEMA)
+        update["postgres_dsn"] = SecretStr(dsn)
+    return settings.model_copy(update=update)
+
+
 def prepare(settings: Settings, world: WorldConfig = WORLD) -> None:
     """Generate, ingest, build and apply the episode's world in the settings' home."""
     from closedloop.world.simulate import simulate
@@ -67,6 +82,11 @@ def prepare(settings: Settings, world: WorldConfig = WORLD) -> None:
     from features.ingest import ingest_world
     from features.pipeline import apply_repository, build_features
 
+    if settings.profile is Profile.CLUSTER:
+        import psycopg
+
+        with psycopg.connect(settings.postgres_dsn.get_secret_value(), autocommit=True) as db:
+            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
     home = settings.home
     end = datetime.combine(world.start, datetime.min.time(), UTC) + timedelta(days=world.days)
     write_world(simulate(world), settings.paths.world)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from closedloop.settings import Settings
 from closedloop.terminal import UserError, console, principal_of, settings_of
+
+if TYPE_CHECKING:
+    from serving.process import RunningService
 
 
 def serve(
@@ -59,29 +62,35 @@ def _with(settings: Settings, port: int | None, clock_start: datetime | None) ->
     return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
 
 
-def run_demo_scoring(
-    settings: Settings, customers: list[str], cells: list[str], token: str
-) -> None:
-    """Start the service, score through it over HTTP with the API key ``token`` (an anonymous
-    request is refused first), show the answers, stop it."""
-    import httpx
-
+def start_demo_service(settings: Settings) -> RunningService:
+    """The demo's service, started in the background and ready."""
     from serving.process import start_service
 
     service = start_service(settings)
     console.print(f"service ready at {service.url} (pid {service.process.pid})")
+    return service
+
+
+def stop_demo_service(settings: Settings, service: RunningService) -> None:
+    code = service.stop()
+    console.print(
+        f"service stopped (exit code {code}); predictions logged under "
+        f"{settings.paths.prediction_logs}"
+    )
+
+
+def run_demo_scoring(url: str, customers: list[str], cells: list[str], token: str) -> None:
+    """Score through the service at ``url`` over HTTP with the API key ``token`` (an anonymous
+    request is refused first) and show the answers."""
+    import httpx
+
     auth = {"Authorization": f"Bearer {token}"}
-    try:
-        anonymous = httpx.post(f"{service.url}/churn/score", json={"customer_ids": customers})
-        answers = [
-            httpx.post(
-                f"{service.url}/churn/score", json={"customer_ids": customers}, headers=auth
-            ),
-            httpx.post(f"{service.url}/fault/score", json={"cell_ids": cells}, headers=auth),
-        ]
-        health = httpx.get(f"{service.url}/status/health", headers=auth).json()
-    finally:
-        code = service.stop()
+    anonymous = httpx.post(f"{url}/churn/score", json={"customer_ids": customers})
+    answers = [
+        httpx.post(f"{url}/churn/score", json={"customer_ids": customers}, headers=auth),
+        httpx.post(f"{url}/fault/score", json={"cell_ids": cells}, headers=auth),
+    ]
+    health = httpx.get(f"{url}/status/health", headers=auth).json()
     console.print(
         f"without a key: {anonymous.status_code} ({anonymous.json()['error']['message']})"
     )
@@ -90,10 +99,7 @@ def run_demo_scoring(
             console.print(f"[yellow]{answer.json()['error']['message']}[/yellow]")
             continue
         console.print(_score_table(answer.json()))
-    console.print(
-        f"health: {health['status']}; service stopped (exit code {code}); "
-        f"predictions logged under {settings.paths.prediction_logs}"
-    )
+    console.print(f"health: {health['status']}")
 
 
 def _score_table(answer: dict) -> Table:

@@ -9,7 +9,10 @@ training window. Calibration is isotonic on the validation window, as in one pro
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -48,8 +51,28 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[object]:
             n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
+        _native_output_dropped(),
     ):
         yield client
+
+
+@contextmanager
+def _native_output_dropped() -> Iterator[None]:
+    """This process's stdout (file descriptor 1) sent to the null device while the block runs:
+    the local workers' LightGBM sets up its network in threads it starts itself, whose log
+    level no parameter reaches, and would print on the command's console (its failures still
+    raise)."""
+    sys.stdout.flush()
+    kept = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(kept, 1)
+        os.close(kept)
 
 
 def fit_on_dask(
@@ -64,10 +87,20 @@ def fit_on_dask(
 ) -> tuple[ScoringModel, dict[str, float]]:
     """Train on ``train`` across the client's workers for the rounds early stopping picks on a
     sample in one process; calibrate a binary target on ``valid`` (a multi-class one stays
-    uncalibrated, as in one process)."""
-    import dask.array as da
-    from lightgbm.dask import DaskLGBMClassifier
+    uncalibrated, as in one process).
 
+    The labels are LightGBM's own (0/1, or 0..k-1 for ``classes``) and the objective is
+    :func:`booster_config`'s, so the fit goes through the Dask estimator that passes labels on
+    as they are: lightgbm.dask's classifier encodes each worker's labels from the rows that
+    worker holds, so a worker lacking a class (a rare one, rows in class order) would train on
+    shifted labels or fail."""
+    import dask.array as da
+    import lightgbm
+    from lightgbm.dask import DaskLGBMRegressor
+
+    # lightgbm.dask and the workers' network set-up report through LightGBM's logger, which
+    # prints to stdout unless a logger is registered: this one follows the logging settings
+    lightgbm.register_logger(logging.getLogger("lightgbm"))
     check_inputs(train, valid, features, increasing)
     sample = train
     if len(train) > ROUNDS_SAMPLE_ROWS:
@@ -84,7 +117,7 @@ def fit_on_dask(
     matrix, labels = client.persist([matrix, labels])
     weight = class_weight(train, params, classes)
     config = booster_config(params, features, increasing, seed, weight, classes)
-    model = DaskLGBMClassifier(client=client, n_estimators=rounds, **config)
+    model = DaskLGBMRegressor(client=client, n_estimators=rounds, **config)  # labels as they are
     model.fit(
         matrix,
         labels,

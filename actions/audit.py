@@ -74,11 +74,7 @@ def append(tx: Tx, entries: list[Entry]) -> None:
         digest = tx.anchor.mac(prev, values)
         rows.append((*values, prev, digest))
         prev = digest
-    tx.many(
-        "INSERT INTO audit (seq, at, kind, event_id, customer_id, cell_id, action, key, payload,"
-        " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    tx.load("audit", (*COLUMNS, "prev_hash", "hash"), rows)
     if advance:
         tx.head = Head(seq, prev)
 

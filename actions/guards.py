@@ -5,6 +5,7 @@ ledger says was already done. A decision a guard stops is recorded as suppressed
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -33,7 +34,8 @@ class Taken:
 
 @dataclass
 class GuardBook:
-    """Counts the guards need, loaded from the ledger once per event and kept up to date."""
+    """Counts the guards need, loaded from the ledger as a transaction's decisions need them
+    and kept up to date with the decisions it records."""
 
     guards: Guards
     taken: dict[tuple[str, ActionType], list[datetime]] = field(
@@ -57,11 +59,15 @@ class GuardBook:
     ) -> GuardBook:
         book = cls(guards, open_incidents=open_incidents, opted_out=opted_out)
         book.credits_by_day.update(credits_by_day)
-        for item in taken:
-            book.taken[item.target, item.action].append(item.at)
-            if item.action is ActionType.BILL_CREDIT and item.amount:
-                book.credits_by_customer[item.target].append((item.at, item.amount))
+        book.add(taken)
         return book
+
+    def add(self, taken: Iterable[Taken]) -> None:
+        """Count actions already decided, read from the ledger."""
+        for item in taken:
+            self.taken[item.target, item.action].append(item.at)
+            if item.action is ActionType.BILL_CREDIT and item.amount:
+                self.credits_by_customer[item.target].append((item.at, item.amount))
 
     def check(self, decision: Decision, at: datetime) -> list[GuardResult]:
         """Every guard that concerns the decision, passed or not, in a fixed order; a failed

@@ -167,6 +167,32 @@ class Tx:
         if rows:
             self.cursor.executemany(self._sql(sql), rows)
 
+    def load(self, table: str, columns: Sequence[str], rows: list[Sequence[object]]) -> None:
+        """Append rows to ``table`` in one statement: COPY on PostgreSQL (psycopg's executemany
+        is one statement per row), executemany on SQLite (in process: no round trips). A row
+        whose key exists already is an error."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.postgres:
+            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            self.cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    def among(self, column: str, values: Sequence[object]) -> Iterator[tuple[str, list[object]]]:
+        """``column`` among ``values`` as (SQL condition, its parameters): one array parameter
+        on PostgreSQL (one statement however many values), chunks of 500 on SQLite."""
+        if self.postgres:
+            if values:
+                yield f"{column} = ANY(?)", [list(values)]
+            return
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            yield f"{column} IN ({', '.join('?' for _ in chunk)})", chunk
+
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
         cursor = self.run(sql, params)
         names = [d[0] for d in cursor.description]

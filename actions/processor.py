@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from actions import audit, queries
 from actions.adapters import ticket_resolution
@@ -27,7 +27,15 @@ from actions.guards import CREDIT_WINDOW, GuardBook, GuardResult, Taken, first_f
 from actions.intake import Record, admit
 from actions.ledger import Ledger, LedgerBusyError, Status, Tx, dumps
 from actions.policy import INCIDENT_ACTIONS, ActionType, Policy
-from actions.queries import DecisionRow, EventRow, RejectedRow, UpdateRow
+from actions.queries import (
+    Alarm,
+    AlarmRow,
+    DecisionRow,
+    EventRow,
+    OutageRow,
+    RejectedRow,
+    UpdateRow,
+)
 from actions.scoring import ScoresProvider
 from closedloop.events import EventType, NetworkEvent
 from closedloop.scores import Score
@@ -143,6 +151,54 @@ def _score_summary(score: Score | None) -> dict[str, Any] | None:
     }
 
 
+@dataclass
+class Pending:
+    """An event processed in a transaction, waiting for its outcome: a new incident's
+    decisions are guarded with those of the events around it (:meth:`Processor._settle`)."""
+
+    event: NetworkEvent
+    kind: str
+    incident: str | None
+    entries: list[Entry]
+    decisions: list[Decision] | None = None  # a new incident's, before the guards
+    now: datetime | None = None  # when they were decided, by the processing clock
+    affected: int = 0  # customers of the situation
+
+
+@dataclass
+class Batch:
+    """One transaction's view of the ledger: what it read once for all its events (known event
+    ids, alarms, open outages, active alarms by cell, the guards' counts), kept up to date with
+    what the events changed, and the rows it writes when it ends, each table's in one
+    statement (or before a statement that reads them: an alarm's clear)."""
+
+    known: set[str]  # ids of the sender's events, before or in this transaction
+    alarms: dict[str, Alarm]
+    outages: dict[str, str | None]  # each alarmed cell's open outage
+    active: dict[str, int]  # each alarmed cell's active alarms (read for the live features)
+    rows: dict[str, list[NamedTuple]] = field(default_factory=dict)  # by table, to insert
+    waiting: list[Pending] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)  # for the audit trail, in order
+    keys: set[str] = field(default_factory=set)  # of the decisions this transaction wrote
+    book: GuardBook | None = None
+    loaded: set[tuple[str, ActionType]] = field(default_factory=set)  # in the book
+    days: set[datetime] = field(default_factory=set)  # whose credits are in the book
+    counted: bool = False  # whether the book's open incidents were counted
+
+    def write(self, table: str, rows: list[NamedTuple]) -> None:
+        self.rows.setdefault(table, []).extend(rows)
+
+    def flush(self, tx: Tx) -> None:
+        for table, rows in self.rows.items():
+            queries.insert(tx, table, rows)
+        self.rows = {}
+
+    def forget_guards(self) -> None:
+        """The ledger's incidents and approvals changed: the guards read them again."""
+        self.book, self.loaded, self.days, self.counted = None, set(), set(), False
+
+
 class Processor:
     """Turns events into committed decisions; one instance per ledger connection."""
 
@@ -162,7 +218,6 @@ class Processor:
         guards = policy.guards
         hours = [f.window_hours for f in guards.frequency] + list(guards.cooldown_hours.values())
         self._params: dict[str, str] = {}  # JSON of each rule's action parameters
-        self._open_incidents: int | None = None
         self._by: str | None = None  # who sent the batch being processed
         self.lookback = max([timedelta(hours=max(hours, default=0)), CREDIT_WINDOW])
 
@@ -186,23 +241,26 @@ class Processor:
         ``sender`` (the authenticated event source; "" when there is none) scopes event and
         alarm ids: its events never make another sender's a duplicate, its clears only clear
         its own alarms. ``by``: the principal who sent them, kept on each decision (the
-        four-eyes rule)."""
-        outcomes, entries = [], []
+        four-eyes rule).
+
+        The ledger is read a few statements per transaction, not per event, and each table's
+        new rows are written in one statement; an alarm's clear writes what came before it
+        first, since it counts and resolves what the ledger holds."""
         self._by = by
-        self._open_incidents = None  # counted once per transaction, then kept up to date
         self._readings = []
         with self.ledger.write() as tx:
+            batch = self._read(tx, events, sender)
             began = time.monotonic()
             for event in events:
-                outcome, more = self._process(tx, event, sender)
-                outcomes.append(outcome)
-                entries += more
+                self._process(tx, batch, event, sender)
                 if hold is not None and time.monotonic() - began > hold:
                     break
+            self._settle(tx, batch)
             self._write_readings()
-            audit.append(tx, entries)
+            batch.flush(tx)
+            audit.append(tx, batch.entries)
             queries.insert(tx, "rejected_events", list(rejected), keep_existing=True)
-        return outcomes
+        return batch.outcomes
 
     def take(
         self,
@@ -250,21 +308,33 @@ class Processor:
             self.telemetry.write(self._readings)
         self._readings = []
 
-    def _read_live(self, tx: Tx, event: NetworkEvent, kind: str) -> None:
+    def _read(self, tx: Tx, events: list[NetworkEvent], sender: str) -> Batch:
+        """What the events' classification needs from the ledger, read once for all."""
+        alarmed = [e for e in events if e.event_type in ALARMS]
+        cells = sorted({e.cell_id for e in alarmed})
+        return Batch(
+            known=queries.known_events(tx, sender, [e.event_id for e in events]),
+            alarms=queries.alarms(tx, [e.alarm_id or e.event_id for e in alarmed]),
+            outages=queries.open_outages(tx, cells),
+            active=queries.active_alarms(tx, cells) if self.telemetry is not None else {},
+        )
+
+    def _read_live(self, batch: Batch, event: NetworkEvent, kind: str) -> None:
         """Queue the cell's latest KPI and, when an alarm changed it, its active alarm count."""
         values = live_values(event)
         if event.event_type in ALARMS and kind in ("new", "grouped", "resolved"):
-            values["alarm_count"] = float(queries.active_alarms(tx, event.cell_id))
+            values["alarm_count"] = float(batch.active[event.cell_id])
         if values:
             self._readings.append(Reading(event.cell_id, values, event.occurred_at))
 
-    def _process(self, tx: Tx, event: NetworkEvent, sender: str) -> tuple[Outcome, list[Entry]]:
-        if queries.known_event(tx, sender, event.event_id):
-            return Outcome(event.event_id, "duplicate"), []
-        kind, incident = self._classify(tx, event, sender)
+    def _process(self, tx: Tx, batch: Batch, event: NetworkEvent, sender: str) -> None:
+        if event.event_id in batch.known:
+            batch.waiting.append(Pending(event, "duplicate", None, []))
+            return
+        batch.known.add(event.event_id)
+        kind, incident = self._classify(tx, batch, event, sender)
         if self.telemetry is not None:
-            self._read_live(tx, event, kind)
-        outcome = Outcome(event.event_id, kind, incident)
+            self._read_live(batch, event, kind)
         seen = {
             "event": event.model_dump(mode="json"),
             "sender": sender,
@@ -275,10 +345,11 @@ class Processor:
             Entry("event", self.clock(), seen, event.event_id, event.customer_id, event.cell_id)
         ]
         if kind == "resolved":
-            entries += self._resolve(tx, event, incident)
+            entries += self._resolve(tx, batch, event, incident)
+        pending = Pending(event, kind, incident, entries)
         if kind == "new":
-            outcome, more = self._decide(tx, event, incident)
-            entries += more
+            self._decide(pending)
+        batch.waiting.append(pending)
         row = EventRow(
             sender=sender,
             event_id=event.event_id,
@@ -287,44 +358,55 @@ class Processor:
             alarm_id=event.alarm_id,
             occurred_at=_iso(event.occurred_at),
             received_at=_iso(self.clock()),
-            outcome=outcome.outcome,
+            outcome=kind,
             body=event.model_dump_json(),
         )
-        queries.insert(tx, "events", [row])
-        return outcome, entries
+        batch.write("events", [row])
 
-    def _classify(self, tx: Tx, event: NetworkEvent, sender: str) -> tuple[str, str | None]:
+    def _classify(
+        self, tx: Tx, batch: Batch, event: NetworkEvent, sender: str
+    ) -> tuple[str, str | None]:
         """new (acts), repeated_alarm, conflicting_alarm (its id is another cell's or sender's
         alarm: nothing done), grouped (joins an open outage), resolved, unmatched_clear (no
         alarm of that id raised on that cell by that sender, or cleared already)."""
         at = _iso(event.occurred_at)
-        if event.event_type in ALARMS:
-            alarm_id = event.alarm_id or event.event_id
-            known = queries.alarm(tx, alarm_id)
-            mine = known is not None and (known.cell_id, known.sender) == (event.cell_id, sender)
-            if event.event_type is EventType.ALARM_CLEAR:
-                if not mine or known.cleared or event.alarm_id is None:
-                    return "unmatched_clear", None
-                still_open = queries.clear_alarm(tx, alarm_id, known.outage_id, at)
-                return ("resolved" if not still_open else "grouped"), known.outage_id
-            if known is not None:
-                return ("repeated_alarm", known.outage_id) if mine else ("conflicting_alarm", None)
-            open_outage = queries.open_outage(tx, event.cell_id)
-            outage = open_outage or f"outage:{alarm_id}"
-            queries.add_alarm(tx, alarm_id, outage, event.cell_id, sender, at)
-            if open_outage is not None:
-                return "grouped", outage
-            queries.add_outage(tx, outage, event.cell_id, at)
-            return "new", outage
-        return "new", f"event:{sender}/{event.event_id}"
+        if event.event_type not in ALARMS:
+            return "new", f"event:{sender}/{event.event_id}"
+        alarm_id, cell = event.alarm_id or event.event_id, event.cell_id
+        known = batch.alarms.get(alarm_id)
+        mine = known is not None and (known.cell_id, known.sender) == (cell, sender)
+        if event.event_type is EventType.ALARM_CLEAR:
+            if not mine or known.cleared or event.alarm_id is None:
+                return "unmatched_clear", None
+            self._settle(tx, batch)
+            batch.flush(tx)
+            still_open = queries.clear_alarm(tx, alarm_id, known.outage_id, at)
+            batch.alarms[alarm_id] = known._replace(cleared=True)
+            if cell in batch.active:
+                batch.active[cell] -= 1
+            return ("resolved" if not still_open else "grouped"), known.outage_id
+        if known is not None:
+            return ("repeated_alarm", known.outage_id) if mine else ("conflicting_alarm", None)
+        open_outage = batch.outages.get(cell)
+        outage = open_outage or f"outage:{alarm_id}"
+        batch.write("alarms", [AlarmRow(alarm_id, outage, cell, sender, at)])
+        batch.alarms[alarm_id] = Alarm(outage, cell, sender, False)
+        if cell in batch.active:
+            batch.active[cell] += 1
+        if open_outage is not None:
+            return "grouped", outage
+        batch.write("outages", [OutageRow(outage, cell, at)])
+        batch.outages[cell] = outage
+        return "new", outage
 
-    def _resolve(self, tx: Tx, event: NetworkEvent, outage: str) -> list[Entry]:
+    def _resolve(self, tx: Tx, batch: Batch, event: NetworkEvent, outage: str) -> list[Entry]:
         """The outage is over: close its incidents, cancel what still waits for approval, and
         queue a "resolved" status update for each ticket it opened."""
         at = _iso(event.occurred_at)
-        self._open_incidents = None  # incidents close: count again
+        batch.forget_guards()
         cancelled = queries.resolve_outage(tx, outage, at, "outage cleared before approval")
         updates = self._resolved_tickets(tx, event, outage, at)
+        batch.outages |= queries.open_outages(tx, [event.cell_id])
         return [
             Entry(
                 "resolution", self.clock(), {"outage": outage, "cleared_by": event.event_id,
@@ -368,25 +450,49 @@ class Processor:
         churn = self.scores.churn([c.customer_id for c in customers]) if customers else {}
         return Situation(event, incident, customers, churn, self.scores.fault(event.cell_id))
 
-    def _decide(self, tx: Tx, event: NetworkEvent, incident: str) -> tuple[Outcome, list[Entry]]:
+    def _decide(self, pending: Pending) -> None:
+        """A new incident's decisions, before the guards."""
         self._write_readings()  # the scores below see the live values
-        situation = self._situation(event, incident)
-        decisions = self._explained(decide(situation, self.policy))
-        at = event.occurred_at.astimezone(UTC)
-        now = self.clock()
-        book = self._guard_book(tx, decisions, now)
-        keys = [d.key for d in decisions]
-        existing = queries.existing_keys(tx, keys)
+        situation = self._situation(pending.event, pending.incident)
+        pending.decisions = self._explained(decide(situation, self.policy))
+        pending.now = self.clock()
+        pending.affected = len(situation.customers)
+
+    def _settle(self, tx: Tx, batch: Batch) -> None:
+        """The waiting events' outcomes and audit entries, in order: their decisions guarded
+        (the ledger asked once about them all) and queued for writing."""
+        waiting, batch.waiting = batch.waiting, []
+        decided = [(d, p.now) for p in waiting for d in p.decisions or ()]
+        existing = batch.keys | queries.incidents_keys(tx, [d.incident for d, _ in decided])
+        book = self._guard_book(tx, batch, decided)
+        for pending in waiting:
+            batch.entries += pending.entries
+            if pending.decisions is None:
+                event_id = pending.event.event_id
+                batch.outcomes.append(Outcome(event_id, pending.kind, pending.incident))
+                continue
+            shown = self._guarded(batch, pending, book, existing)
+            batch.outcomes.append(
+                Outcome(pending.event.event_id, "new", pending.incident, pending.affected, shown)
+            )
+
+    def _guarded(
+        self, batch: Batch, pending: Pending, book: GuardBook, existing: set[str]
+    ) -> list[dict[str, Any]]:
+        """Guard an event's decisions in order (each counted for the next), queue their rows and
+        audit entries; what the outcome shows of each."""
+        now = pending.now
         stamps = (
-            _iso(at),
+            _iso(pending.event.occurred_at),
             _iso(now),
             _iso(now + timedelta(minutes=self.policy.approval_ttl_minutes)),
         )
-        rows, entries, shown = [], [], []
+        rows, shown = [], []
         summaries: dict[int, dict[str, Any] | None] = {}  # by id of a score several decisions share
-        for decision in decisions:
+        for decision in pending.decisions:
             if decision.key in existing:
                 continue
+            existing.add(decision.key)
             results = book.check(decision, now)
             failed = first_failed(results)
             if failed is not None:
@@ -410,17 +516,15 @@ class Processor:
             score_id = id(decision.score)
             if score_id not in summaries:
                 summaries[score_id] = _score_summary(decision.score)
-            entries.append(
+            batch.entries.append(
                 decision_entry(
                     decision, self.policy.version, status, results, now, summaries[score_id]
                 )
             )
             shown.append(_shown(decision, status, guard, reason))
-        if self._open_incidents is not None:
-            self._open_incidents = book.open_incidents
-        queries.insert(tx, "decisions", rows, keep_existing=True)
-        outcome = Outcome(event.event_id, "new", incident, len(situation.customers), shown)
-        return outcome, entries
+        batch.keys |= {row.key for row in rows}
+        batch.write("decisions", rows)
+        return shown
 
     def _params_of(self, d: Decision) -> str:
         """A rule's action parameters as JSON, written once per rule."""
@@ -436,39 +540,55 @@ class Processor:
             return decisions
         explained = dict(zip(scores, self.scores.explain(list(scores.values())), strict=True))
         return [
-            d if d.score is None else replace(d, score=explained[id(d.score)]) for d in decisions
+            d
+            if d.score is None or explained[id(d.score)] is d.score
+            else replace(d, score=explained[id(d.score)])
+            for d in decisions
         ]
 
-    def _guard_book(self, tx: Tx, decisions: list[Decision], now: datetime) -> GuardBook:
+    def _guard_book(
+        self, tx: Tx, batch: Batch, decided: list[tuple[Decision, datetime]]
+    ) -> GuardBook:
         """What the guards need to know about the decisions' targets (each customer, each cell)
-        over every cell and event, in the processing clock ``now`` (an event's own time is the
-        sender's word), asking the ledger only about the actions at hand."""
+        over every cell and event, in the processing clock (an event's own time is the sender's
+        word), asking the ledger only about the targets and actions it has not asked about in
+        this transaction, and in one statement for them all."""
         guards = self.policy.guards
-        actions = {d.action for d in decisions}
-        if not actions:
-            return GuardBook(guards)
-        targets = sorted({d.target for d in decisions})
-        taken = [
-            Taken(r["target"], ActionType(r["action"]), datetime.fromisoformat(r["created_at"]),
-                  r["amount"])
-            for r in queries.taken_by(tx, targets, sorted(actions), _iso(now - self.lookback))
-        ]  # fmt: skip
-        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        credits = 0.0
-        if ActionType.BILL_CREDIT in actions and guards.credit_budget is not None:
-            credits = queries.credits_between(tx, _iso(day), _iso(day + timedelta(days=1)))
-        open_incidents = self._open_incidents or 0
+        if batch.book is None:
+            batch.book = GuardBook(guards, opted_out=self.opted_out)
+        book = batch.book
+        pairs = {(d.target, d.action) for d, _ in decided} - batch.loaded
+        if pairs:
+            since = min(now for _, now in decided) - self.lookback
+            rows = queries.taken_by(
+                tx, sorted({t for t, _ in pairs}), sorted({a for _, a in pairs}), _iso(since)
+            )
+            book.add(
+                Taken(r["target"], action, datetime.fromisoformat(r["created_at"]), r["amount"])
+                for r in rows
+                if (r["target"], action := ActionType(r["action"])) in pairs
+            )
+            batch.loaded |= pairs
+        if guards.credit_budget is not None:
+            days = {_day(now) for d, now in decided if d.action is ActionType.BILL_CREDIT}
+            for day in sorted(days - batch.days):
+                credits = queries.credits_between(tx, _iso(day), _iso(day + timedelta(days=1)))
+                book.credits_by_day[day.date().isoformat()] = credits
+                batch.days.add(day)
+        cap = guards.max_open_incidents
         if (
-            actions & INCIDENT_ACTIONS
-            and guards.max_open_incidents is not None
-            and self._open_incidents is None
+            cap is not None
+            and not batch.counted
+            and any(d.action in INCIDENT_ACTIONS for d, _ in decided)
         ):
-            open_incidents = queries.open_incidents(tx, guards.max_open_incidents)
-            self._open_incidents = open_incidents
-        return GuardBook.load(
-            guards, taken, {day.date().isoformat(): credits},
-            int(open_incidents), self.opted_out,
-        )  # fmt: skip
+            book.open_incidents = queries.open_incidents(tx, cap)
+            batch.counted = True
+        return book
+
+
+def _day(moment: datetime) -> datetime:
+    """The UTC day of an instant, as its midnight."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def decision_row(

@@ -84,33 +84,62 @@ class UpdateRow(NamedTuple):
     created_at: str
 
 
+class AlarmRow(NamedTuple):
+    alarm_id: str
+    outage_id: str
+    cell_id: str
+    sender: str
+    opened_at: str
+
+
+class OutageRow(NamedTuple):
+    outage_id: str
+    cell_id: str
+    opened_at: str
+
+
 @cache
-def _insert(table: str, columns: tuple[str, ...], keep_existing: bool) -> str:
+def _insert(table: str, columns: tuple[str, ...]) -> str:
     marks = ", ".join("?" for _ in columns)
-    keep = " ON CONFLICT DO NOTHING" if keep_existing else ""
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){keep}"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
 def insert(tx: Tx, table: str, rows: Sequence[NamedTuple], keep_existing: bool = False) -> None:
-    """Insert typed rows into ``table``; ``keep_existing``: a row whose key exists already is
-    left as it is (else an error)."""
-    if rows:
-        tx.many(_insert(table, rows[0]._fields, keep_existing), list(rows))
+    """Insert typed rows into ``table`` (in one statement on either database when no row may
+    exist already); ``keep_existing``: a row whose key exists already is left as it is (else
+    an error)."""
+    if not rows:
+        return
+    if keep_existing:
+        tx.many(_insert(table, rows[0]._fields), list(rows))
+    else:
+        tx.load(table, rows[0]._fields, list(rows))
 
 
 # events, alarms and outages
 
 
-def known_event(tx: Tx, sender: str, event_id: str) -> bool:
-    """Whether ``sender`` sent an event with this id before."""
-    found = tx.value("SELECT 1 FROM events WHERE sender = ? AND event_id = ?", (sender, event_id))
-    return bool(found)
+def known_events(tx: Tx, sender: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of these event ids ``sender`` sent before."""
+    found: set[str] = set()
+    for among, params in tx.among("event_id", sorted(set(event_ids))):
+        sql = f"SELECT event_id FROM events WHERE sender = ? AND {among}"
+        rows = tx.run(sql, [sender, *params])
+        found |= {row[0] for row in rows.fetchall()}
+    return found
 
 
-def active_alarms(tx: Tx, cell_id: str) -> int:
-    return int(
-        tx.value("SELECT COUNT(*) FROM alarms WHERE cell_id = ? AND cleared_at IS NULL", (cell_id,))
-    )
+def active_alarms(tx: Tx, cells: Sequence[str]) -> dict[str, int]:
+    """Active alarms of each of these cells (0 for a cell without any)."""
+    counts = dict.fromkeys(cells, 0)
+    for among, params in tx.among("cell_id", sorted(set(cells))):
+        rows = tx.run(
+            f"SELECT cell_id, COUNT(*) FROM alarms WHERE {among} AND cleared_at IS NULL"
+            " GROUP BY cell_id",
+            params,
+        )
+        counts |= {cell: int(n) for cell, n in rows.fetchall()}
+    return counts
 
 
 class Alarm(NamedTuple):
@@ -120,38 +149,33 @@ class Alarm(NamedTuple):
     cleared: bool
 
 
-def alarm(tx: Tx, alarm_id: str) -> Alarm | None:
-    """The alarm raised under this id (its outage, cell, sender and whether it cleared)."""
-    found = tx.rows(
-        "SELECT outage_id, cell_id, COALESCE(sender, '') AS sender, cleared_at FROM alarms"
-        " WHERE alarm_id = ?",
-        (alarm_id,),
-    )
-    if not found:
-        return None
-    row = found[0]
-    return Alarm(row["outage_id"], row["cell_id"], row["sender"], row["cleared_at"] is not None)
+def alarms(tx: Tx, alarm_ids: Sequence[str]) -> dict[str, Alarm]:
+    """The alarms raised under these ids (each one's outage, cell, sender and whether it
+    cleared); an id never raised is absent."""
+    found: dict[str, Alarm] = {}
+    for among, params in tx.among("alarm_id", sorted(set(alarm_ids))):
+        for row in tx.rows(
+            "SELECT alarm_id, outage_id, cell_id, COALESCE(sender, '') AS sender, cleared_at"
+            f" FROM alarms WHERE {among}",
+            params,
+        ):
+            found[row["alarm_id"]] = Alarm(
+                row["outage_id"], row["cell_id"], row["sender"], row["cleared_at"] is not None
+            )
+    return found
 
 
-def open_outage(tx: Tx, cell_id: str) -> str | None:
-    return tx.value(
-        "SELECT outage_id FROM outages WHERE cell_id = ? AND resolved_at IS NULL", (cell_id,)
-    )
-
-
-def add_alarm(tx: Tx, alarm_id: str, outage_id: str, cell_id: str, sender: str, at: str) -> None:
-    tx.run(
-        "INSERT INTO alarms (alarm_id, outage_id, cell_id, sender, opened_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (alarm_id, outage_id, cell_id, sender, at),
-    )
-
-
-def add_outage(tx: Tx, outage_id: str, cell_id: str, at: str) -> None:
-    tx.run(
-        "INSERT INTO outages (outage_id, cell_id, opened_at) VALUES (?, ?, ?)",
-        (outage_id, cell_id, at),
-    )
+def open_outages(tx: Tx, cells: Sequence[str]) -> dict[str, str | None]:
+    """The open outage of each of these cells (None for a cell without one)."""
+    found: dict[str, str | None] = dict.fromkeys(cells)
+    for among, params in tx.among("cell_id", sorted(set(cells))):
+        rows = tx.run(
+            f"SELECT cell_id, outage_id FROM outages WHERE {among} AND resolved_at IS NULL"
+            " ORDER BY outage_id DESC",
+            params,
+        )
+        found |= dict(rows.fetchall())
+    return found
 
 
 def clear_alarm(tx: Tx, alarm_id: str, outage_id: str, at: str) -> int:
@@ -196,14 +220,19 @@ def tickets_of(tx: Tx, outage_id: str) -> list[dict[str, Any]]:
 # what the guards count
 
 
-def existing_keys(tx: Tx, keys: list[str]) -> set[str]:
+def incidents_keys(tx: Tx, incidents: Sequence[str]) -> set[str]:
+    """The keys of the decisions taken for these incidents (an idempotency key is made from
+    its incident: a key taken before is among its incident's; a new incident has none)."""
     found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        found |= {
-            r["key"] for r in tx.rows(f"SELECT key FROM decisions WHERE key IN ({marks})", chunk)
-        }
+    for among, params in tx.among("incident", sorted(set(incidents))):
+        found |= {row[0] for row in tx.run(f"SELECT key FROM decisions WHERE {among}", params)}
+    return found
+
+
+def existing_keys(tx: Tx, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for among, params in tx.among("key", sorted(set(keys))):
+        found |= {row[0] for row in tx.run(f"SELECT key FROM decisions WHERE {among}", params)}
     return found
 
 
@@ -218,13 +247,11 @@ def taken_by(
     any event, decided since ``since`` by the processing clock (target, action, time, amount)."""
     kinds = sql_list(actions)
     found: list[dict[str, Any]] = []
-    for start in range(0, len(targets), 500):
-        chunk = list(targets[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
+    for among, params in tx.among("target", targets):
         found += tx.rows(
-            f"SELECT target, action, created_at, amount FROM decisions WHERE target IN ({marks})"
+            f"SELECT target, action, created_at, amount FROM decisions WHERE {among}"
             f" AND action IN ({kinds}) AND created_at >= ? AND status IN ({_TAKEN_MARKS})",
-            (*chunk, since, *_TAKEN),
+            (*params, since, *_TAKEN),
         )
     return found
 

@@ -306,3 +306,68 @@ def test_only_the_scores_a_decision_carries_are_explained_each_once(make_process
     trail = [json.loads(r["payload"]) for r in rows]
     assert trail and all(p["score"]["reasons"] == [f"why {p['decision']['target']}"]
                          for p in trail)  # fmt: skip
+
+
+def test_a_batch_decides_as_one_transaction_per_event_would_in_a_few_reads(tmp_path, policy):
+    """Events in one transaction (the ledger read once for them all, each table written in one
+    statement, what precedes a clear written before it) give the outcomes, decisions and audit
+    trail that one transaction per event gives; 40 events read the ledger as often as 8."""
+    from actionkit import Clock, anchor
+
+    from actions.ledger import Ledger
+    from actions.processor import Directory, Processor
+
+    people = [customer(n, cell=f"cell_{n % 4}", mrr=40.0 + 90 * n) for n in range(1, 13)]
+    churn = {c.customer_id: 0.2 + 0.06 * n for n, c in enumerate(people)}
+    events = [
+        event(cell="cell_0", alarm_id="a"),
+        event(cell="cell_1", alarm_id="c", minutes=1),
+        event(cell="cell_0", alarm_id="b", minutes=2),  # grouped
+        event(cell="cell_0", alarm_id="a", minutes=3),  # repeated
+        event(EventType.ALARM_CLEAR, cell="cell_0", alarm_id="a", minutes=4),  # b still raised
+        event(EventType.ALARM_CLEAR, cell="cell_0", alarm_id="b", minutes=5),  # resolved
+        event(cell="cell_0", alarm_id="d", minutes=6),  # a new outage on the cell, guards again
+        event(cell="cell_1", alarm_id="e", minutes=7),  # grouped with c
+        event(EventType.KPI_DEGRADATION, cell="cell_2", severity=Severity.MAJOR,
+              metric="latency_ms", value=250.0, minutes=8),
+        event(EventType.ALARM_CLEAR, cell="cell_3", alarm_id="nobody", minutes=9),
+    ]  # fmt: skip
+    events.insert(3, events[0])  # a duplicate within the batch
+
+    def run(folder, batches):
+        folder.mkdir()
+        ledger = Ledger.sqlite(folder / "ledger.db", anchor(folder))
+        processor = Processor(ledger, policy, Directory.of(people), FixedScores(churn), Clock())
+        outcomes = [o for batch in batches for o in processor.process_many(batch)]
+        seen = (
+            [(o.outcome, o.incident, o.affected_customers, o.decisions) for o in outcomes],
+            ledger.read().rows("SELECT * FROM decisions ORDER BY key"),
+            ledger.read().rows("SELECT * FROM audit ORDER BY seq"),
+            ledger.read().rows("SELECT * FROM alarms ORDER BY alarm_id"),
+            ledger.read().rows("SELECT * FROM outages ORDER BY outage_id"),
+            ledger.read().rows("SELECT * FROM events ORDER BY event_id"),
+        )
+        ledger.close()
+        return seen
+
+    one_by_one = run(tmp_path / "one", [[e] for e in events])
+    together = run(tmp_path / "all", [events])
+    assert together == one_by_one
+    kinds = [o[0] for o in together[0]]
+    assert kinds.count("duplicate") == 1 and "resolved" in kinds and "grouped" in kinds
+    assert {d["status"] for d in together[1]} >= {"pending", "cancelled", "suppressed"}
+
+    def reads(n: int) -> int:
+        folder = tmp_path / f"reads{n}"
+        folder.mkdir()
+        ledger = Ledger.sqlite(folder / "ledger.db", anchor(folder))
+        processor = Processor(ledger, policy, Directory.of(people), FixedScores(churn), Clock())
+        statements: list[str] = []
+        ledger.connection.set_trace_callback(statements.append)
+        processor.process_many(
+            [event(cell=f"cell_{i % 4}", alarm_id=f"r{n}-{i}", minutes=i) for i in range(n)]
+        )
+        ledger.close()
+        return sum(s.lstrip().upper().startswith("SELECT") for s in statements)
+
+    assert reads(40) == reads(8) <= 12

@@ -4,10 +4,14 @@ process."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from actions.scoring import ScoresProvider
 from closedloop.clock import running_clock
 from closedloop.models import SPECS
-from closedloop.scores import Score
+from closedloop.scores import FeatureValue, Reason, Score
 from closedloop.settings import Settings
 from serving.api import RequestError
 from serving.champion import Champion
@@ -15,16 +19,25 @@ from serving.scoring import Scorer
 
 MODELS = list(SPECS)
 REASONS = 3
+KEPT = 10_000  # explanations remembered (least recently used forgotten first)
+
+Inputs = tuple[str, str, tuple[FeatureValue, ...]]
+"""A score's model, version and feature values: what its explanation is a function of."""
 
 
 class ScorerScores:
     """Churn by customer and fault by cell, without reasons until :meth:`explain` (SHAP is most
     of a score's cost, and most of an event's scores decide nothing); an entity the scorer
-    cannot score has no score."""
+    cannot score has no score. TreeSHAP is a pure function of the model version and the
+    feature values, so an explanation is computed once and remembered for the next score of the
+    same inputs (a customer's features change when the online store is materialized)."""
 
-    def __init__(self, scorer: Scorer) -> None:
-        self.scorer = scorer
+    def __init__(self, scorer: Scorer, kept: int = KEPT) -> None:
+        self.scorer, self.kept = scorer, kept
         self._scored_by: dict[tuple[str, str], Champion] = {}  # the versions that scored
+        self._explained: OrderedDict[Inputs, list[Reason]] = OrderedDict()
+        self.explained = self.recalled = 0  # explanations computed, and remembered ones used
+        self._ready: dict[str, Score] = {}  # churn scores made ahead for a batch of events
 
     def _scores(self, model: str, ids: list[str]) -> dict[str, Score]:
         try:
@@ -36,26 +49,57 @@ class ScorerScores:
         return {score.entity_id: score for score in scored.scores}
 
     def churn(self, customer_ids: list[str]) -> dict[str, Score]:
+        ready = self._ready
+        if ready and all(c in ready for c in customer_ids):
+            return {c: ready[c] for c in customer_ids}
         return self._scores("churn", customer_ids)
+
+    @contextmanager
+    def ready(self, customer_ids: list[str]) -> Iterator[None]:
+        """Within the block, :meth:`churn` of these customers answers with their scores made
+        now, in one call (a batch of one-customer events: one read and one predict, not one per
+        event); others are scored when asked."""
+        self._ready = self._scores("churn", customer_ids) if customer_ids else {}
+        try:
+            yield
+        finally:
+            self._ready = {}
 
     def fault(self, cell_id: str) -> Score | None:
         return self._scores("fault", [cell_id]).get(cell_id)
 
     def explain(self, scores: list[Score]) -> list[Score]:
         """The same scores with their top reasons, by the model version that made each, from
-        the feature values it saw."""
+        the feature values it saw: remembered, or computed in one call per version."""
         explained = list(scores)
-        groups: dict[tuple[str, str], list[int]] = {}
+        missing: dict[tuple[str, str], list[int]] = {}
         for i, score in enumerate(scores):
-            groups.setdefault((score.model, score.model_version), []).append(i)
-        for version, positions in groups.items():
+            reasons = self._explained.get(inputs := _inputs(score))
+            if reasons is None:
+                missing.setdefault((score.model, score.model_version), []).append(i)
+                continue
+            self._explained.move_to_end(inputs)
+            explained[i] = score.model_copy(update={"reasons": reasons})
+            self.recalled += 1
+        for version, positions in missing.items():
             champion = self._scored_by[version]
             records = [scores[i].features for i in positions]
             for i, reasons in zip(
                 positions, self.scorer.reasons(champion, records, REASONS), strict=True
             ):
                 explained[i] = scores[i].model_copy(update={"reasons": reasons})
+                self._remember(_inputs(scores[i]), reasons)
         return explained
+
+    def _remember(self, inputs: Inputs, reasons: list[Reason]) -> None:
+        self._explained[inputs] = reasons
+        self.explained += 1
+        if len(self._explained) > self.kept:
+            self._explained.popitem(last=False)
+
+
+def _inputs(score: Score) -> Inputs:
+    return score.model, score.model_version, tuple(score.features.values())
 
 
 def in_process_scores(settings: Settings) -> tuple[ScoresProvider, list[str]]:

@@ -39,14 +39,18 @@ from serving.api import (
     WhatIfRequest,
 )
 from serving.console.app import console_app
+from serving.group_commit import GroupCommit, NotTakenError
 from serving.metrics import service_metrics
 from serving.shedding import intakes, retry_later
 
 if TYPE_CHECKING:
     from actions.dispatch import Dispatcher
+    from actions.intake import Record
+    from actions.processor import Outcome
     from actions.runtime import Runtime
     from closedloop.access import Principal
     from features.online import FeatureReader
+    from serving.actions_bridge import ScorerScores
     from serving.champion import Champion
     from serving.scoring import Scored
 
@@ -65,14 +69,13 @@ def _readers(settings: Settings) -> tuple[dict[str, FeatureReader], list[str]]:
         return {}, [str(error)]
 
 
-def _action_runtime(settings: Settings, scorer) -> tuple[Runtime | None, list[str]]:
+def _action_runtime(settings: Settings, scores: ScorerScores) -> tuple[Runtime | None, list[str]]:
     """The action layer over this worker's scorer; a problem is reported, never fatal."""
     from actions.runtime import open_runtime
     from closedloop.clock import running_clock
-    from serving.actions_bridge import ScorerScores
 
     try:
-        runtime = open_runtime(settings, ScorerScores(scorer), running_clock(settings.clock_start))
+        runtime = open_runtime(settings, scores, running_clock(settings.clock_start))
     except Exception as error:  # a bad policy or missing customers must not stop scoring
         log.error("the action layer cannot open: %s", error)
         return None, [f"actions: {error}"]
@@ -142,6 +145,7 @@ class Closedloop:
         lightgbm_without_sklearn()  # before anything imports LightGBM
 
         from closedloop.clock import running_clock
+        from serving.actions_bridge import ScorerScores
         from serving.champion import Champions, ModelCache
         from serving.logs import quiet_client_errors
         from serving.prediction_log import PredictionLog
@@ -162,10 +166,12 @@ class Closedloop:
         readers, self.problems = _readers(settings)
         self.scorer = Scorer(self.champions, readers, running_clock(settings.clock_start))
         self.log = PredictionLog(settings.home)
-        self.actions, self.action_problems = _action_runtime(settings, self.scorer)
+        self.action_scores = ScorerScores(self.scorer)  # the scores the action layer reads
+        self.actions, self.action_problems = _action_runtime(settings, self.action_scores)
         self.delivery = DeliveryThread(settings) if self.actions is not None else None
         self.stream = _stream(settings)  # cluster: POST /events appends, consumers decide
-        self._acting = threading.Lock()  # one ledger connection: one event batch at a time
+        self._acting = threading.Lock()  # cluster: one ledger connection, one append at a time
+        self.commits = GroupCommit(self._take)  # embedded: concurrent requests, one commit
         self._patience = settings.ledger_busy_seconds  # then 503, never a 504 of unknown fate
         self.events_rate = TokenBucket(settings.events_per_second, settings.events_burst)
         held = intakes(settings.serve_max_pending)  # work off the event loop, bounded
@@ -270,14 +276,12 @@ class Closedloop:
         records = [Record(item, "POST /events", n) for n, item in enumerate(request.events, 1)]
         if self.stream is not None:
             return self._append(records, sent_by)
-        if not self._acting.acquire(timeout=self._patience):
-            return retry_later("ledger_busy", "this worker is still committing other events")
         try:
-            outcomes = self.actions.take(records, sender=sent_by.name, by=sent_by.label)
+            outcomes = self.commits.submit(records, sent_by.name, sent_by.label, self._patience)
+        except NotTakenError:
+            return retry_later("ledger_busy", "this worker is still committing other events")
         except LedgerBusyError as error:
             return retry_later("ledger_busy", str(error))
-        finally:
-            self._acting.release()
         if self.delivery is not None:
             self.delivery.wake.set()
         queued = Counter(
@@ -298,6 +302,17 @@ class Closedloop:
             )  # fmt: skip
             return JSONResponse(error.body(), status_code=error.status)
         return JSONResponse(response.model_dump(mode="json"), status_code=207)
+
+    def _take(self, records: list[Record], sender: str, by: str | None) -> list[Outcome]:
+        """Decide and commit one sender's records in one transaction, the churn scores of the
+        customers its one-customer events name made first in one call."""
+        customers = {
+            r.raw["customer_id"]
+            for r in records
+            if isinstance(r.raw, dict) and isinstance(r.raw.get("customer_id"), str)
+        }
+        with self.action_scores.ready(sorted(customers)):
+            return self.actions.take(records, sender=sender, by=by)
 
     def _append(self, records, sent_by: Principal) -> JSONResponse:
         """The cluster profile's intake: valid events appended to the stream with their sender,

@@ -14,6 +14,8 @@ import pytest
 from closedloop.clock import running_clock
 from closedloop.predictions import PredictionBatch, log_folder
 from closedloop.scores import Direction
+from features.online import OnlineRow, ServiceLayout, ViewLayout
+from serving.actions_bridge import REASONS, ScorerScores
 from serving.champion import Champion, Champions, ModelCache
 from serving.prediction_log import PredictionLog
 from serving.scoring import RequestError, Scorer, check_supplied, top_reasons
@@ -306,3 +308,47 @@ def test_the_log_writes_every_queued_row_on_close_and_no_partial_files(model, tm
     assert log.written == 20 and len(written) == 20
     assert written.entity_id.tolist() == [f"cus_{i}" for i in range(20)]
     assert written.tenure_months.isna().all() and (written.plan == "basic").all()
+
+
+class Features:
+    """An online store's reader of fixed rows, counting its reads."""
+
+    layout = ServiceLayout(
+        "churn_v1",
+        "customer_id",
+        (ViewLayout("v", "t", 0, ("outage_minutes", "tenure_months", "plan"), ("a", "b", "c")),),
+    )
+
+    def __init__(self, rows: dict[str, dict]) -> None:
+        self.rows = rows
+
+    def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
+        return {e: OnlineRow(self.rows[e], {"v": now}, []) for e in entity_ids}
+
+
+def test_the_action_layer_explains_each_input_once_and_remembers_it(model, tmp_path):
+    registry = Registry("1")
+    champions = Champions(
+        ["churn"], ModelCache(tmp_path), registry.lookup, registry.fetch_with(model)
+    )
+    champions.refresh()
+    rows = {
+        "c1": {"outage_minutes": 90.0, "tenure_months": 3.0, "plan": "premium"},
+        "c2": {"outage_minutes": 10.0, "tenure_months": 40.0, "plan": "basic"},
+        "c3": {"outage_minutes": 90.0, "tenure_months": 3.0, "plan": "premium"},  # as c1
+        "c4": {"outage_minutes": 50.0, "tenure_months": 9.0, "plan": "basic"},
+    }
+    scorer = Scorer(champions, {"churn_v1": Features(rows)})
+    scores = ScorerScores(scorer, kept=2)
+    first = scores.churn(["c1", "c2", "c3"])
+    assert all(not s.reasons for s in first.values())
+    explained = scores.explain(list(first.values()))
+    direct = scorer.reasons(champions.get("churn"), [rows[c] for c in first], REASONS)
+    assert [s.reasons for s in explained] == direct and all(direct)
+    assert (scores.explained, scores.recalled) == (3, 0)
+    again = scores.explain([scores.churn(["c3"])["c3"], scores.churn(["c2"])["c2"]])
+    assert [s.reasons for s in again] == [direct[2], direct[1]]
+    assert (scores.explained, scores.recalled) == (3, 2), "the same inputs are not explained twice"
+    scores.explain([scores.churn(["c4"])["c4"]])  # new inputs: c1's, used least lately, go
+    scores.explain([first["c1"]])
+    assert (scores.explained, scores.recalled) == (5, 2), "at most `kept` explanations are kept"

@@ -4,15 +4,19 @@ process."""
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 
 from actions.scoring import ScoresProvider
 from closedloop.clock import running_clock
 from closedloop.models import SPECS
 from closedloop.scores import FeatureValue, Reason, Score
 from closedloop.settings import Settings
+from features.online import LIVE_VIEW, FeatureReader, OnlineRow, freshness
 from serving.api import RequestError
 from serving.champion import Champion
 from serving.scoring import Scorer
@@ -23,6 +27,65 @@ KEPT = 10_000  # explanations remembered (least recently used forgotten first)
 
 Inputs = tuple[str, str, tuple[FeatureValue, ...]]
 """A score's model, version and feature values: what its explanation is a function of."""
+ROWS_KEPT_SECONDS = 60.0  # an entity's online features reused this long on the action path
+ROWS_KEPT = 20_000  # entities per feature service
+
+
+class KeptRows:
+    """A feature reader that keeps each known entity's row for ``seconds`` and answers from it
+    meanwhile, its views' freshness judged again at each read: the action path reads the same
+    customers' batch features event after event, and they change when the online store is
+    materialized (seen here at most ``seconds`` later). Never used for a service with a view
+    that events push to (:data:`~features.online.LIVE_VIEW`)."""
+
+    def __init__(
+        self,
+        reader: FeatureReader,
+        seconds: float = ROWS_KEPT_SECONDS,
+        kept: int = ROWS_KEPT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reader, self.layout = reader, reader.layout
+        self.seconds, self.kept, self.clock = seconds, kept, clock
+        self._rows: OrderedDict[str, tuple[float, OnlineRow]] = OrderedDict()
+
+    def read(self, entity_id: str, now: datetime) -> OnlineRow:
+        return self.read_many([entity_id], now)[entity_id]
+
+    def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
+        at = self.clock()
+        rows: dict[str, OnlineRow] = {}
+        for entity_id in entity_ids:
+            kept = self._rows.get(entity_id)
+            if kept is not None and at - kept[0] <= self.seconds:
+                row = kept[1]
+                rows[entity_id] = replace(
+                    row, stale_views=freshness(self.layout, row.event_times, now)
+                )
+        missing = [e for e in dict.fromkeys(entity_ids) if e not in rows]
+        if missing:
+            for entity_id, row in self.reader.read_many(missing, now).items():
+                rows[entity_id] = row
+                if row.known:
+                    self._rows[entity_id] = (at, row)
+                    self._rows.move_to_end(entity_id)
+            while len(self._rows) > self.kept:
+                self._rows.popitem(last=False)
+        return {e: rows[e] for e in dict.fromkeys(entity_ids) if e in rows}
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def action_readers(readers: dict[str, FeatureReader]) -> dict[str, FeatureReader]:
+    """The readers of the action path: each service's rows kept a while (:class:`KeptRows`),
+    but for a service that reads pushed live features."""
+    return {
+        name: reader
+        if any(view.name == LIVE_VIEW for view in reader.layout.views)
+        else KeptRows(reader)
+        for name, reader in readers.items()
+    }
 
 
 class ScorerScores:
@@ -117,5 +180,5 @@ def in_process_scores(settings: Settings) -> tuple[ScoresProvider, list[str]]:
         readers = online_store(settings).readers()
     except (FileNotFoundError, OnlineStoreError) as error:
         readers, problems = {}, [*problems, str(error)]
-    scorer = Scorer(champions, readers, running_clock(settings.clock_start))
+    scorer = Scorer(champions, action_readers(readers), running_clock(settings.clock_start))
     return ScorerScores(scorer), problems

@@ -145,7 +145,7 @@ class Closedloop:
         lightgbm_without_sklearn()  # before anything imports LightGBM
 
         from closedloop.clock import running_clock
-        from serving.actions_bridge import ScorerScores
+        from serving.actions_bridge import ScorerScores, action_readers
         from serving.champion import Champions, ModelCache
         from serving.logs import quiet_client_errors
         from serving.prediction_log import PredictionLog
@@ -166,7 +166,9 @@ class Closedloop:
         readers, self.problems = _readers(settings)
         self.scorer = Scorer(self.champions, readers, running_clock(settings.clock_start))
         self.log = PredictionLog(settings.home)
-        self.action_scores = ScorerScores(self.scorer)  # the scores the action layer reads
+        self.action_scores = ScorerScores(  # the scores the action layer reads
+            Scorer(self.champions, action_readers(readers), running_clock(settings.clock_start))
+        )
         self.actions, self.action_problems = _action_runtime(settings, self.action_scores)
         self.delivery = DeliveryThread(settings) if self.actions is not None else None
         self.stream = _stream(settings)  # cluster: POST /events appends, consumers decide

@@ -14,8 +14,8 @@ import pytest
 from closedloop.clock import running_clock
 from closedloop.predictions import PredictionBatch, log_folder
 from closedloop.scores import Direction
-from features.online import OnlineRow, ServiceLayout, ViewLayout
-from serving.actions_bridge import REASONS, ScorerScores
+from features.online import LIVE_VIEW, OnlineRow, ServiceLayout, ViewLayout
+from serving.actions_bridge import REASONS, KeptRows, ScorerScores, action_readers
 from serving.champion import Champion, Champions, ModelCache
 from serving.prediction_log import PredictionLog
 from serving.scoring import RequestError, Scorer, check_supplied, top_reasons
@@ -319,11 +319,18 @@ class Features:
         (ViewLayout("v", "t", 0, ("outage_minutes", "tenure_months", "plan"), ("a", "b", "c")),),
     )
 
-    def __init__(self, rows: dict[str, dict]) -> None:
-        self.rows = rows
+    def __init__(self, rows: dict[str, dict], at: datetime | None = None) -> None:
+        self.rows, self.at, self.asked = rows, at, []
 
     def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
-        return {e: OnlineRow(self.rows[e], {"v": now}, []) for e in entity_ids}
+        self.asked.append(list(entity_ids))
+        at = self.at or now
+        return {
+            e: OnlineRow(self.rows[e], {"v": at}, [])
+            if e in self.rows
+            else OnlineRow({}, {"v": None}, ["v"])
+            for e in entity_ids
+        }
 
 
 def test_the_action_layer_explains_each_input_once_and_remembers_it(model, tmp_path):
@@ -352,3 +359,27 @@ def test_the_action_layer_explains_each_input_once_and_remembers_it(model, tmp_p
     scores.explain([scores.churn(["c4"])["c4"]])  # new inputs: c1's, used least lately, go
     scores.explain([first["c1"]])
     assert (scores.explained, scores.recalled) == (5, 2), "at most `kept` explanations are kept"
+
+
+def test_the_action_path_reuses_a_known_entitys_row_for_a_while_judging_its_freshness_anew():
+    written = datetime(2026, 3, 1, tzinfo=UTC)
+    layout = ServiceLayout("churn_v1", "customer_id", (ViewLayout("v", "t", 3600, ("x",), ("x",)),))
+    store = Features({"c1": {"x": 1.0}, "c2": {"x": 2.0}}, written)
+    store.layout = layout
+    tick = [0.0]
+    rows = KeptRows(store, seconds=60, kept=2, clock=lambda: tick[0])
+    first = rows.read_many(["c1", "c2", "c9", "c1"], written)
+    assert list(first) == ["c1", "c2", "c9"] and first["c2"].values == {"x": 2.0}
+    store.rows["c1"] = {"x": 5.0}  # materialized again
+    tick[0] = 59.0
+    later = written + timedelta(hours=2)
+    again = rows.read_many(["c2", "c1", "c9"], later)
+    assert store.asked == [["c1", "c2", "c9"], ["c9"]], "an unknown entity is asked again"
+    assert again["c1"].values == {"x": 1.0} and again["c1"].stale_views == ["v"]
+    tick[0] = 61.0
+    assert rows.read(["c1"][0], written).values == {"x": 5.0}, "kept at most `seconds`"
+    live = ServiceLayout("fault_v1", "cell_id", (ViewLayout(LIVE_VIEW, "t", 0, ("x",), ("x",)),))
+    pushed = Features({})
+    pushed.layout = live
+    kept = action_readers({"churn_v1": store, "fault_v1": pushed})
+    assert isinstance(kept["churn_v1"], KeptRows) and kept["fault_v1"] is pushed

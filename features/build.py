@@ -48,6 +48,16 @@ def value_segment(mrr: pd.Series) -> pd.Series:
 
 
 @dataclass(frozen=True)
+class Span:
+    """The steps (days or hours) a feature table covers: ``first`` and the ``steps`` after it.
+    A table built a group of entities at a time is given the whole table's span, so every
+    group's windows line up as if built at once."""
+
+    first: pd.Timestamp
+    steps: int
+
+
+@dataclass(frozen=True)
 class CustomerSources:
     """The offline tables customer features are computed from."""
 
@@ -67,20 +77,32 @@ def _days(series: pd.Series) -> pd.Series:
     return stamps.dt.normalize()
 
 
-def customer_daily(sources: CustomerSources, as_of: pd.Timestamp) -> pd.DataFrame:
+def day_span(dates: pd.Series) -> Span | None:
+    """The days from the first to the last of ``dates``; None if there are none."""
+    days = _days(dates.dropna())
+    if days.empty:
+        return None
+    return Span(days.min(), int((days.max() - days.min()) / DAY) + 1)
+
+
+def customer_daily(
+    sources: CustomerSources, as_of: pd.Timestamp, span: Span | None = None
+) -> pd.DataFrame:
     """One row per customer and active day (a day with experience or usage), else one snapshot
-    per customer at ``as_of`` when the source has no daily data (a plain customer file)."""
+    per customer at ``as_of`` when the source has no daily data (a plain customer file).
+    ``span`` is the days of the whole table (default: the days of these sources)."""
     customers = sources.customers.drop_duplicates("customer_id").set_index("customer_id")
     keys = customers.index
     daily_keys = [t[["customer_id", "date"]] for t in (sources.experience, sources.usage) if len(t)]
-    if not daily_keys:
+    daily = pd.concat(daily_keys) if daily_keys else pd.DataFrame(columns=["customer_id", "date"])
+    span = span or day_span(daily["date"])
+    if span is None:
         first = _days(pd.Series([as_of])).iloc[0] - DAY
         n_days = 1
         active = np.ones((len(keys), 1), dtype=bool)
     else:
-        daily = pd.concat(daily_keys)
-        dates = _days(daily["date"])
-        first, n_days = dates.min(), int((dates.max() - dates.min()) / DAY) + 1
+        dates = _days(daily["date"]) if len(daily) else pd.Series([], dtype="datetime64[ns]")
+        first, n_days = span.first, span.steps
         rows = keys.get_indexer(daily["customer_id"])
         active = np.zeros((len(keys), n_days), dtype=bool)
         active[rows[rows >= 0], ((dates - first) / DAY).astype(int).to_numpy()[rows >= 0]] = True
@@ -190,15 +212,31 @@ def _profile(customers: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def cell_hourly(telemetry: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell and hour of the telemetry's span: health and the trends that lead faults."""
+def hour_span(stamps: pd.Series) -> Span | None:
+    """The hours from the first to the last of ``stamps``; None if there are none."""
+    hours = pd.to_datetime(stamps.dropna(), utc=True).dt.floor("h")
+    if hours.empty:
+        return None
+    return Span(hours.min(), int((hours.max() - hours.min()) / HOUR) + 1)
+
+
+def cell_hourly(
+    telemetry: pd.DataFrame,
+    cells: pd.DataFrame,
+    span: Span | None = None,
+    interval_minutes: float | None = None,
+) -> pd.DataFrame:
+    """One row per cell and hour of the telemetry's span: health and the trends that lead faults.
+
+    ``span`` (the hours of the whole table) and ``interval_minutes`` (the median reporting
+    interval of the cells' telemetry) default to those of ``telemetry``."""
     inventory = cells.drop_duplicates("cell_id").set_index("cell_id")
     keys = inventory.index
-    if telemetry.empty:
+    span = span or hour_span(telemetry["ts"])
+    if span is None:
         return pd.DataFrame(columns=["cell_id", "event_timestamp"])
     hours = pd.to_datetime(telemetry["ts"], utc=True).dt.floor("h")
-    first = hours.min()
-    n_hours = int((hours.max() - first) / HOUR) + 1
+    first, n_hours = span.first, span.steps
     rows = keys.get_indexer(telemetry["cell_id"])
     inside = rows >= 0
     rows, hour = rows[inside], ((hours - first) / HOUR).to_numpy().astype(int)[inside]
@@ -226,7 +264,7 @@ def cell_hourly(telemetry: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             earlier[:, :3] = np.nan
             return recent - earlier
 
-        expected_per_hour = 60 / interval.median()
+        expected_per_hour = 60 / (interval_minutes or interval.median())
         features = {
             "availability_1h": 100 * (1 - down_minutes / covered_minutes),
             "availability_24h": 100

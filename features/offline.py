@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from closedloop.home import Home
 from closedloop.models import DataShape
-from features.canonical import TABLES, CanonicalTable
+from features.canonical import QUARANTINE, TABLES, CanonicalTable
+from features.parts import KeyRange, PartedFiles, PartWriter
 
 
 class TableReport(BaseModel):
@@ -32,6 +33,18 @@ class TableReport(BaseModel):
     ingested: int
     quarantined: int
     reasons: dict[str, int] = Field(default_factory=dict)
+
+    def plus(self, other: TableReport) -> TableReport:
+        """The report of both parts of a table together."""
+        reasons = dict(self.reasons)
+        for reason, n in other.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        return TableReport(
+            read=self.read + other.read,
+            ingested=self.ingested + other.ingested,
+            quarantined=self.quarantined + other.quarantined,
+            reasons=dict(sorted(reasons.items())),
+        )
 
 
 class IngestReport(BaseModel):
@@ -71,6 +84,13 @@ class OfflineStore:
         _atomic_parquet(rows, path)
         return path
 
+    def writer(self, table: str, source: str, schema: pa.Schema) -> PartWriter:
+        """A writer of a source's clean rows of ``table``, appended a part at a time."""
+        return PartWriter(self.table_path(table) / f"{source}.parquet", schema)
+
+    def quarantine_writer(self, table: str, source: str) -> PartWriter:
+        return PartWriter(self.paths.quarantine_table(table) / f"{source}.parquet", QUARANTINE)
+
     def write_quarantine(self, table: str, source: str, rows: pa.Table) -> Path:
         path = self.paths.quarantine_table(table) / f"{source}.parquet"
         _atomic_parquet(rows, path)
@@ -105,6 +125,19 @@ class OfflineStore:
         if not files:
             return spec.schema.empty_table().to_pandas()[columns or spec.columns]
         return pq.ParquetDataset(files).read(columns=columns).to_pandas()
+
+    def parted(self, table: str, key: str) -> PartedFiles:
+        """Every source of a canonical table, read a range of ``key`` at a time."""
+        return PartedFiles(sorted(self.table_path(table).glob("*.parquet")), key)
+
+    def read_part(
+        self, table: str, key: str, part: KeyRange, columns: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of every source of a canonical table whose ``key`` is in ``part``."""
+        files = self.parted(table, key)
+        if not files:
+            return self.read(table, columns)
+        return files.read(part, columns).to_pandas()
 
     def read_quarantine(self, table: str) -> pd.DataFrame:
         files = sorted(self.paths.quarantine_table(table).glob("*.parquet"))

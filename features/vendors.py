@@ -14,6 +14,7 @@ input rows it could not normalise.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.quarantine import merge_reasons
@@ -22,14 +23,19 @@ UTC = "UTC"
 
 
 def reporting_interval_minutes(cell: pd.Series, stamp: pd.Series) -> float:
-    """The commonest gap between consecutive distinct stamps of one cell, in minutes."""
-    frame = pd.DataFrame({"cell": cell.to_numpy(), "stamp": stamp.to_numpy()}).drop_duplicates()
-    frame = frame.sort_values(["cell", "stamp"])
-    gaps = frame.groupby("cell")["stamp"].diff().dropna()
-    gaps = gaps[gaps > pd.Timedelta(0)]
-    if gaps.empty:
+    """The commonest gap between consecutive distinct stamps of one cell, in minutes (the
+    shortest of equally common ones)."""
+    cells = pd.factorize(cell)[0]
+    stamps = pd.to_datetime(stamp).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    known = ~pd.isna(stamp).to_numpy() & (cells >= 0)
+    cells, stamps = cells[known], stamps[known]
+    order = np.lexsort((stamps, cells))
+    cells, stamps = cells[order], stamps[order]
+    gaps = np.diff(stamps)[(np.diff(cells) == 0) & (np.diff(stamps) > 0)]
+    if not len(gaps):
         raise ValueError("cannot tell the reporting interval: no cell reported twice")
-    return gaps.dt.total_seconds().mode().iloc[0] / 60
+    values, counts = np.unique(gaps, return_counts=True)
+    return values[np.argmax(counts)] / 60e9
 
 
 def normalise_aurora(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:

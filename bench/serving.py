@@ -12,9 +12,10 @@ workers each (the machine's cores), and are measured alternately:
 
 1. one request at a time: ROUNDS rounds of REQUESTS sequential requests each; p50 / p99 are the
    medians over rounds;
-2. closed-loop load: 1, 2, 4, ... clients, each sending its next request as soon as the last is
-   answered, for SECONDS each; the highest rate answered with p99 within 10 ms and no error is
-   the peer's throughput (the clients share the machine's cores with the servers);
+2. closed-loop load: 1, 2, 4, 8, 16 clients, each sending its next request as soon as the last
+   is answered, for SECONDS each; the highest rate answered with p99 within 10 ms and no error
+   is the peer's throughput, and the highest rate at any client count its peak (the clients
+   share the machine's cores with the servers);
 3. cold start, one worker each: process launch to the first correct answer, median of three
    launches.
 """
@@ -53,7 +54,7 @@ from closedloop.world.store import write_world
 
 P99_LIMIT_MS = 10.0
 JSON = {"content-type": "application/json"}
-CLIENTS = (1, 2, 4, 8, 16, 32, 64)
+CLIENTS = (1, 2, 4, 8, 16)
 PROJECT = Path(__file__).resolve().parent.parent
 PACKAGES = ("closedloop", "features", "training", "serving", "actions", "monitoring", "bench")
 console = Console()
@@ -412,9 +413,9 @@ def main(argv: list[str] | None = None) -> None:
                     p50s[peer.name].append(float(np.percentile(latencies, 50)))
                     p99s[peer.name].append(float(np.percentile(latencies, 99)))
             throughput = {p.name: (0.0, 0) for p in served}
-            active = list(served)
+            peak = {p.name: (0.0, 0, 0.0) for p in served}
             for clients in CLIENTS:
-                for peer in list(active):
+                for peer in served:
                     rate, p99, errors = asyncio.run(
                         closed_loop(peer, sample, clients, args.seconds)
                     )
@@ -422,27 +423,26 @@ def main(argv: list[str] | None = None) -> None:
                         f"  {peer.name}: {clients} clients → {rate:,.0f}/s, p99 {p99:.1f} ms, "
                         f"{errors} errors"
                     )
-                    if p99 <= P99_LIMIT_MS and errors == 0:
-                        throughput[peer.name] = max(throughput[peer.name], (rate, clients))
-                    else:
-                        active.remove(peer)
-                if not active:
-                    break
+                    if errors == 0:
+                        peak[peer.name] = max(peak[peer.name], (rate, clients, p99))
+                        if p99 <= P99_LIMIT_MS:
+                            throughput[peer.name] = max(throughput[peer.name], (rate, clients))
         finally:
             for peer in served:
                 peer.stop()
 
-    report(served, p50s, p99s, throughput, colds, args)
+    report(served, p50s, p99s, throughput, peak, colds, args)
 
 
-def report(served, p50s, p99s, throughput, colds, args) -> None:
+def report(served, p50s, p99s, throughput, peak, colds, args) -> None:
     table = Table(
         title=f"churn scoring, {args.workers} worker(s) each: {args.rounds} rounds × "
         f"{args.requests} requests one at a time; closed loop {args.seconds:g} s per client "
         "count; cold start with one worker, median of 3 launches"
     )
     limit = f"answers/s at p99 ≤ {P99_LIMIT_MS:g} ms (clients)"
-    for column in ("server", "p50 ms", "p99 ms", limit, "cold start s"):
+    peaked = "peak answers/s (clients, p99 ms)"
+    for column in ("server", "p50 ms", "p99 ms", limit, peaked, "cold start s"):
         table.add_column(column, justify="left" if column == "server" else "right")
     medians = {}
     for peer in served:
@@ -450,16 +450,18 @@ def report(served, p50s, p99s, throughput, colds, args) -> None:
         p50 = statistics.median(p50s[peer.name])
         p99 = statistics.median(p99s[peer.name])
         rate, clients = throughput[peer.name]
-        medians[peer.name] = (p50, p99, rate, cold)
-        shown_rate = f"{rate:,.0f} ({clients})" if rate else "none (p99 > limit at 1 client)"
+        most, most_clients, most_p99 = peak[peer.name]
+        medians[peer.name] = (p50, p99, rate, cold, most)
+        shown_rate = f"{rate:,.0f} ({clients})" if rate else "none"
+        shown_peak = f"{most:,.0f} ({most_clients}, {most_p99:.0f})"
         shown_cold = "(same server)" if cold is None else f"{cold:.1f}"
-        table.add_row(peer.name, f"{p50:.2f}", f"{p99:.2f}", shown_rate, shown_cold)
+        table.add_row(peer.name, f"{p50:.2f}", f"{p99:.2f}", shown_rate, shown_peak, shown_cold)
     console.print(table)
     ours, mlflow_serve, stock, explained = (medians[p.name] for p in served)
     faster_peer_cold = min(mlflow_serve[3], stock[3])
 
     def times(a: float, b: float) -> str:
-        return f"{a / b:.1f}×" if b else "n/a (peer never within the limit)"
+        return f"{a / b:.1f}×" if b else "n/a (none within the limit)"
 
     console.print(
         f"ours / mlflow serve: p99 {ours[1] / mlflow_serve[1]:.2f}× (target ≤ 0.35×), "
@@ -468,7 +470,9 @@ def report(served, p50s, p99s, throughput, colds, args) -> None:
         f"throughput {times(ours[2], stock[2])}\n"
         f"ours with 3 reasons / mlflow serve: p99 {explained[1] / mlflow_serve[1]:.2f}×, "
         f"throughput {times(explained[2], mlflow_serve[2])}\n"
-        f"ours: {ours[2]:,.0f} answers/s at p99 ≤ {P99_LIMIT_MS:g} ms (target ≥ 1,000)\n"
+        f"ours: {ours[2]:,.0f} answers/s at p99 ≤ {P99_LIMIT_MS:g} ms (target ≥ 1,000); "
+        f"peak {ours[4]:,.0f}/s = {times(ours[4], mlflow_serve[4])} mlflow serve's, "
+        f"{times(ours[4], stock[4])} stock BentoML's\n"
         f"cold start: ours {ours[3]:.1f} s vs faster peer {faster_peer_cold:.1f} s "
         f"({ours[3] / faster_peer_cold:.2f}×, target ≤ 0.5×); ours at its first launch, "
         f"model cache empty: {colds[served[0].name][0]:.1f} s"

@@ -1,11 +1,14 @@
 """Monitoring that does not cry wolf: weekly runs of both models, a calm world and a drifting one.
 
     python -m bench.drift [--customers 1500] [--days 180] [--full] [--only calm|drift]
+        [--model churn|fault] [--params params.yaml] [--home DIR [--reuse]]
 
 Each world is generated, ingested and built in its own home; the churn and fault champions
 are trained on what is known by ``--train-days``, then every week each model's window is
 batch-scored into the prediction log and monitored (``monitoring.pipeline.monitor``) with the
-``monitor`` defaults, retraining through the gate when the trigger fires.
+``monitor`` section of ``params.yaml``, retraining through the gate when the trigger fires.
+``--reuse`` keeps a world already prepared under ``--home`` (generated, ingested, built) and
+starts its models, logs and monitoring afresh.
 
 - calm: no drift injected; the target is 0 retrain triggers per model.
 - drift: on ``--change-day`` aurora's firmware reports latency and loss ×10 (fault) and prices
@@ -21,6 +24,7 @@ PR AUC of the first and the final champion on the days after.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,12 +34,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from closedloop.params import load_params
 from closedloop.settings import Settings
 from closedloop.world.config import Band, Drift, FirmwareUpdate, PriceChange, WorldConfig
 from monitoring.config import MonitorConfig
 from training.config import GateConfig, LightGBMParams, TrainConfig, churn_defaults, fault_defaults
 
 MODELS = ("churn", "fault")
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 FAST = LightGBMParams(num_boost_round=200, early_stopping_rounds=20)
 # a third of faults strike without warning: the fault gate keeps the PR AUC lift bar and lowers
 # the ROC AUC bar to 0.5, as in the demo's drift episode (monitoring/episode.py)
@@ -82,21 +88,67 @@ class ModelRun:
     pr_auc_first: float | None = None
     pr_auc_final: float | None = None
     after: str = ""
+    evidence: str = ""  # what the first trigger or hold rested on
 
 
-def run_world(home: Path, config: WorldConfig, train_days: int, console: Console) -> dict:
-    """Prepare the world, train both champions, monitor every week; one ModelRun per model."""
+def _judged(summary) -> str:
+    """The matured metric against its floor, beside the champion's test figure."""
+    performance = summary.performance
+    if performance is None or performance.floor is None:
+        return "no matured verdict"
+    metric = performance.metric
+    value, test = performance.metrics[metric], performance.champion_test.get(metric, float("nan"))
+    return f"matured {metric} {value:.3f} (floor {performance.floor:.3f}; test {test:.3f})"
+
+
+def _evidence(summary) -> str:
+    """The drifted features (severe ones marked) and the matured metric against its floor."""
+    drift = summary.drift
+    marked = [f"{c}!" if c in drift.severe else c for c in drift.drifted_columns]
+    if drift.prediction is not None and drift.prediction.drifted:
+        marked.append("probability")
+    found = ", ".join(marked) or "no drift"
+    performance = summary.performance
+    if performance is not None and performance.below_floor:
+        value = performance.metrics[performance.metric]
+        found += f"; {performance.metric} {value:.3f} < floor {performance.floor:.3f}"
+    return found
+
+
+def prepared(settings: Settings, config: WorldConfig, reuse: bool) -> None:
+    """The world in the settings' home, generated, ingested and built; with ``reuse`` one found
+    there is kept (its repository applied again) and its models, logs and runs are cleared."""
+    from features.pipeline import apply_repository
     from monitoring import episode
+
+    home = settings.home
+    if not (reuse and settings.paths.customer_daily.exists()):
+        episode.prepare(settings, config)
+        return
+    for folder in ("mlflow", "metrics", "compiled", "serving", "predictions", "monitoring"):
+        shutil.rmtree(home / folder, ignore_errors=True)
+    apply_repository(settings)
+
+
+def run_world(
+    home: Path,
+    config: WorldConfig,
+    train_days: int,
+    monitoring: MonitorConfig,
+    models: tuple[str, ...],
+    reuse: bool,
+    console: Console,
+) -> dict:
+    """Prepare the world, train the champions, monitor every week; one ModelRun per model."""
     from monitoring.pipeline import load_champion, monitor, score_window
 
     settings = Settings(home=home)
     started = time.perf_counter()
-    episode.prepare(settings, config)
+    prepared(settings, config, reuse)
     start = datetime.combine(config.start, datetime.min.time(), UTC)
     end_of_world = start + timedelta(days=config.days)
-    monitoring = MonitorConfig()
     runs: dict[str, ModelRun] = {}
-    for target in MODELS:
+    for target in models:
         first = _train(settings, target, start + timedelta(days=train_days))
         run = ModelRun([], [], [], [], [], first_version=first)
         week = start + timedelta(days=train_days)
@@ -110,6 +162,8 @@ def run_world(home: Path, config: WorldConfig, train_days: int, console: Console
                 run.triggers.append(index)
             if summary.trigger.held:
                 run.held.append(index)
+            if (summary.trigger.retrain or summary.trigger.held) and not run.evidence:
+                run.evidence = _evidence(summary)
             if summary.retrain is not None and summary.retrain.retrained:
                 run.retrained.append(index)
                 if summary.retrain.promoted:
@@ -121,7 +175,8 @@ def run_world(home: Path, config: WorldConfig, train_days: int, console: Console
             console.print(
                 f"  {target} {week:%Y-%m-%d}: {summary.drift.drifted_share:.0%} of compared "
                 f"features drifted{' (window drifted)' if summary.drift.drifted else ''}, "
-                f"prediction {prediction.score if prediction else float('nan'):.3f}: {verdict}"
+                f"prediction {prediction.score if prediction else float('nan'):.3f}, "
+                f"{_judged(summary)}: {verdict}"
             )
         run.final_version = load_champion(settings, target).version
         if run.retrained:
@@ -171,8 +226,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--change-day", type=int, default=91)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=("calm", "drift"))
+    parser.add_argument("--model", choices=MODELS, help="monitor this model only")
+    parser.add_argument("--params", type=Path, default=PARAMS, help="its monitor section is used")
     parser.add_argument("--home", type=Path, help="keep the worlds here (default: a temp folder)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep a world already prepared under --home"
+    )
     args = parser.parse_args(argv)
+    monitoring = load_params(args.params).monitor
+    models = (args.model,) if args.model else MODELS
     customers = 3_000 if args.full else args.customers
     console = Console()
     worlds = {
@@ -188,17 +250,24 @@ def main(argv: list[str] | None = None) -> None:
             console.print(
                 f"{name}: {config.customers:,} customers, {config.cells} cells, {config.days} days"
             )
-            results[name] = run_world(root / name, config, args.train_days, console)
+            results[name] = run_world(
+                root / name, config, args.train_days, monitoring, models, args.reuse, console
+            )
 
     if "calm" in results:
         table = Table(
             title=f"calm world: {customers:,} customers, {args.days} days, weekly windows"
         )
-        for column in ("model", "windows", "retrain triggers", "held", "target"):
+        for column in ("model", "windows", "retrain triggers", "held", "target", "first on"):
             table.add_column(column)
         for target, run in results["calm"].items():
             table.add_row(
-                target, str(len(run.windows)), str(len(run.triggers)), str(len(run.held)), "0"
+                target,
+                str(len(run.windows)),
+                str(len(run.triggers)),
+                str(len(run.held)),
+                "0",
+                run.evidence or "-",
             )
         console.print(table)
     if "drift" in results:
@@ -208,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for column in (
             "model", "change window", "first trigger or hold", "windows after", "retrained",
-            "promoted", "PR AUC first", "PR AUC final", "compared on",
+            "promoted", "PR AUC first", "PR AUC final", "compared on", "first trigger on",
         ):  # fmt: skip
             table.add_column(column)
         start = datetime.combine(worlds["drift"].start, datetime.min.time(), UTC)
@@ -227,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                 "-" if run.pr_auc_first is None else f"{run.pr_auc_first:.4f}",
                 "-" if run.pr_auc_final is None else f"{run.pr_auc_final:.4f}",
                 run.after or "-",
+                run.evidence or "-",
             )
         console.print(table)
 

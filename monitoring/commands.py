@@ -98,6 +98,8 @@ def print_summary(summary: MonitorSummary) -> None:
     if performance is not None and performance.metrics:
         value = performance.metrics.get(performance.metric, float("nan"))
         floor = "n/a" if performance.floor is None else f"{performance.floor:.4f}"
+        if performance.baseline_until is not None:
+            floor += f", set by the matured window to {performance.baseline_until:%Y-%m-%d}"
         console.print(
             f"matured labels: {performance.rows:,} rows, {performance.positives:,} positive; "
             f"{performance.metric} {value:.4f} (floor {floor})"

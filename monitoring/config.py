@@ -53,6 +53,11 @@ class DriftPolicy(_Strict):
     drift_share: float = Field(
         0.3, gt=0, le=1, description="the window drifts when this share of compared features drifts"
     )
+    severe: float = Field(
+        1.75,
+        gt=1,
+        description="... or when one feature's distance reaches this multiple of its threshold",
+    )
     prediction: ColumnTest = Field(
         ColumnTest(method="wasserstein", threshold=0.15),
         description="the test of the predicted probability (calm churn windows: 0.07-0.10)",
@@ -71,7 +76,11 @@ class PerformancePolicy(_Strict):
 
     metric: str = Field("pr_auc", pattern="^(pr_auc|roc_auc)$")
     min_ratio: float = Field(
-        0.8, gt=0, le=1, description="floor: this share of the champion's own test metric"
+        0.8,
+        gt=0,
+        le=1,
+        description="floor: this share of the lower of the champion's test metric and its metric "
+        "on its first judged matured window",
     )
     min_rows: int = Field(200, ge=1, description="fewer matured labels than this: no verdict")
     min_positives: int = Field(10, ge=1, description="fewer positive labels than this: no verdict")

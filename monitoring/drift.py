@@ -171,9 +171,12 @@ def drift_report(plan: Comparison, policy: DriftPolicy) -> Snapshot:
     return Report(metrics).run(current_set, reference_set)
 
 
-def read_drift(snapshot: Snapshot, plan: Comparison, drift_share: float) -> DriftResult:
+def read_drift(snapshot: Snapshot, plan: Comparison, policy: DriftPolicy) -> DriftResult:
     """The per-column drift tests of a drift report, found by metric type and column; a clock
-    feature keeps the smaller of its two distances."""
+    feature keeps the smaller of its two distances. The window drifts when the policy's share
+    of compared features drifts, when one feature is ``policy.severe`` times past its threshold
+    (a change confined to one region or vendor moves few features, but far), or when the
+    predicted probability drifts."""
     found: dict[str, ColumnDrift] = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric["config"]
@@ -215,12 +218,14 @@ def read_drift(snapshot: Snapshot, plan: Comparison, drift_share: float) -> Drif
         )
     compared = [c for c in columns if c.compared]
     share = sum(c.drifted for c in compared) / len(compared) if compared else 0.0
+    severe = [c.column for c in compared if c.score >= policy.severe * c.threshold]
     prediction = found.get(PROBABILITY)
     return DriftResult(
         columns=columns,
         drifted_share=share,
-        drift_share=drift_share,
-        drifted=share >= drift_share or bool(prediction and prediction.drifted),
+        drift_share=policy.drift_share,
+        severe=severe,
+        drifted=share >= policy.drift_share or bool(severe or (prediction and prediction.drifted)),
         prediction=prediction,
     )
 

@@ -24,7 +24,7 @@ from features.repo import TRAITS, Traits
 from features.store import open_store
 from monitoring import drift as core
 from monitoring.config import MonitorConfig
-from monitoring.policy import decide, performance_verdict
+from monitoring.policy import decide, live_baseline, performance_verdict
 from monitoring.sampling import PartsWindow
 from monitoring.summary import (
     DriftResult,
@@ -285,7 +285,7 @@ def window_reports(
         stale,
     )
     return WindowReports(
-        drift=core.read_drift(drift_snapshot, plan, config.drift.drift_share),
+        drift=core.read_drift(drift_snapshot, plan, config.drift),
         quality=quality,
         snapshots={
             "drift": drift_snapshot,
@@ -328,6 +328,7 @@ def monitor(
     scored = matured.read(["scored_at", "entity_id", core.PROBABILITY]) if matured.rows else current
     labelled = _matured(settings, champion, scored, as_of)
     snapshots = dict(reports.snapshots)
+    past = history(settings, target)
     performance = None
     if not labelled.empty:
         labels = labelled["label"].to_numpy()
@@ -339,11 +340,11 @@ def monitor(
             int(labels.sum()),
             config,
             pd.Timestamp(labelled["scored_at"].max()).to_pydatetime(),
+            live_baseline(past, champion.version),
         )
         if labels.sum() and labels.sum() < len(labels):
             snapshots["performance"] = core.performance_report(scored_reference, labelled)
 
-    past = history(settings, target)
     trigger = decide(drift, performance, past, champion.version, end, config)
     outcome = None
     if trigger.retrain and retrain is None:

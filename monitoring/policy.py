@@ -67,6 +67,8 @@ def decide(
     columns = ", ".join(drift.drifted_columns)
     prediction = drift.prediction is not None and drift.prediction.drifted
     what = f"{drift.drifted_share:.0%} of compared features drifted ({columns or 'none'})"
+    if drift.severe:
+        what += f", {', '.join(drift.severe)} at {config.drift.severe:g}x its threshold or more"
     if prediction:
         what += f", and the prediction ({drift.prediction.score:.3f})"
     judged = performance is not None and performance.below_floor is not None
@@ -87,7 +89,7 @@ def decide(
         )
 
     if not drift.drifted:
-        status = f"{what}: below {drift.drift_share:.0%}" if not prediction else what
+        status = f"{what}: below {drift.drift_share:.0%}"
         if below and _performance_streak(True, history, version) >= config.persistence:
             return _unless_too_soon(
                 [status, f"{floor} for {config.persistence} runs in a row"],
@@ -151,6 +153,15 @@ def _unless_too_soon(
     return Trigger(retrain=True, reasons=breaches, drift_streak=streak)
 
 
+def live_baseline(history: Sequence[MonitorSummary], version: str) -> Performance | None:
+    """The first judged matured window of this champion: the level the floor is set from."""
+    for past in sorted(history, key=lambda s: s.window_end):
+        judged = past.performance is not None and past.performance.below_floor is not None
+        if past.champion_version == version and judged:
+            return past.performance
+    return None
+
+
 def performance_verdict(
     metrics: dict[str, float],
     champion_test: dict[str, float],
@@ -158,12 +169,21 @@ def performance_verdict(
     positives: int,
     config: MonitorConfig,
     matured_until: datetime | None = None,
+    baseline: Performance | None = None,
 ) -> Performance:
-    """The champion's matured-window metrics against the floor set by its own test figures."""
+    """The champion's matured-window metrics against the floor: ``min_ratio`` of the lower of
+    its test metric and its metric on its first judged matured window (``baseline``; this one
+    when there is none yet). Either alone misleads: a churn label spans 30 days, so a customer
+    who leaves is a positive in several weekly snapshots on both sides of the test split and the
+    test metric flatters; one week of a few dozen positives may be a lucky one."""
     policy = config.performance
     judged = rows >= policy.min_rows and positives >= policy.min_positives
-    reference = champion_test.get(policy.metric)
-    floor = None if reference is None else policy.min_ratio * reference
+    if baseline is not None:
+        live, since = baseline.metrics.get(policy.metric), baseline.matured_until
+    else:
+        live, since = (metrics[policy.metric] if judged else None), matured_until
+    levels = [v for v in (champion_test.get(policy.metric), live) if v is not None]
+    floor = policy.min_ratio * min(levels) if levels else None
     below = None
     if judged and floor is not None:
         below = bool(metrics[policy.metric] < floor)
@@ -174,6 +194,7 @@ def performance_verdict(
         champion_test=champion_test,
         metric=policy.metric,
         floor=floor,
+        baseline_until=since if live is not None else None,
         below_floor=below,
         matured_until=matured_until,
     )

@@ -40,6 +40,9 @@ class DriftResult(_Frozen):
     columns: list[ColumnDrift]
     drifted_share: float = Field(description="share of the compared features that drifted")
     drift_share: float = Field(description="the policy's share at which the window drifts")
+    severe: list[str] = Field(
+        default_factory=list, description="features far enough past their threshold to drift it"
+    )
     drifted: bool
     prediction: ColumnDrift | None = Field(None, description="drift of the predicted probability")
 
@@ -63,7 +66,8 @@ class QualityResult(_Frozen):
 
 
 class Performance(_Frozen):
-    """The champion on the matured window (labels known), against its own test figures."""
+    """The champion on the matured window (labels known), against the floor set by its first
+    judged matured window (its test figures are kept for reference)."""
 
     rows: int
     positives: int
@@ -71,6 +75,9 @@ class Performance(_Frozen):
     champion_test: dict[str, float] = Field(default_factory=dict)
     metric: str
     floor: float | None = None
+    baseline_until: datetime | None = Field(
+        None, description="the latest row of the matured window the floor was set from"
+    )
     below_floor: bool | None = Field(None, description="None: too few matured labels to judge")
     matured_until: datetime | None = Field(None, description="the latest matured row scored")
 

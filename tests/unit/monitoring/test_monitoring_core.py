@@ -10,7 +10,7 @@ from closedloop.alerts import AlertKind
 from features.repo import Kind, Traits
 from monitoring import drift as core
 from monitoring.config import ColumnTest, DriftPolicy, KindTests, MonitorConfig
-from monitoring.policy import decide, drift_streak, performance_verdict
+from monitoring.policy import decide, drift_streak, live_baseline, performance_verdict
 from monitoring.summary import (
     ColumnDrift,
     DriftResult,
@@ -83,7 +83,7 @@ def _frames(shift: float, rows: int = 3_000, seed: int = 0):
 def _drift_of(reference, current, categorical, policy, traits=None, start=None, features=None):
     features = features or ["latency", "loss", "vendor"]
     plan = core.comparison(reference, current, features, categorical, policy, traits, start)
-    return core.read_drift(core.drift_report(plan, policy), plan, policy.drift_share)
+    return core.read_drift(core.drift_report(plan, policy), plan, policy)
 
 
 @pytest.mark.parametrize(("shift", "drifted"), [(0.0, []), (40.0, ["latency"])])
@@ -96,6 +96,16 @@ def test_drift_report_is_read_by_column_into_a_typed_result(shift, drifted):
     assert result.drifted is bool(drifted)
     assert result.prediction is not None and not result.prediction.drifted
     assert [c.method for c in result.columns] == ["wasserstein", "wasserstein", "jensenshannon"]
+
+
+def test_one_feature_far_past_its_threshold_drifts_the_window_alone():
+    reference, current = _frames(5.0)  # latency moves by one standard deviation: distance ~1
+    few = _drift_of(reference, current, ["vendor"], DriftPolicy(drift_share=0.5))
+    assert few.drifted_share < 0.5 and few.severe == ["latency"] and few.drifted
+    trigger = decide(few, None, [], "1", END, MonitorConfig())
+    assert "latency at 1.75x its threshold" in trigger.reasons[0]
+    lenient = _drift_of(reference, current, ["vendor"], DriftPolicy(drift_share=0.5, severe=20))
+    assert lenient.drifted_columns == ["latency"] and not lenient.severe and not lenient.drifted
 
 
 def test_sampling_is_seeded_and_bounded():
@@ -135,8 +145,34 @@ def _past(
     )
 
 
+def _first(value: float, until: datetime = END - 28 * DAY, test: float = 0.5) -> Performance:
+    """The champion's first judged matured window; its test figure flatters (0.5)."""
+    config = MonitorConfig()
+    return performance_verdict({"pr_auc": value}, {"pr_auc": test}, 500, 20, config, until)
+
+
 def _perf(value: float, until: datetime | None = END) -> Performance:
-    return performance_verdict({"pr_auc": value}, {"pr_auc": 0.2}, 500, 20, MonitorConfig(), until)
+    config = MonitorConfig()
+    return performance_verdict(
+        {"pr_auc": value}, {"pr_auc": 0.5}, 500, 20, config, until, _first(0.2)
+    )
+
+
+def test_the_floor_is_set_by_the_lower_of_the_test_figure_and_the_first_matured_window():
+    first = _first(0.04)  # the test figure flatters: the first live week sets the floor
+    assert first.floor == pytest.approx(0.032) and first.below_floor is False
+    assert first.baseline_until == END - 28 * DAY
+    assert _first(0.10, test=0.05).floor == pytest.approx(0.04)  # a lucky first week does not
+    assert _perf(0.17).floor == pytest.approx(0.16) and not _perf(0.17).below_floor
+    unjudged = performance_verdict({"pr_auc": 0.01}, {"pr_auc": 0.5}, 50, 2, MonitorConfig())
+    history = [
+        _past(END - 21 * DAY, False, performance=unjudged),
+        _past(END - 14 * DAY, False, version="0", performance=_first(0.5)),
+        _past(END - 7 * DAY, False, performance=_first(0.04)),
+        _past(END, False, performance=_first(0.9)),
+    ]
+    assert live_baseline(history, "1").metrics["pr_auc"] == 0.04
+    assert live_baseline(history[:2], "1") is None
 
 
 def test_drift_without_labels_must_persist_and_is_held_until_they_cover_it():
@@ -193,6 +229,7 @@ def test_performance_below_the_floor_without_drift_must_persist():
 
 def test_too_few_matured_labels_give_no_verdict():
     few = performance_verdict({"pr_auc": 0.01}, {"pr_auc": 0.2}, 50, 2, MonitorConfig())
+    assert few.floor == pytest.approx(0.16) and few.baseline_until is None
     assert few.below_floor is None
     assert not decide(_drift(False), few, [], "1", END, MonitorConfig()).retrain
 

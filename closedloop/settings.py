@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         description="requests of each kind (scoring, events) one worker holds at once, running "
         "or waiting for the ledger; one more is answered 503 with Retry-After at once",
     )
+    serve_feature_cache: int = Field(
+        50_000,
+        ge=0,
+        le=10_000_000,
+        description="entities per feature service whose online features a service worker keeps "
+        "in memory on the cluster profile (about 2 KB each): Redis replies, each dropped as soon "
+        "as Redis reports its key written (RESP3 client tracking); 0: every read asks Redis",
+    )
     clock_start: AwareDatetime | None = Field(
         None,
         description="start the service's clock at this instant, e.g. a simulated world's end "

@@ -110,8 +110,9 @@ class SqliteOnlineStore:
     def live_backend(self) -> Backend:
         return Backend(Concern.LIVE_FEATURES, "sqlite", str(self.paths.online_db))
 
-    def readers(self) -> dict[str, FeatureReader]:
-        """A reader per feature service; FileNotFoundError before apply and materialize."""
+    def readers(self, kept: int = 0) -> dict[str, FeatureReader]:
+        """A reader per feature service; FileNotFoundError before apply and materialize.
+        (``kept``: nothing to keep, SQLite's reads are in this process already.)"""
         layouts = load_layouts(self.paths.online_layout)
         return {
             name: OnlineReader(self.paths.online_db, layout) for name, layout in layouts.items()
@@ -136,18 +137,27 @@ class RedisOnlineStore:
 
     @property
     def backend(self) -> Backend:
-        return Backend(Concern.ONLINE_STORE, "redis", self.address)
+        kept = self.settings.serve_feature_cache
+        where = (
+            f"{self.address}; a service worker keeps the replies of up to {kept:,} entities per "
+            "feature service until Redis reports them written"
+            if kept
+            else f"{self.address}; every read asks Redis"
+        )
+        return Backend(Concern.ONLINE_STORE, "redis", where)
 
     @property
     def live_backend(self) -> Backend:
         return Backend(Concern.LIVE_FEATURES, "redis", f"{self.address}, pushed through Feast")
 
-    def readers(self) -> dict[str, FeatureReader]:
+    def readers(self, kept: int = 0) -> dict[str, FeatureReader]:
         """A reader per feature service, straight from the hashes Feast writes (answers equal
-        to Feast's ``get_online_features``, tested); the Feast registry is read once first."""
+        to Feast's ``get_online_features``, tested); the Feast registry is read once first.
+        With ``kept``, each reader keeps the replies of up to that many entities until Redis
+        reports their key written (:class:`features.store.TrackedReplies`)."""
         import redis
 
-        from features.store import RedisReader, open_store
+        from features.store import RedisReader, TrackedReplies, open_store
 
         layouts = load_layouts(self.settings.paths.online_layout)
         try:
@@ -161,7 +171,10 @@ class RedisOnlineStore:
         except Exception as error:  # the registry's server, driver or schema: reported as one
             raise OnlineStoreError(f"the Feast registry cannot be read: {error}") from error
         client = redis.Redis.from_url(url, socket_timeout=5)
-        return {name: RedisReader(client, layout) for name, layout in layouts.items()}
+        return {
+            name: RedisReader(client, layout, tracked=TrackedReplies(url, kept) if kept else None)
+            for name, layout in layouts.items()
+        }
 
     def live_writer(self) -> ReadingWriter | None:
         """The writer of pushed cell telemetry, through Feast's ``push``; None before

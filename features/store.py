@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,18 +219,98 @@ def service_layout(store: FeatureStore, service: FeatureService) -> ServiceLayou
     return ServiceLayout(service.name, first.entity_columns[0].name, tuple(views))
 
 
+class TrackedReplies:
+    """HMGET replies of one Redis connection, kept in this process until Redis says their key
+    changed: the connection speaks RESP3 with ``CLIENT TRACKING`` on, so when a key read through
+    it is written (Feast's materialisation, a live push) the server pushes an invalidation down
+    the same connection, and every read first takes in what was pushed. At most ``capacity``
+    keys are kept, the least recently read dropped first; after a reconnection nothing is."""
+
+    def __init__(self, url: str, capacity: int, timeout: float = 5.0) -> None:
+        import redis
+        from redis.connection import parse_url
+
+        options = parse_url(url)
+        kind = options.pop("connection_class", redis.Connection)
+        self._connection = kind(
+            **options, protocol=3, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._connection.register_connect_callback(self._track)
+        self._replies: OrderedDict[bytes, list] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def _track(self, connection) -> None:
+        self._replies.clear()  # what was read on an earlier connection is no longer tracked
+        # the handler redis-py's own client-side cache sets (which needs Redis 7.4)
+        connection._parser.set_invalidation_push_handler(self._invalidate)
+        connection.send_command("CLIENT", "TRACKING", "ON")
+        connection.read_response()
+
+    def _invalidate(self, push: list) -> None:
+        if push[1] is None:  # the database was flushed
+            self._replies.clear()
+            return
+        for key in push[1]:
+            self._replies.pop(key, None)
+
+    def hmget(self, keys: list[bytes], fields: list[bytes]) -> list[list]:
+        """Each key's HMGET of ``fields``: kept replies, the others in one round trip."""
+        import redis
+
+        with self._lock:
+            try:
+                return self._hmget(keys, fields)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._connection.disconnect()  # once more on a new connection, nothing kept
+                return self._hmget(keys, fields)
+            except BaseException:
+                self._connection.disconnect()  # replies may be left unread: start over
+                raise
+
+    def _hmget(self, keys: list[bytes], fields: list[bytes]) -> list[list]:
+        connection = self._connection
+        while connection.can_read():  # invalidations pushed since the last read
+            connection.read_response(push_request=True)
+        missing = [key for key in dict.fromkeys(keys) if key not in self._replies]
+        if missing:
+            connection.send_packed_command(
+                connection.pack_commands([("HMGET", key, *fields) for key in missing])
+            )
+            for key in missing:
+                self._replies[key] = connection.read_response()
+        found = []
+        for key in keys:
+            self._replies.move_to_end(key)
+            found.append(self._replies[key])
+        while len(self._replies) > self._capacity:
+            self._replies.popitem(last=False)
+        return found
+
+    def close(self) -> None:
+        self._connection.disconnect()
+
+
 class RedisReader:
     """Reads one service's features for entities straight from Feast's Redis online store: one
     HMGET of each entity's hash, with the keys, field names and value encoding Feast writes
     (its own key helpers), so the answers equal ``get_online_features`` (tested) without
-    Feast's per-request planning. The serving reader of the cluster profile."""
+    Feast's per-request planning. The serving reader of the cluster profile; with ``tracked``,
+    replies are kept in this process until Redis reports their key written."""
 
-    def __init__(self, client, layout: ServiceLayout, project: str = PROJECT) -> None:
+    def __init__(
+        self,
+        client,
+        layout: ServiceLayout,
+        project: str = PROJECT,
+        tracked: TrackedReplies | None = None,
+    ) -> None:
         from feast.infra.online_stores.helpers import _mmh3
 
         self.layout = layout
         self._client = client
         self._project = project
+        self._tracked = tracked
         self._fields: list[bytes] = []
         for view in layout.views:
             self._fields += [_mmh3(f"{view.name}:{feature}") for feature in view.features]
@@ -256,18 +338,25 @@ class RedisReader:
         return OnlineRow(values, times, freshness(self.layout, times, now))
 
     def read(self, entity_id: str, now: datetime) -> OnlineRow:
+        if self._tracked is not None:
+            return self._row(self._tracked.hmget([self._key(entity_id)], self._fields)[0], now)
         return self._row(self._client.hmget(self._key(entity_id), self._fields), now)
 
     def read_many(self, entity_ids: list[str], now: datetime) -> dict[str, OnlineRow]:
         unique = list(dict.fromkeys(entity_ids))
-        with self._client.pipeline(transaction=False) as pipe:
-            for entity_id in unique:
-                pipe.hmget(self._key(entity_id), self._fields)
-            replies = pipe.execute()
+        if self._tracked is not None:
+            replies = self._tracked.hmget([self._key(e) for e in unique], self._fields)
+        else:
+            with self._client.pipeline(transaction=False) as pipe:
+                for entity_id in unique:
+                    pipe.hmget(self._key(entity_id), self._fields)
+                replies = pipe.execute()
         return {e: self._row(found, now) for e, found in zip(unique, replies, strict=True)}
 
     def close(self) -> None:
         self._client.close()
+        if self._tracked is not None:
+            self._tracked.close()
 
 
 class FeastLiveWriter:

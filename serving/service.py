@@ -64,7 +64,7 @@ def _readers(settings: Settings) -> tuple[dict[str, FeatureReader], list[str]]:
     from features.backends import OnlineStoreError, online_store
 
     try:
-        return online_store(settings).readers(), []
+        return online_store(settings).readers(settings.serve_feature_cache), []
     except (FileNotFoundError, OnlineStoreError) as error:
         return {}, [str(error)]
 

@@ -1,6 +1,7 @@
 """The cluster profile for real: Feast's registry in PostgreSQL and its online store in Redis."""
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -134,6 +135,7 @@ def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, red
             found = [rows[i].values[feature] for i in ids]
             assert found == pytest.approx(answer[feature]), (service, feature)
     assert on_redis["fault_v1"].read(cells[0], end + timedelta(hours=5)).stale_views
+    check_kept_replies(cluster, feast, redis_db, customers, end)
     assert not on_redis["churn_v1"].read("cus_nobody", end).known
     env = {"CLOSEDLOOP_POSTGRES_DSN": database, "CLOSEDLOOP_REDIS_URL": redis_db}
     args = ["--home", str(tmp_path), "--profile", "cluster", "features", "lookup"]
@@ -142,6 +144,41 @@ def test_serving_reads_redis_as_it_reads_sqlite(tmp_path, prepare, database, red
     assert "mrr" in looked_up.output and "customer_profile: as of" in looked_up.output
     unknown = CliRunner().invoke(app, [*args, "churn_v9", customers[0]], env=env)
     assert unknown.exit_code == 1 and "unknown feature service 'churn_v9'" in str(unknown.exception)
+
+
+def check_kept_replies(cluster: Settings, feast, redis_db: str, customers: list, end) -> None:
+    """Readers that keep Redis's replies (the service's) answer as Feast does, before and after
+    another client writes a kept entity's hash."""
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from features.online import PROJECT, entity_key
+
+    reader = online_store(cluster).readers(kept=3)["churn_v1"]
+
+    def feast_mrr() -> list[float]:
+        rows = [{"customer_id": c} for c in customers]
+        return feast.get_online_features(
+            features=["customer_profile:mrr"], entity_rows=rows
+        ).to_dict()["mrr"]
+
+    first = reader.read_many(customers, end)
+    assert reader.read_many(customers, end) == first, "kept replies, the same answers"
+    assert [first[c].values["mrr"] for c in customers] == pytest.approx(feast_mrr())
+    chosen = customers[-1]  # among the 3 kept, the others dropped (least recently read)
+    view = next(v.name for v in reader.layout.views if "mrr" in v.features)
+    redis.Redis.from_url(redis_db).hset(
+        entity_key("customer_id", chosen) + PROJECT.encode(),
+        _mmh3(f"{view}:mrr"),
+        Value(double_val=12345.5).SerializeToString(),
+    )
+    deadline = time.monotonic() + 5  # Redis pushes the invalidation as the write commits
+    while reader.read(chosen, end).values["mrr"] != 12345.5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = reader.read_many(customers, end)
+    assert after[chosen].values["mrr"] == 12345.5
+    assert [after[c].values["mrr"] for c in customers] == pytest.approx(feast_mrr())
+    reader.close()
 
 
 def test_an_unreachable_registry_is_one_clear_problem_not_a_crash(tmp_path, prepare, redis_db):

@@ -51,7 +51,13 @@ def test_embedded_profile_needs_no_server(tmp_path):
 def test_cluster_profile_uses_postgres_and_redis_and_hides_passwords(tmp_path):
     backends = {b.concern: b for b in profile_backends(cluster(home=tmp_path))}
     assert backends[Concern.ONLINE_STORE].kind == "redis"
-    assert backends[Concern.ONLINE_STORE].where == "cache:6380 db 1"
+    assert backends[Concern.ONLINE_STORE].where == (
+        "cache:6380 db 1; a service worker keeps the replies of up to 50,000 entities per "
+        "feature service until Redis reports them written"
+    )
+    asks = profile_backends(cluster(home=tmp_path, serve_feature_cache=0))[0]
+    assert asks.concern is Concern.ONLINE_STORE
+    assert asks.where == "cache:6380 db 1; every read asks Redis"
     assert backends[Concern.TRACKING].kind == "postgresql"
     assert "ops:***@db:5432" in backends[Concern.TRACKING].where
     assert "registry on postgresql postgresql://ops:***@db:5432" in (

@@ -16,7 +16,7 @@ from closedloop.clock import running_clock
 from closedloop.models import SPECS
 from closedloop.scores import FeatureValue, Reason, Score
 from closedloop.settings import Settings
-from features.online import LIVE_VIEW, FeatureReader, OnlineRow, freshness
+from features.online import LIVE_VIEW, FeatureReader, OnlineReader, OnlineRow, freshness
 from serving.api import RequestError
 from serving.champion import Champion
 from serving.scoring import Scorer
@@ -78,12 +78,14 @@ class KeptRows:
 
 
 def action_readers(readers: dict[str, FeatureReader]) -> dict[str, FeatureReader]:
-    """The readers of the action path: each service's rows kept a while (:class:`KeptRows`),
-    but for a service that reads pushed live features."""
+    """The readers of the action path: each SQLite reader's rows kept a while (:class:`KeptRows`),
+    but for a service that reads pushed live features; other readers as they are (the cluster's
+    Redis readers keep their replies until Redis reports them written)."""
     return {
-        name: reader
-        if any(view.name == LIVE_VIEW for view in reader.layout.views)
-        else KeptRows(reader)
+        name: KeptRows(reader)
+        if isinstance(reader, OnlineReader)
+        and all(view.name != LIVE_VIEW for view in reader.layout.views)
+        else reader
         for name, reader in readers.items()
     }
 

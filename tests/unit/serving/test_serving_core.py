@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest
 from closedloop.clock import running_clock
 from closedloop.predictions import PredictionBatch, log_folder
 from closedloop.scores import Direction
-from features.online import LIVE_VIEW, OnlineRow, ServiceLayout, ViewLayout
+from features.online import LIVE_VIEW, OnlineReader, OnlineRow, ServiceLayout, ViewLayout
 from serving.actions_bridge import REASONS, KeptRows, ScorerScores, action_readers
 from serving.champion import Champion, Champions, ModelCache
 from serving.prediction_log import PredictionLog
@@ -361,7 +362,9 @@ def test_the_action_layer_explains_each_input_once_and_remembers_it(model, tmp_p
     assert (scores.explained, scores.recalled) == (5, 2), "at most `kept` explanations are kept"
 
 
-def test_the_action_path_reuses_a_known_entitys_row_for_a_while_judging_its_freshness_anew():
+def test_the_action_path_reuses_a_known_entitys_row_for_a_while_judging_its_freshness_anew(
+    tmp_path,
+):
     written = datetime(2026, 3, 1, tzinfo=UTC)
     layout = ServiceLayout("churn_v1", "customer_id", (ViewLayout("v", "t", 3600, ("x",), ("x",)),))
     store = Features({"c1": {"x": 1.0}, "c2": {"x": 2.0}}, written)
@@ -378,8 +381,10 @@ def test_the_action_path_reuses_a_known_entitys_row_for_a_while_judging_its_fres
     assert again["c1"].values == {"x": 1.0} and again["c1"].stale_views == ["v"]
     tick[0] = 61.0
     assert rows.read(["c1"][0], written).values == {"x": 5.0}, "kept at most `seconds`"
+    database = tmp_path / "online.db"
+    sqlite3.connect(database).close()
     live = ServiceLayout("fault_v1", "cell_id", (ViewLayout(LIVE_VIEW, "t", 0, ("x",), ("x",)),))
-    pushed = Features({})
-    pushed.layout = live
-    kept = action_readers({"churn_v1": store, "fault_v1": pushed})
-    assert isinstance(kept["churn_v1"], KeptRows) and kept["fault_v1"] is pushed
+    sqlite, pushed = OnlineReader(database, layout), OnlineReader(database, live)
+    kept = action_readers({"churn_v1": sqlite, "fault_v1": pushed, "other": store})
+    assert isinstance(kept["churn_v1"], KeptRows) and kept["churn_v1"].reader is sqlite
+    assert kept["fault_v1"] is pushed and kept["other"] is store

@@ -6,7 +6,10 @@ estimates; the oracle, which knows each action's true expected effect on each cu
 world's hazards and hazard ratios); the clairvoyant, which knows moreover who would leave (each
 action's realised effect). Every row's plan is applied to
 the world re-simulated from its seed (:mod:`closedloop.world.treatment`), so churn prevented and
-customers harmed are counted exactly, and every row spends at most the same budget.
+customers harmed are counted exactly, and every row spends at most the same budget. Apart, the
+upsell rows value the upgrade offers the window's usage spikes trigger against the world's
+upgrade truth (:mod:`closedloop.world.upgrade`): the policy's upgrade rule, every trigger, the
+oracle.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from closedloop.world.treatment import (
     resimulate,
     treated_hazard,
 )
+from closedloop.world.upgrade import accept_chance, accepts, can_upgrade, mrr_gain, upgrade_truth
 
 WORLD_KIND = {
     ActionType.BILL_CREDIT: KIND["credit"],
@@ -55,6 +59,12 @@ NO_ACTION, SCORE_ONLY, SHIPPED, UPLIFT, ORACLE, CLAIRVOYANT = (
     "oracle (true effects)",
     "clairvoyant (outcomes known)",
 )
+UPSELL, UPSELL_ALL, UPSELL_ORACLE = (
+    "upsell",
+    "upsell, every trigger",
+    "upsell oracle (true chances)",
+)
+UPGRADE_TRIGGERS = (EventType.USAGE_SPIKE.value,)
 
 
 class BacktestError(ValueError):
@@ -101,7 +111,9 @@ class Plan:
 
     def within(self, budget: float) -> Plan:
         """The plan cut where its spend, in its order, passes the budget."""
-        keep = np.cumsum(self.cost) <= budget + 1e-9
+        return self.where(np.cumsum(self.cost) <= budget + 1e-9)
+
+    def where(self, keep: np.ndarray) -> Plan:
         return Plan(self.action[keep], self.customer[keep], self.day[keep], self.cost[keep])
 
     def treatments(self) -> Treatments:
@@ -131,6 +143,8 @@ class Backtest(BaseModel):
     budget: float
     untreated_churn: int  # customers leaving within the window with no action
     rows: list[Row]
+    upsell: list[Row] = []  # upgrade offers at the window's usage spikes, on their own budget:
+    # revenue_retained is the MRR the accepted upgrades add × value_months
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,8 @@ class Estimates:
     churn: np.ndarray  # churn score per customer
     uplift: Mapping[str, np.ndarray] | None = None  # by world action (credit, message, offer):
     # the expected fall in the chance of leaving within the window
+    upsell: np.ndarray | None = None  # expected MRR an upgrade offer adds: the upsell model's
+    # chance of accepting × the upgrade's MRR gain
 
 
 def unit_costs(policy: Policy, mrr: np.ndarray) -> dict[ActionType, np.ndarray]:
@@ -304,11 +320,10 @@ def _customer_facts(truth: Truth, estimates: Estimates):
                 mrr=float(c.mrr[i]),
                 do_not_contact=bool(c.do_not_contact[i]),
             )
-            known[i] = _Facts(
-                customer,
-                _score(c.ids[i], estimates.churn[i]),
-                {ACTION_OF[arm]: float(up[i]) for arm, up in uplift.items()},
-            )
+            valued = {ACTION_OF[arm]: float(up[i]) for arm, up in uplift.items()}
+            if estimates.upsell is not None and c.mrr[i] > 0:
+                valued[ActionType.UPGRADE_OFFER] = float(estimates.upsell[i] / c.mrr[i])
+            known[i] = _Facts(customer, _score(c.ids[i], estimates.churn[i]), valued)
         return known[i]
 
     return facts
@@ -370,6 +385,92 @@ def account(
     )
 
 
+def upgrade_cost(policy: Policy, mrr: np.ndarray) -> np.ndarray | None:
+    """Cost of an upgrade offer per customer, as the policy's first upgrade rule prices it;
+    None when no rule makes one."""
+    for rule in policy.rules:
+        if rule.action.type is ActionType.UPGRADE_OFFER and rule.target is Target.CUSTOMER:
+            return policy.costs.of(ActionType.UPGRADE_OFFER, rule.action.params, mrr)
+    return None
+
+
+def upgrade_triggers(truth: Truth, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """(customer, day) of each customer's first upgrade trigger in the window: a usage spike on
+    the customer's cell, for customers there at the window's start, contactable, with a plan
+    above theirs (whom the shipped policy's upgrade rule may consider)."""
+    events = truth.events
+    first = datetime.combine(truth.config.start, time(), tzinfo=UTC)
+    when = pd.to_datetime(events["occurred_at"], utc=True)
+    day = ((when - pd.Timestamp(first)).dt.total_seconds() // 86_400).astype(int).to_numpy()
+    spikes = events["event_type"].isin(UPGRADE_TRIGGERS).to_numpy()
+    spikes &= (day >= window.start) & (day <= window.end)
+    cell_ids = truth.cells.ids[truth.customers.cell]
+    upgradable = can_upgrade(truth, window.start)
+    trigger = np.full(len(cell_ids), -1)
+    for cell, on in sorted(
+        zip(events["cell_id"][spikes], day[spikes], strict=True), key=lambda e: e[1]
+    ):
+        fresh = (cell_ids == cell) & upgradable & (trigger < 0)
+        trigger[fresh] = on
+    who = np.flatnonzero(trigger >= 0)
+    return who, trigger[who]
+
+
+def account_upsell(name: str, plan: Plan, truth: Truth, value_months: float, budget: float) -> Row:
+    """One upsell row: each customer's first upgrade offer answered as the world answers it
+    on the offer's day (realised), and at its true chance (expected); MRR gained × value_months
+    less the offers' cost."""
+    customer, first = np.unique(plan.customer, return_index=True)
+    day = plan.day[first]
+    latent, gain = upgrade_truth(truth), mrr_gain(truth)[customer]
+    took, chance = np.zeros(len(customer)), np.zeros(len(customer))
+    for d in np.unique(day):
+        on = day == d
+        took[on] = accepts(truth, int(d), latent)[customer[on]]
+        chance[on] = accept_chance(truth, int(d), latent)[customer[on]]
+    revenue = float((took * gain).sum() * value_months)
+    expected = float((chance * gain).sum() * value_months)
+    cost = float(plan.cost.sum())
+    return Row(
+        policy=name,
+        churn_prevented=0,
+        revenue_retained=round(revenue, 2),
+        cost=round(cost, 2),
+        net_value=round(revenue - cost, 2),
+        expected_net_value=round(expected - cost, 2),
+        budget_used=round(cost / budget, 4) if budget > 0 else 0.0,
+        contacted=len(customer),
+        treated=len(customer),
+        harmed=0,
+    )
+
+
+def upsell_plans(truth: Truth, policy: Policy, window: Window, shipped: Plan) -> dict[str, Plan]:
+    """The upsell rows' offers: the shipped policy's upgrade offers (its rule ranks the
+    triggered customers by the upsell model's expected gain less cost), an offer at every
+    trigger (no model), and the oracle's (a trigger whose true expected gain exceeds the cost)."""
+    cost = upgrade_cost(policy, truth.customers.mrr)
+    if cost is None:
+        return {}
+    who, day = upgrade_triggers(truth, window)
+    latent, gain = upgrade_truth(truth), mrr_gain(truth)
+    worth = np.zeros(len(who), dtype=bool)
+    for d in np.unique(day):
+        on = day == d
+        chance = accept_chance(truth, int(d), latent)[who[on]]
+        worth[on] = chance * gain[who[on]] * policy.value_months > cost[who[on]]
+
+    def offers(keep: np.ndarray) -> Plan:
+        action = np.full(int(keep.sum()), ActionType.UPGRADE_OFFER.value, dtype=object)
+        return Plan(action, who[keep], day[keep], cost[who[keep]])
+
+    return {
+        UPSELL: shipped.where(shipped.action == ActionType.UPGRADE_OFFER.value),
+        UPSELL_ALL: offers(np.ones(len(who), dtype=bool)),
+        UPSELL_ORACLE: offers(worth),
+    }
+
+
 def oracle_net(
     truth: Truth,
     window: Window,
@@ -426,7 +527,9 @@ def backtest(
     present = truth.churn.active(truth.config.days)[:, window.start]
     eligible = present & ~c.do_not_contact
     untreated = left_within(truth.churn, window.start, window.end)
-    shipped = shipped_plan(truth, policy, window, estimates)
+    replayed = shipped_plan(truth, policy, window, estimates)
+    upsell = upsell_plans(truth, policy, window, replayed)
+    shipped = replayed.where(replayed.action != ActionType.UPGRADE_OFFER.value)
     if budget is None:
         budget = float(shipped.cost.sum())
     elif budget < 0:
@@ -457,4 +560,5 @@ def backtest(
             account(name, plan, truth, window, months, budget, untreated, present)
             for name, plan in plans.items()
         ],
+        upsell=[account_upsell(name, plan, truth, months, budget) for name, plan in upsell.items()],
     )

@@ -1120,7 +1120,29 @@ def print_backtest(result: Backtest, source: str) -> None:
         right=titles[1:],
     )  # figures fold at a narrow terminal rather than end in '…'
     table.caption = f"models: {source}"
-    for row in result.rows:
+    _add_rows(table, result.rows, [key for _, key in columns])
+    console.print(table)
+    if result.upsell:
+        upsell = (
+            ("policy", "policy"),
+            ("revenue gained", "revenue_retained"),
+            ("cost", "cost"),
+            ("net value", "net_value"),
+            ("expected net value", "expected_net_value"),
+            ("offers", "contacted"),
+        )
+        titles = [title for title, _ in upsell]
+        table = make_table(
+            "upgrade offers at the window's usage spikes (MRR gained × value months)",
+            *titles,
+            right=titles[1:],
+        )
+        _add_rows(table, result.upsell, [key for _, key in upsell])
+        console.print(table)
+
+
+def _add_rows(table, rows, keys: list[str]) -> None:
+    for row in rows:
         values = row.model_dump()
         table.add_row(
             *(
@@ -1129,10 +1151,9 @@ def print_backtest(result: Backtest, source: str) -> None:
                 else f"{values[key]:.0%}"
                 if key == "budget_used"
                 else str(values[key])
-                for _, key in columns
+                for key in keys
             )
         )
-    console.print(table)
 
 
 def record_change(

@@ -34,17 +34,16 @@ class ActionType(StrEnum):
     CUSTOMER_MESSAGE = "customer_message"
     BILL_CREDIT = "bill_credit"
     RETENTION_OFFER = "retention_offer"
+    UPGRADE_OFFER = "upgrade_offer"
 
 
 INCIDENT_ACTIONS = frozenset(
     {ActionType.TROUBLE_TICKET, ActionType.ESCALATE_INCIDENT, ActionType.FIELD_DISPATCH}
 )
-CONTACT_ACTIONS = frozenset(
+UPLIFT_ACTIONS = frozenset(
     {ActionType.CUSTOMER_MESSAGE, ActionType.RETENTION_OFFER, ActionType.BILL_CREDIT}
-)
-
-
-UPLIFT_ACTIONS = CONTACT_ACTIONS  # the actions uplift models estimate (credit, message, offer)
+)  # the actions uplift models estimate (credit, message, offer)
+CONTACT_ACTIONS = UPLIFT_ACTIONS | {ActionType.UPGRADE_OFFER}
 
 
 class Target(StrEnum):
@@ -120,8 +119,9 @@ class Rule(_Strict):
     min_net_gain: float | None = Field(
         None,
         description="act only when uplift × value_months × MRR − the action's cost reaches this "
-        "many USD, never on an expected uplift ≤ 0 (harmful); a customer without an uplift "
-        "estimate is not acted on",
+        "many USD, never on an expected uplift ≤ 0 (harmful); for an upgrade offer the uplift is "
+        "the chance of accepting × the upgrade's MRR gain / MRR; a customer without an estimate "
+        "is not acted on",
     )
 
     @field_validator("threshold")
@@ -137,9 +137,9 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _net_gain_needs_a_customer_contact(self) -> Rule:
         if self.min_net_gain is not None and (
-            self.target is not Target.CUSTOMER or self.action.type not in UPLIFT_ACTIONS
+            self.target is not Target.CUSTOMER or self.action.type not in CONTACT_ACTIONS
         ):
-            kinds = ", ".join(sorted(a.value for a in UPLIFT_ACTIONS))
+            kinds = ", ".join(sorted(a.value for a in CONTACT_ACTIONS))
             raise ValueError(f"min_net_gain needs target customer and an action of {kinds}")
         return self
 
@@ -189,7 +189,10 @@ class PriorityBand(_Strict):
 class Costs(_Strict):
     """What actions cost, USD: the backtest's and the expected net gain's accounting."""
 
-    contact: float = Field(0.5, ge=0, description="each message, offer or credit to a customer")
+    contact: float = Field(
+        0.5, ge=0, description="each message, offer or credit to a customer (an upgrade offer "
+        "costs this plus its incentive, the rule's amount)",
+    )  # fmt: skip
     dispatch: float = Field(400, ge=0, description="each field dispatch")
     ticket: float = Field(0, ge=0, description="each trouble ticket or escalation")
     offer_months: float = Field(
@@ -202,6 +205,8 @@ class Costs(_Strict):
             if "amount" in params:
                 return self.contact + float(params["amount"]) + 0 * mrr
             return self.contact + np.round(float(params.get("mrr_fraction", 0)) * mrr, 2)
+        if action is ActionType.UPGRADE_OFFER:
+            return self.contact + float(params.get("amount", 0)) + 0 * mrr
         if action is ActionType.RETENTION_OFFER:
             share = float(params.get("discount_pct", 0)) / 100
             return self.contact + share * mrr * self.offer_months
@@ -218,7 +223,7 @@ class Holdout(_Strict):
 
     share: float = Field(gt=0, le=0.5, description="share of qualifying customers held out")
     actions: list[ActionType] = Field(
-        default_factory=lambda: sorted(CONTACT_ACTIONS),
+        default_factory=lambda: sorted(UPLIFT_ACTIONS),
         description="customer actions with a control group",
     )
 

@@ -12,7 +12,11 @@ net value, churn prevented, contacted, harmed and budget used, the issue's targe
 1.5× the score-only net value and ≥ 0.7× the oracle's, fewer harmed than score-only), the
 uplift policy over its peer, how well the uplift model's churn (control) classifier and the
 world's own hazards rank the window's leavers, and the seconds each step took. ``--customers
-20000`` is the issue's size for the ≤ 60 s backtest target.
+20000`` is the issue's size for the ≤ 60 s backtest target. The upsell model (fitted in process
+on the upgrade offers logged before the window) ranks the upgrade offers the window's usage
+spikes trigger; the upsell rows (the policy's upgrade rule, an offer at every trigger as the
+peer without a model, the oracle of true chances) are printed in a table of their own with the
+upsell row over its peer and over the oracle, and the model's held-out ROC AUC.
 """
 
 from __future__ import annotations
@@ -28,15 +32,28 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
-from actions.backtest import ORACLE, SCORE_ONLY, UPLIFT, Estimates, Window, backtest
+from actions.backtest import (
+    ORACLE,
+    SCORE_ONLY,
+    UPLIFT,
+    UPSELL,
+    UPSELL_ALL,
+    UPSELL_ORACLE,
+    Estimates,
+    Window,
+    backtest,
+)
 from actions.policy import load_policy
 from closedloop.world import catalog
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
-from closedloop.world.treatment import TreatmentLog, left_within, observed
+from closedloop.world.treatment import TreatmentLog, left_within
+from closedloop.world.upgrade import upsell_observed
 from training.uplift import ARMS, LEARNER_NAMES, UpliftConfig, fit_uplift, held_out_qini, trial_logs
+from training.upsell import UpsellConfig, fit_upsell, held_out_metrics, offer_logs
 
 PEER = "uplift, trial averages (peer)"
+UPSELL_COLUMNS = ("net_value", "expected_net_value", "contacted")
 COLUMNS = (
     "net_value",
     "expected_net_value",
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learner", choices=("r", "t", "x"), default="r", help="uplift learner")
     args = parser.parse_args(argv)
     policy, config = load_policy(None), UpliftConfig(learner=args.learner)
+    upsell_config = UpsellConfig()
+    upsell: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     window = Window(args.days - args.window, args.days - 1)
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     qinis: dict[str, list[float]] = defaultdict(list)
@@ -91,8 +110,17 @@ def main(argv: list[str] | None = None) -> None:
         model = fit_uplift(learn, config)
         for name, value in held_out_qini(model, held).items():
             qinis[name].append(value)
-        features = observed(truth, window.start)
-        estimates = Estimates(churn=model.churn(features), uplift=model.uplift(features))
+        offers, held_offers = offer_logs(truth, window.start, upsell_config)
+        upsell_model = fit_upsell(offers, upsell_config)
+        qinis["upsell ROC AUC (held-out offers)"].append(
+            held_out_metrics(upsell_model, held_offers)["roc_auc"]
+        )
+        features = upsell_observed(truth, window.start)
+        estimates = Estimates(
+            churn=model.churn(features),
+            uplift=model.uplift(features),
+            upsell=upsell_model.expected_gain(features),
+        )
         present = truth.churn.active(args.days)[:, window.start]
         leavers = left_within(truth.churn, window.start, window.end)[present]
         hazard = truth.hazard[:, window.start : window.end + 1].sum(axis=1)[present]
@@ -102,12 +130,15 @@ def main(argv: list[str] | None = None) -> None:
         result = backtest(truth, policy, window, estimates)
         t3 = time.perf_counter()
         seconds["simulate world"].append(t1 - t0)
-        seconds["trials + fit uplift"].append(t2 - t1)
-        seconds["backtest (6 rows)"].append(t3 - t2)
+        seconds["trials + fit uplift and upsell"].append(t2 - t1)
+        seconds["backtest (6 rows, 3 upsell rows)"].append(t3 - t2)
         for row in result.rows:
             for column in COLUMNS:
                 rows[row.policy][column].append(getattr(row, column))
         rows["(budget USD)"]["net_value"].append(result.budget)
+        for row in result.upsell:
+            for column in (*UPSELL_COLUMNS, "cost"):
+                upsell[row.policy][column].append(getattr(row, column))
         flat = backtest(truth, policy, window, trial_averages(learn, len(features)), result.budget)
         for column in COLUMNS:
             rows[PEER][column].append(getattr(_row(flat, UPLIFT), column))
@@ -126,8 +157,27 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(name, *(_spread(values[c]) for c in COLUMNS))
     console.print(table)
     console.print(f"budget per seed: {_spread(rows['(budget USD)']['net_value'])} USD")
+    table = Table(
+        title="upgrade offers at the window's usage spikes (mean ± sd over seeds; net value: "
+        "MRR gained × value months − cost)"
+    )
+    table.add_column("policy")
+    for column in (*UPSELL_COLUMNS, "cost"):
+        table.add_column(column.replace("_", " "), justify="right")
+    for name, values in upsell.items():
+        table.add_row(name, *(_spread(values[c]) for c in (*UPSELL_COLUMNS, "cost")))
+    console.print(table)
+    for column in ("net_value", "expected_net_value"):
+        ours, peer, oracle = (
+            statistics.fmean(upsell[n][column]) for n in (UPSELL, UPSELL_ALL, UPSELL_ORACLE)
+        )
+        console.print(
+            f"upsell {column.replace('_', ' ')}: {ours:,.0f} / every trigger {peer:,.0f} = "
+            f"{ours / peer:.3f}×; / oracle {oracle:,.0f} = {ours / oracle:.3f}×"
+        )
     qini_table = Table(
-        title=f"uplift {LEARNER_NAMES[args.learner]} on the held-out trial (mean ± sd over seeds)"
+        title=f"uplift {LEARNER_NAMES[args.learner]} on the held-out trial, upsell on the "
+        "held-out offers (mean ± sd over seeds)"
     )
     qini_table.add_column("metric")
     qini_table.add_column("value", justify="right")
@@ -165,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"ROC AUC of the window's leavers ranked by {name}: {_spread(values, 3)}")
     for step, values in seconds.items():
         console.print(f"{step}: {_spread(values)} s per seed")
-    slowest = max(seconds["backtest (6 rows)"])
+    slowest = max(seconds["backtest (6 rows, 3 upsell rows)"])
     console.print(
         f"target: the slowest seed's backtest {slowest:.1f} s ≤ 60 s at {args.customers:,} "
         f"customers: {'[green]met[/]' if slowest <= 60 else '[red]not met[/]'} (load average "

@@ -58,13 +58,20 @@ def in_process_scores(settings: Settings):
 
 def backtest_estimates(settings: Settings, truth, start: int):
     """Churn scores and uplift at a backtest window's start, from the uplift model (its
-    control model is the churn score of an untreated customer)."""
+    control model is the churn score of an untreated customer), and the expected MRR gain of
+    an upgrade offer, from the upsell model."""
     from actions.backtest import Estimates
-    from closedloop.world.treatment import observed
+    from closedloop.world.upgrade import upsell_observed
 
     model, source = training_commands.uplift_models(settings, truth, start)
-    features = observed(truth, start)
-    return Estimates(churn=model.churn(features), uplift=model.uplift(features)), source
+    upsell, upsell_source = training_commands.upsell_model(settings, truth, start)
+    features = upsell_observed(truth, start)
+    estimates = Estimates(
+        churn=model.churn(features),
+        uplift=model.uplift(features),
+        upsell=upsell.expected_gain(features),
+    )
+    return estimates, f"{source}; {upsell_source}"
 
 
 app = typer.Typer(
@@ -271,6 +278,27 @@ def train_uplift(
     except ValueError:
         raise UserError(f"--before {before!r} is not a date (YYYY-MM-DD)") from None
     training_commands.run_train_uplift(settings_of(ctx), day, learner.value)
+
+
+@app.command("train-upsell")
+def train_upsell(
+    ctx: typer.Context,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            help="Learn from offers made before this day, YYYY-MM-DD [default: the world's "
+            "last 30 days are left out]"
+        ),
+    ] = None,
+) -> None:
+    """Learn the upsell model (who accepts an upgrade offer) from the offers logged on the
+    world, log ROC AUC on a held-out day's offers to MLflow, register as 'upsell', gate the
+    champion."""
+    try:
+        day = None if before is None else date.fromisoformat(before)
+    except ValueError:
+        raise UserError(f"--before {before!r} is not a date (YYYY-MM-DD)") from None
+    training_commands.run_train_upsell(settings_of(ctx), day)
 
 
 @app.command("monitor")

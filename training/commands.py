@@ -85,7 +85,7 @@ def list_models(ctx: typer.Context, as_json: AsJson = False) -> None:
     from training import registry  # MLflow: seconds to import, so after the quick checks
 
     registry.connect(settings)
-    rows = registry.list_versions([*SPECS, "uplift"])
+    rows = registry.list_versions([*SPECS, "uplift", "upsell"])
     if not rows:
         raise UserError("no registered models yet; run 'closedloop train churn' first")
     if as_json:
@@ -158,14 +158,11 @@ def hold_of(settings: Settings, name: str):
     return registry.hold_of(name)
 
 
-def run_train_uplift(settings: Settings, before: date | None, learner: str = "r"):
-    """Learn the uplift models from randomised trials on this home's world before ``before``
-    (default: the world's last 30 days), register and gate them."""
-    from closedloop.world.simulate import simulate_truth
+def _world_before(settings: Settings, before: date | None):
+    """(this home's world config, the day ``before`` names; default: the last 30 days left
+    out)."""
     from closedloop.world.store import read_config
-    from training.uplift import UpliftConfig, train_uplift
 
-    config = UpliftConfig(learner=learner)
     try:
         world = read_config(settings.world_dir)
     except FileNotFoundError as error:
@@ -173,6 +170,17 @@ def run_train_uplift(settings: Settings, before: date | None, learner: str = "r"
     day = world.days - 30 if before is None else (before - world.start).days
     if not 0 < day <= world.days:
         raise UserError(f"--before {before} lies outside the world ({world.start}, {world.days} d)")
+    return world, day
+
+
+def run_train_uplift(settings: Settings, before: date | None, learner: str = "r"):
+    """Learn the uplift models from randomised trials on this home's world before ``before``
+    (default: the world's last 30 days), register and gate them."""
+    from closedloop.world.simulate import simulate_truth
+    from training.uplift import UpliftConfig, train_uplift
+
+    config = UpliftConfig(learner=learner)
+    world, day = _world_before(settings, before)
     try:
         outcome = train_uplift(settings, simulate_truth(world), day, config)
     except ValueError as error:
@@ -226,4 +234,58 @@ def uplift_models(settings: Settings, truth, start: int):
         fit_uplift(learn, config),
         f"uplift {learner} fitted on the trials before the window ({config.trials}; no usable "
         "champion)",
+    )
+
+
+def run_train_upsell(settings: Settings, before: date | None):
+    """Learn the upsell model from the upgrade offers logged on this home's world before
+    ``before`` (default: the world's last 30 days), register and gate it."""
+    from closedloop.world.simulate import simulate_truth
+    from training.upsell import UpsellConfig, train_upsell
+
+    world, day = _world_before(settings, before)
+    try:
+        outcome = train_upsell(settings, simulate_truth(world), day, UpsellConfig())
+    except ValueError as error:
+        raise UserError(f"cannot train upsell: {error}") from None
+    table = Table(title=f"upsell model version {outcome.version} (held-out offers)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in outcome.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if outcome.decision.promote else "[yellow]held[/]"
+    console.print(f"logged offers: {outcome.rows:,}; gate: {verdict}")
+    for reason in outcome.decision.reasons:
+        console.print(f"  - {reason}")
+    return outcome
+
+
+def upsell_model(settings: Settings, truth, start: int):
+    """(upsell model, where it came from) for a backtest from day ``start``: the registered
+    champion when it learned from this world before that day, else one fitted here on the
+    offers logged before it."""
+    from mlflow import MlflowClient
+
+    from training import registry
+    from training.upsell import NAME, UpsellConfig, fit_upsell, load_champion, offer_logs
+
+    registry.connect(settings)
+    found = registry.champion_version(NAME)
+    if found is not None:
+        params = MlflowClient().get_run(found.run_id).data.params
+        same_world = params.get("world_seed") == str(truth.config.seed)
+        if same_world and int(params["before_day"]) <= start:
+            champion = load_champion()
+            if champion is not None:
+                return champion[1], f"upsell champion version {champion[0]}"
+    config = UpsellConfig()
+    room = (start - 2) // config.offer_every_days  # offer days that fit before the held-out one
+    if 1 <= room < config.offer_days:  # a short world: fewer offer days rather than none
+        config = config.model_copy(update={"offer_days": room})
+    learn, _ = offer_logs(truth, start, config)
+    return (
+        fit_upsell(learn, config),
+        f"upsell fitted on the offers logged before the window ({config.offer_days} days; no "
+        "usable champion)",
     )

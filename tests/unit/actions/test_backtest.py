@@ -8,6 +8,9 @@ from actions.backtest import (
     SCORE_ONLY,
     SHIPPED,
     UPLIFT,
+    UPSELL,
+    UPSELL_ALL,
+    UPSELL_ORACLE,
     BacktestError,
     Estimates,
     Window,
@@ -15,12 +18,14 @@ from actions.backtest import (
     best_within_budget,
     expected_kept,
     unit_costs,
+    upgrade_triggers,
 )
 from actions.policy import ActionType
 from closedloop.world.churn import churn_at
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import simulate_truth
 from closedloop.world.treatment import KIND, Treatments, left_within, observed, treated_hazard
+from closedloop.world.upgrade import accept_chance, mrr_gain
 
 WINDOW = Window(30, 59)
 
@@ -182,3 +187,30 @@ def test_a_control_group_is_not_treated_in_the_replay(truth, policy, estimates):
     every = {r.policy: r for r in backtest(truth, policy, WINDOW, estimates, 1e9).rows}
     half = {r.policy: r for r in backtest(truth, held, WINDOW, estimates, 1e9).rows}
     assert 0.3 < half[SHIPPED].contacted / every[SHIPPED].contacted < 0.7
+
+
+@pytest.fixture(scope="module")
+def spiky():
+    """A small world whose cells spike often enough to trigger upgrade offers."""
+    return simulate_truth(WorldConfig(customers=1_000, days=60, seed=3, usage_spike_rate=0.03))
+
+
+def test_the_upsell_rows_value_the_offers_usage_spikes_trigger(spiky, policy):
+    truth = spiky
+    risk = 1 - np.exp(-truth.hazard[:, WINDOW.start : WINDOW.end + 1].sum(axis=1))
+    upsell = accept_chance(truth, WINDOW.start) * mrr_gain(truth)  # the true chance, a day early
+    estimates = Estimates(churn=risk, uplift={"message": risk * 0.01}, upsell=upsell)
+    result = backtest(truth, policy, WINDOW, estimates, 400.0)
+    rows = {row.policy: row for row in result.upsell}
+    assert list(rows) == [UPSELL, UPSELL_ALL, UPSELL_ORACLE]
+    who, day = upgrade_triggers(truth, WINDOW)
+    assert len(who) == rows[UPSELL_ALL].contacted > 0 and (day >= WINDOW.start).all()
+    assert 0 < rows[UPSELL].contacted < rows[UPSELL_ALL].contacted  # the model leaves some out
+    oracle = rows[UPSELL_ORACLE].expected_net_value
+    assert oracle >= max(rows[UPSELL].expected_net_value, rows[UPSELL_ALL].expected_net_value)
+    assert rows[UPSELL_ALL].revenue_retained >= rows[UPSELL].revenue_retained
+    assert all(row.churn_prevented == 0 and row.harmed == 0 for row in rows.values())
+    assert rows[UPSELL].cost == pytest.approx(10.5 * rows[UPSELL].contacted)
+    blind = backtest(truth, policy, WINDOW, Estimates(estimates.churn, estimates.uplift), 400.0)
+    assert blind.upsell[0].contacted == 0  # no upsell estimate: no offer
+    assert blind.rows == result.rows  # upgrade offers leave the retention rows alone

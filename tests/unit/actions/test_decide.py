@@ -131,3 +131,22 @@ def test_a_net_gain_rule_acts_only_on_a_helpful_uplift_worth_its_cost(tmp_path):
     (tmp_path / "bad.yaml").write_text(bad)
     with pytest.raises(PolicyError, match="min_net_gain needs target customer"):
         load_policy(tmp_path / "bad.yaml")
+
+
+def test_a_usage_spike_offers_an_upgrade_only_where_the_expected_mrr_gained_pays(policy):
+    people = [customer(1, mrr=50), customer(2, mrr=50), customer(3, mrr=50)]
+    # the upsell estimate: chance of accepting × the upgrade's MRR gain / MRR; value_months 12 ×
+    # MRR 50 × 0.02 = 12 USD against the offer's 0.5 contact + 10 incentive
+    upsell = {
+        "cus_0000001": {ActionType.UPGRADE_OFFER: 0.02},
+        "cus_0000002": {ActionType.UPGRADE_OFFER: 0.01},  # worth 6 < 10.5
+    }  # cus_0000003: no estimate
+    trigger = event(EventType.USAGE_SPIKE, severity=Severity.WARNING)
+    churn = {c.customer_id: score(c.customer_id, 0.1) for c in people}
+    situation = Situation(trigger, "spike:x", people, churn, None, upsell, "3")
+    offered = _by(decide(situation, policy), ActionType.UPGRADE_OFFER)
+    assert set(offered) == {"cus_0000001"}
+    (offer,) = offered.values()
+    assert (offer.cost, offer.expected_gain, offer.rule_id) == (10.5, 1.5, "upgrade-offer")
+    alarm = Situation(event(EventType.ALARM_ONSET), "outage:x", people, churn, None, upsell)
+    assert not _by(decide(alarm, policy), ActionType.UPGRADE_OFFER)  # only a spike triggers it

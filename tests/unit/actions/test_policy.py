@@ -68,4 +68,4 @@ def test_policy_check_command_lints_and_exits_2_with_located_lines(tmp_path):
     assert "rules[3].threshold:" in failed.stderr and "rules[1].target:" in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 2
     assert "Traceback" not in failed.stderr
-    assert passed.returncode == 0 and "8 rules" in passed.stdout
+    assert passed.returncode == 0 and "9 rules" in passed.stdout

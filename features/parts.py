@@ -1,12 +1,12 @@
 """Large Parquet tables a part at a time: ranges of a key that keep every row of a key together.
 
 Ingest and the feature build hold one part in memory, never a whole table, so their peak memory
-does not grow with the number of customers or cells. A part is a half-open range of one key
-column (a customer or cell id); every row with that key, whatever file or row group it sits in,
-falls in the same part, so per-key work (deduplication, counter differencing, windows) done a
-part at a time gives the answers it gives on the whole table. Row groups whose statistics show
-they hold no key of the range are skipped, so a file sorted by the key is read about once
-whatever the number of parts.
+is bounded by a part's, not by the number of customers or cells. A part is a half-open range of
+one key column (a customer or cell id); every row with that key, whatever file or row group it
+sits in, falls in the same part, so per-key work (deduplication, counter differencing, windows)
+done a part at a time gives the answers it gives on the whole table. Row groups whose
+statistics show they hold no key of the range are skipped, so a file sorted by the key is read
+about once whatever the number of parts.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ def _median_interval(telemetry: PartedFiles, cells: pd.Index) -> float | None:
 
 def build_features(home: Path, as_of: datetime) -> Built:
     """Compute the feature tables from every source in the offline store, a group of entities
-    at a time (:data:`STEPS_AT_ONCE`), so memory does not grow with customers or cells."""
+    at a time (:data:`STEPS_AT_ONCE`), so memory is bounded by a group's, not a table's."""
     offline = OfflineStore(home)
     paths = FeaturePaths.under(Home.at(home))
     customers, orphans = _build_customers(offline, paths.customer_daily, pd.Timestamp(as_of))

@@ -1,15 +1,17 @@
 """The prediction log: every score serving makes, as Parquet parts that monitoring reads.
 
 One folder per model under ``HOME/predictions/<model>/``; each part file holds the columns of
-``LOG_COLUMNS`` followed by one column per feature of the model's feature service, named as in
-the service (strings stay strings, numbers are float64, missing values are null).
+``LOG_COLUMNS``, then for a multi-class model one column per class with its probability
+(``probability[<class>]``; ``probability`` is the likeliest class's), then one column per
+feature of the model's feature service, named as in the service (strings stay strings, numbers
+are float64, missing values are null).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +34,9 @@ LOG_COLUMNS = pa.schema(
             pa.string(),
             "online (features looked up), supplied (what-if) or batch (monitor-score)",
         ),
-        described("probability", pa.float64(), "calibrated probability"),
+        described(
+            "probability", pa.float64(), "calibrated probability (multi-class: the likeliest's)"
+        ),
         described("stale_features", pa.int32(), "how many inputs were stale or missing"),
     ]
 )
@@ -43,10 +47,19 @@ def log_folder(home: Path, model: str) -> Path:
     return Home.at(home).predictions(model)
 
 
-def log_schema(features: Sequence[str], categorical: Collection[str]) -> pa.Schema:
-    """The log's columns, then the model's features (text for categoricals, else float64)."""
+def class_column(name: str) -> str:
+    """The log's column of one class's probability (no feature name has brackets)."""
+    return f"probability[{name}]"
+
+
+def log_schema(
+    features: Sequence[str], categorical: Collection[str], classes: Sequence[str] = ()
+) -> pa.Schema:
+    """The log's columns, each class's probability, then the model's features (text for
+    categoricals, else float64)."""
+    by_class = [pa.field(class_column(name), pa.float64()) for name in classes]
     fields = [pa.field(f, pa.string() if f in categorical else pa.float64()) for f in features]
-    return pa.schema([*LOG_COLUMNS, *fields])
+    return pa.schema([*LOG_COLUMNS, *by_class, *fields])
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class PredictionBatch:
     probabilities: Sequence[float]
     stale_features: Sequence[int]  # per row: how many inputs were stale or missing
     features: Mapping[str, Sequence[FeatureValue]]  # the inputs as scored, by feature
+    classes: Mapping[str, Sequence[float]] = field(default_factory=dict)  # multi-class: by class
 
     def __len__(self) -> int:
         return len(self.entity_ids)
@@ -82,6 +96,7 @@ class PredictionBatch:
             "source": [self.source] * rows,
             "probability": self.probabilities,
             "stale_features": self.stale_features,
+            **{class_column(name): values for name, values in self.classes.items()},
             **self.features,
         }
 
@@ -90,8 +105,8 @@ def log_table(batches: Sequence[PredictionBatch], schema: pa.Schema) -> pa.Table
     """The prediction log rows of ``batches``, in order, as one table of ``schema``."""
     parts = [batch.columns() for batch in batches]
     arrays = []
-    for field in schema:
-        columns = [part[field.name] for part in parts]
+    for column in schema:
+        columns = [part[column.name] for part in parts]
         values = columns[0] if len(columns) == 1 else list(itertools.chain.from_iterable(columns))
-        arrays.append(pa.array(values, type=field.type, from_pandas=True))
+        arrays.append(pa.array(values, type=column.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)

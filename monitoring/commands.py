@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from closedloop.models import ModelName
@@ -79,10 +80,10 @@ def print_summary(summary: MonitorSummary) -> None:
         table.add_column(column)
     compared = [c for c in drift.columns if c.compared]
     shown = [c for c in compared if c.drifted] or compared[:5]
-    for c in [*shown, *([drift.prediction] if drift.prediction else [])]:
+    for c in [*shown, *([drift.prediction] if drift.prediction else []), *drift.classes]:
         flag = "[red]yes[/]" if c.drifted else "no"
         score = f"{c.score:.3f}" if c.score is not None else "-"
-        table.add_row(c.column, c.kind, c.method, score, f"{c.threshold:g}", flag)
+        table.add_row(escape(c.column), c.kind, c.method, score, f"{c.threshold:g}", flag)
     console.print(table)
     console.print(
         f"drifted features: {len(drift.drifted_columns)}/{len(compared)} compared "
@@ -100,10 +101,18 @@ def print_summary(summary: MonitorSummary) -> None:
         floor = "n/a" if performance.floor is None else f"{performance.floor:.4f}"
         if performance.baseline_until is not None:
             floor += f", set by the matured window to {performance.baseline_until:%Y-%m-%d}"
-        console.print(
-            f"matured labels: {performance.rows:,} rows, {performance.positives:,} positive; "
-            f"{performance.metric} {value:.4f} (floor {floor})"
-        )
+        if performance.classes:
+            loss = performance.metrics["log_loss"]
+            console.print(
+                f"labelled rows: {performance.rows:,} in {len(performance.classes)} classes, the "
+                f"rarest {performance.positives:,}; log loss {loss:.4f}; "
+                f"{performance.metric} {value:.4f} (floor {floor})"
+            )
+        else:
+            console.print(
+                f"matured labels: {performance.rows:,} rows, {performance.positives:,} positive; "
+                f"{performance.metric} {value:.4f} (floor {floor})"
+            )
     verdict = "[red]retrain[/]" if summary.trigger.retrain else "[green]no retrain[/]"
     if summary.trigger.held:
         verdict = "[yellow]held[/] (the evidence is there; retraining waits)"

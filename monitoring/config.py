@@ -75,6 +75,11 @@ class PerformancePolicy(_Strict):
     """How good the champion must stay on the matured window."""
 
     metric: str = Field("pr_auc", pattern="^(pr_auc|roc_auc)$")
+    class_metric: str = Field(
+        "macro_f1",
+        pattern="^(macro_f1|accuracy|log_loss_gain)$",
+        description="a multi-class champion's metric (min_positives: rows of its rarest class)",
+    )
     min_ratio: float = Field(
         0.8,
         gt=0,

@@ -65,6 +65,7 @@ class Comparison:
     tests: dict[str, ColumnTest]  # compared features only
     rows: dict[str, tuple[int, int]]
     notes: dict[str, str]  # features left out, and why
+    predictions: list[str]  # prediction columns on both sides: the probability, each class's
 
     @property
     def compared(self) -> list[str]:
@@ -90,10 +91,13 @@ def comparison(
     policy: DriftPolicy,
     traits: Mapping[str, Traits] | None = None,
     history_start: pd.Timestamp | None = None,
+    predictions: Sequence[str] = (PROBABILITY,),
 ) -> Comparison:
     """Decide what is comparable. A value stamped before ``history_start`` plus its feature's
     history summarises a window not yet full: it is blanked on both sides, and a feature with
-    fewer than ``policy.min_rows`` complete values on either side is not compared at all."""
+    fewer than ``policy.min_rows`` complete values on either side is not compared at all. Of the
+    ``predictions`` columns (a multi-class model's: each class's probability too) those on both
+    sides are compared."""
     traits = traits or {}
     reference, current = reference.copy(), current.copy()
     kinds, tests, rows, notes = {}, {}, {}, {}
@@ -120,8 +124,9 @@ def comparison(
             aged = reference[name] + trait.per_day * elapsed.to_numpy()
             reference[name + AGED] = aged if trait.floor is None else aged.clip(trait.floor)
             current[name + AGED] = current[name]
+    both = [c for c in predictions if c in reference.columns and c in current.columns]
     return Comparison(
-        reference, current, list(features), list(categorical), kinds, tests, rows, notes
+        reference, current, list(features), list(categorical), kinds, tests, rows, notes, both
     )
 
 
@@ -133,9 +138,9 @@ def _span(history: timedelta) -> str:
 
 def drift_report(plan: Comparison, policy: DriftPolicy) -> Snapshot:
     """Evidently's data drift preset on the compared features, each with its own test (clock
-    features twice: as they were and aged), plus drift of the predicted probability."""
+    features twice: as they were and aged), plus drift of the predicted probability (and of
+    each class's, multi-class)."""
     reference, current = plan.reference, plan.current
-    with_prediction = PROBABILITY in reference.columns and PROBABILITY in current.columns
     columns, methods, thresholds = [], {}, {}
     for name in plan.compared:
         test = plan.tests[name]
@@ -153,20 +158,16 @@ def drift_report(plan: Comparison, policy: DriftPolicy) -> Snapshot:
                 drift_share=policy.drift_share,
             )
         )
-    if with_prediction:
-        metrics.append(
-            ValueDrift(
-                column=PROBABILITY,
-                method=policy.prediction.method,
-                threshold=policy.prediction.threshold,
-            )
-        )
+    test = policy.prediction
+    metrics += [
+        ValueDrift(column=name, method=test.method, threshold=test.threshold)
+        for name in plan.predictions
+    ]
     if not metrics:
         raise ValueError("nothing to compare: no feature has complete values on both sides")
     categorical = [c for c in columns if c in plan.categorical]
     numbers = [c for c in columns if c not in categorical]
-    if with_prediction:
-        numbers.append(PROBABILITY)
+    numbers += plan.predictions
     current_set, reference_set = _datasets(reference, current, _definition(numbers, categorical))
     return Report(metrics).run(current_set, reference_set)
 
@@ -220,13 +221,16 @@ def read_drift(snapshot: Snapshot, plan: Comparison, policy: DriftPolicy) -> Dri
     share = sum(c.drifted for c in compared) / len(compared) if compared else 0.0
     severe = [c.column for c in compared if c.score >= policy.severe * c.threshold]
     prediction = found.get(PROBABILITY)
+    by_class = [found[name] for name in plan.predictions if name != PROBABILITY]
+    predicted = [*([prediction] if prediction else []), *by_class]
     return DriftResult(
         columns=columns,
         drifted_share=share,
         drift_share=policy.drift_share,
         severe=severe,
-        drifted=share >= policy.drift_share or bool(severe or (prediction and prediction.drifted)),
+        drifted=share >= policy.drift_share or bool(severe or any(p.drifted for p in predicted)),
         prediction=prediction,
+        classes=by_class,
     )
 
 

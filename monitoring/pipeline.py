@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 from evidently.core.report import Snapshot
 
 from closedloop.models import spec
-from closedloop.predictions import LOG_COLUMNS, PredictionBatch, log_folder, log_schema, log_table
+from closedloop.predictions import (
+    LOG_COLUMNS,
+    PredictionBatch,
+    class_column,
+    log_folder,
+    log_schema,
+    log_table,
+)
 from closedloop.settings import Settings
 from features.offline import OfflineStore
 from features.repo import TRAITS, Traits
@@ -29,14 +36,15 @@ from monitoring.sampling import PartsWindow
 from monitoring.summary import (
     DriftResult,
     MonitorSummary,
+    Performance,
     QualityResult,
     RetrainOutcome,
     runs_in,
 )
 from training import registry
 from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.labels import MATURED, snapshot_instants
+from training.evaluate import evaluate, evaluate_classes
+from training.labels import MATURED, class_labels, snapshot_instants
 from training.model import ScoringModel
 from training.native import NATIVE_MIN_ROWS, Engine, batch_scores
 from training.pipeline import feature_source
@@ -65,10 +73,16 @@ class ReportColumns:
     categorical: list[str]
     traits: dict[str, Traits] = field(default_factory=dict)
     history_start: pd.Timestamp | None = None
+    classes: list[str] = field(default_factory=list)  # a multi-class model's classes
 
     @property
     def numeric(self) -> list[str]:
         return [f for f in self.features if f not in self.categorical]
+
+    @property
+    def predictions(self) -> list[str]:
+        """The prediction columns: the probability, then each class's (multi-class)."""
+        return [core.PROBABILITY, *(class_column(name) for name in self.classes)]
 
 
 def history_start(settings: Settings, target: str) -> pd.Timestamp:
@@ -97,6 +111,7 @@ def report_columns(model: ScoringModel, start: pd.Timestamp | None = None) -> Re
         [f for f in features if f in model.categories],
         {f: TRAITS[f] for f in features if f in TRAITS},
         start,
+        list(model.classes),
     )
 
 
@@ -124,7 +139,8 @@ def _window_keys(settings: Settings, target: str, start, end, every) -> pd.DataF
 
 
 def batch_table(champion: RegisteredModel, frame: pd.DataFrame, scores: np.ndarray) -> pa.Table:
-    """Prediction log rows of scored feature rows (``event_timestamp`` becomes ``scored_at``)."""
+    """Prediction log rows of scored feature rows (``event_timestamp`` becomes ``scored_at``);
+    a multi-class model's ``scores`` have a column per class."""
     model = champion.model
     batch = PredictionBatch(
         model=champion.name,
@@ -134,11 +150,12 @@ def batch_table(champion: RegisteredModel, frame: pd.DataFrame, scores: np.ndarr
         request_id=f"batch-{champion.name}-{champion.version}",
         scored_at=frame["event_timestamp"],
         entity_ids=frame[spec(champion.name).entity_key].astype(str),
-        probabilities=scores,
+        probabilities=scores.max(axis=1) if model.classes else scores,
         stale_features=frame[model.features].isna().sum(axis=1),
         features={name: frame[name] for name in model.features},
+        classes=dict(zip(model.classes, scores.T, strict=True)) if model.classes else {},
     )
-    return log_table([batch], log_schema(model.features, model.categories))
+    return log_table([batch], log_schema(model.features, model.categories, model.classes))
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,61 @@ def _matured(
     return MATURED[label.kind](rows, events, champion.horizon, as_of)
 
 
+def _binary_performance(
+    champion: RegisteredModel,
+    labelled: pd.DataFrame,
+    config: MonitorConfig,
+    baseline: Performance | None,
+) -> Performance | None:
+    """The champion's figures on its matured rows against its own test figures."""
+    if labelled.empty:
+        return None
+    labels = labelled["label"].to_numpy()
+    return performance_verdict(
+        evaluate(labels, labelled["probability"].to_numpy(), 100).metrics,
+        champion.test_metrics,
+        len(labelled),
+        int(labels.sum()),
+        config,
+        pd.Timestamp(labelled["scored_at"].max()).to_pydatetime(),
+        baseline,
+    )
+
+
+def _class_performance(
+    settings: Settings,
+    champion: RegisteredModel,
+    window: PartsWindow,
+    reference: pd.DataFrame,
+    config: MonitorConfig,
+    baseline: Performance | None,
+) -> Performance | None:
+    """A multi-class champion on the window's rows whose entity's class is recorded: log loss
+    (and its gain over the reference's class shares), macro-F1, accuracy, F1 per class."""
+    model, label = champion.model, spec(champion.name).label
+    columns = [class_column(name) for name in model.classes]
+    scored = window.read(["scored_at", "entity_id", *columns])
+    events = OfflineStore(settings.home).read(label.events)
+    key = spec(champion.name).entity_key
+    labelled = class_labels(scored, events, key, str(label.classes), model.classes)
+    if labelled.empty:
+        return None
+    shares = np.bincount(reference[core.LABEL].astype(int), minlength=len(model.classes))
+    prior = shares / shares.sum()
+    labels = labelled["label"].to_numpy()
+    figures = evaluate_classes(labels, labelled[columns].to_numpy(), model.classes, prior)
+    return performance_verdict(
+        figures.metrics,
+        champion.test_metrics,
+        len(labelled),
+        int(np.bincount(labels, minlength=len(model.classes)).min()),
+        config,
+        pd.Timestamp(labelled["scored_at"].max()).to_pydatetime(),
+        baseline,
+        model.classes,
+    )
+
+
 def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) -> None:
     from evidently.ui.workspace import Workspace
 
@@ -239,9 +311,10 @@ def _to_workspace(settings: Settings, target: str, run: str, snapshots: dict) ->
 
 
 def _sample(window: PartsWindow, config: MonitorConfig, wanted: list[str], stamp: str):
-    """The seeded sample of a window, its stamp column (when it has one) as ``core.STAMP``."""
+    """The seeded sample of a window's ``wanted`` columns that it has, its stamp column (when
+    it has one) as ``core.STAMP``."""
     names = pq.ParquetFile(window.parts[0]).schema_arrow.names
-    columns = [*wanted, stamp] if stamp in names else wanted
+    columns = [name for name in [*wanted, stamp] if name in names]
     return window.sample(config.sample_rows, config.seed, columns).rename(
         columns={stamp: core.STAMP}
     )
@@ -263,7 +336,7 @@ def window_reports(
 ) -> WindowReports:
     """Drift and data quality of a current window against the reference: Evidently on a seeded
     sample of each, read column by column; missing shares counted over every row."""
-    wanted = [*columns.features, core.PROBABILITY]
+    wanted = [*columns.features, *columns.predictions]
     sample_ref = _sample(reference, config, wanted, "event_timestamp")
     sample_cur = _sample(current, config, wanted, "scored_at")
     numeric, categorical = columns.numeric, columns.categorical
@@ -275,6 +348,7 @@ def window_reports(
         config.drift,
         columns.traits,
         columns.history_start,
+        columns.predictions,
     )
     drift_snapshot = core.drift_report(plan, config.drift)
     quality = core.quality_of(
@@ -321,28 +395,22 @@ def monitor(
         scored_reference = reference.read([core.LABEL, core.PROBABILITY])
     drift, quality = reports.drift, reports.quality
 
-    as_of = pd.Timestamp(end)
-    # the latest window whose labels are all known: the current one less the label horizon
-    matured_from = start - champion.horizon
-    matured = log_window(settings, target, champion.version, matured_from, end)
-    scored = matured.read(["scored_at", "entity_id", core.PROBABILITY]) if matured.rows else current
-    labelled = _matured(settings, champion, scored, as_of)
     snapshots = dict(reports.snapshots)
     past = history(settings, target)
-    performance = None
-    if not labelled.empty:
-        labels = labelled["label"].to_numpy()
-        metrics = evaluate(labels, labelled["probability"].to_numpy(), 100).metrics
-        performance = performance_verdict(
-            metrics,
-            champion.test_metrics,
-            len(labelled),
-            int(labels.sum()),
-            config,
-            pd.Timestamp(labelled["scored_at"].max()).to_pydatetime(),
-            live_baseline(past, champion.version),
+    baseline = live_baseline(past, champion.version)
+    if champion.model.classes:
+        performance = _class_performance(
+            settings, champion, window, scored_reference, config, baseline
         )
-        if labels.sum() and labels.sum() < len(labels):
+    else:
+        # the latest window whose labels are all known: the current one less the label horizon
+        matured = log_window(settings, target, champion.version, start - champion.horizon, end)
+        columns = ["scored_at", "entity_id", core.PROBABILITY]
+        scored = matured.read(columns) if matured.rows else current
+        labelled = _matured(settings, champion, scored, pd.Timestamp(end))
+        performance = _binary_performance(champion, labelled, config, baseline)
+        positives = labelled["label"].sum() if not labelled.empty else 0
+        if 0 < positives < len(labelled):
             snapshots["performance"] = core.performance_report(scored_reference, labelled)
 
     trigger = decide(drift, performance, past, champion.version, end, config)

@@ -170,29 +170,34 @@ def performance_verdict(
     config: MonitorConfig,
     matured_until: datetime | None = None,
     baseline: Performance | None = None,
+    classes: Sequence[str] = (),
 ) -> Performance:
     """The champion's matured-window metrics against the floor: ``min_ratio`` of the lower of
     its test metric and its metric on its first judged matured window (``baseline``; this one
     when there is none yet). Either alone misleads: a churn label spans 30 days, so a customer
     who leaves is a positive in several weekly snapshots on both sides of the test split and the
-    test metric flatters; one week of a few dozen positives may be a lucky one."""
+    test metric flatters; one week of a few dozen positives may be a lucky one. A multi-class
+    champion (``classes``) is held to ``class_metric``, ``positives`` being the rows of its
+    rarest class."""
     policy = config.performance
+    metric = policy.class_metric if classes else policy.metric
     judged = rows >= policy.min_rows and positives >= policy.min_positives
     if baseline is not None:
-        live, since = baseline.metrics.get(policy.metric), baseline.matured_until
+        live, since = baseline.metrics.get(metric), baseline.matured_until
     else:
-        live, since = (metrics[policy.metric] if judged else None), matured_until
-    levels = [v for v in (champion_test.get(policy.metric), live) if v is not None]
+        live, since = (metrics[metric] if judged else None), matured_until
+    levels = [v for v in (champion_test.get(metric), live) if v is not None]
     floor = policy.min_ratio * min(levels) if levels else None
     below = None
     if judged and floor is not None:
-        below = bool(metrics[policy.metric] < floor)
+        below = bool(metrics[metric] < floor)
     return Performance(
         rows=rows,
         positives=positives,
         metrics=metrics,
         champion_test=champion_test,
-        metric=policy.metric,
+        metric=metric,
+        classes=list(classes),
         floor=floor,
         baseline_until=since if live is not None else None,
         below_floor=below,

@@ -45,6 +45,9 @@ class DriftResult(_Frozen):
     )
     drifted: bool
     prediction: ColumnDrift | None = Field(None, description="drift of the predicted probability")
+    classes: list[ColumnDrift] = Field(
+        default_factory=list, description="multi-class: drift of each class's probability"
+    )
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -70,7 +73,8 @@ class Performance(_Frozen):
     judged matured window (its test figures are kept for reference)."""
 
     rows: int
-    positives: int
+    positives: int = Field(description="positive labels; multi-class: the rarest class's rows")
+    classes: list[str] = Field(default_factory=list, description="a multi-class champion's")
     metrics: dict[str, float] = Field(default_factory=dict)
     champion_test: dict[str, float] = Field(default_factory=dict)
     metric: str

@@ -48,7 +48,8 @@ class PredictionLog:
             key = (champion.name, champion.version)
             if key not in self._schemas:
                 model = champion.model
-                self._schemas[key] = log_schema(model.features, model.categories)
+                schema = log_schema(model.features, model.categories, model.classes)
+                self._schemas[key] = schema
             self._queue.put((champion.name, self._schemas[key], batch))
 
     def close(self) -> None:

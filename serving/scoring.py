@@ -239,5 +239,6 @@ class Scorer:
             probabilities=probabilities.tolist(),
             stale_features=[len(names) for names in stale],
             features={name: [record[name] for record in records] for name in model.features},
+            classes={} if by_class is None else dict(zip(model.classes, by_class.T, strict=True)),
         )
         return Scored(champion, request_id, scores, batch, unknown)

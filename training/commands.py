@@ -53,6 +53,13 @@ def run_train(settings: Settings, target: str, config: TrainConfig):
     else:
         how = f"by time, {shares} of the snapshot instants (later never trains)"
     console.print(f"split: {how} ({outcome.split.why})")
+    section = "snapshot_lightgbm" if outcome.split.by == "entity" else "lightgbm"
+    found = " found by the search" if outcome.search else f" (train_{target}.{section})"
+    params = outcome.params
+    console.print(
+        f"lightgbm: {params.num_leaves} leaves, learning rate {params.learning_rate:g}, "
+        f"{params.min_child_samples} rows a leaf at least{found}"
+    )
     console.print(f"target: {outcome.label.why}")
     if outcome.folds:
         shown = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss"}

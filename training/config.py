@@ -28,6 +28,13 @@ class LightGBMParams(_Strict):
     balance_classes: bool = Field(True, description="weight positives by the class ratio")
 
 
+SNAPSHOT_LIGHTGBM = LightGBMParams(
+    learning_rate=0.02, num_leaves=4, num_boost_round=3000, early_stopping_rounds=200
+)
+"""LightGBM of snapshot data: one row per entity, often a few thousand, where deep trees learn
+the training rows by heart; shallow trees learnt slowly (and stopped late) generalise better."""
+
+
 class TuneConfig(_Strict):
     """Optional Optuna search over the LightGBM parameters before the final fit."""
 
@@ -78,7 +85,12 @@ class TrainConfig(_Strict):
         description="binary: the event; classes: the multi-class target a mapping declares "
         "('classes: true' on the label table's class column); auto: classes when one is declared",
     )
-    lightgbm: LightGBMParams = LightGBMParams()
+    lightgbm: LightGBMParams = Field(
+        LightGBMParams(), description="LightGBM of a time split (time series: many snapshots)"
+    )
+    snapshot_lightgbm: LightGBMParams = Field(
+        SNAPSHOT_LIGHTGBM, description="LightGBM of an entity split (snapshot data: one row each)"
+    )
     tune: TuneConfig = TuneConfig()
     gate: GateConfig = GateConfig()
     action_budget: int = Field(ge=1, description="top-k for precision at the budget")
@@ -86,6 +98,10 @@ class TrainConfig(_Strict):
         (), description="features whose rise must never lower the risk (monotone constraints)"
     )
     seed: int = 7
+
+    def booster(self, by: str) -> LightGBMParams:
+        """The LightGBM parameters of a split ``by`` time or entity."""
+        return self.snapshot_lightgbm if by == "entity" else self.lightgbm
 
 
 def train_config(name: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:

@@ -137,3 +137,20 @@ def fault_labels(
 
 
 MATURED = {LabelKind.LEAVES: churn_labels, LabelKind.FAULT_STARTS: fault_labels}
+
+
+def entity_classes(events: pd.DataFrame, key: str, column: str, classes: list[str]) -> pd.Series:
+    """Each entity's class in a label table as its index in ``classes`` (float: NaN for an
+    entity without a class), by entity key."""
+    known = events.drop_duplicates(key).set_index(key)[column]
+    return known.map({name: index for index, name in enumerate(classes)})
+
+
+def class_labels(
+    rows: pd.DataFrame, events: pd.DataFrame, key: str, column: str, classes: list[str]
+) -> pd.DataFrame:
+    """Rows of ``entity_id, ...`` with ``label``: the index of their entity's class (snapshot
+    data records an entity's class outright, so it is known once imported); rows whose entity
+    has no class are left out."""
+    label = rows["entity_id"].map(entity_classes(events, key, column, classes))
+    return rows.assign(label=label)[label.notna()].astype({"label": int})

@@ -74,8 +74,9 @@ def batch_scores(
     native_from: int = NATIVE_MIN_ROWS,
 ) -> tuple[np.ndarray, Engine]:
     """Calibrated probabilities of a batch and the engine that made them, chosen by row count:
-    the same numbers either way (within float rounding)."""
-    engine = engine_for(len(frame), native_from)
+    the same numbers either way (within float rounding). A multi-class model (a column per
+    class) is scored by LightGBM."""
+    engine = Engine.LIGHTGBM if model.classes else engine_for(len(frame), native_from)
     if engine is Engine.COMPILED:
         return NativeScorer(model, cache).score(frame, threads), engine
     return model.score(frame, threads), engine

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from closedloop.models import ModelSpec, spec
+from closedloop.predictions import class_column
 from closedloop.settings import Settings
 from features.offline import OfflineStore
 from features.pipeline import repository
@@ -30,7 +31,7 @@ from training.evaluate import (
     evaluate_classes,
     single_feature_auc,
 )
-from training.labels import SNAPSHOTS
+from training.labels import SNAPSHOTS, entity_classes
 from training.model import ScoringModel
 from training.splits import (
     PARTS,
@@ -109,7 +110,7 @@ def outright_snapshots(
     latest = keys.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
     known = events.drop_duplicates(key).set_index(key)[column]
     if classes:
-        known = known.map({name: index for index, name in enumerate(classes)})
+        known = entity_classes(events, key, column, classes)
     label = latest[key].map(known)
     out = latest.assign(label=label)[label.notna()]
     out["label"] = out["label"].astype(int)
@@ -216,6 +217,7 @@ class TrainOutcome:
     label: TargetChoice  # binary or multi-class, and why
     service: tuple[str, str, int]  # the feature service trained on, why, and its features
     folds: dict[str, float]  # k-fold test figures of an entity split (cv_<metric>_mean, _sd)
+    params: LightGBMParams  # the booster's parameters (after the search, if any)
 
 
 def _window(frame: pd.DataFrame) -> str:
@@ -226,13 +228,15 @@ def reference_sample(
     part: pd.DataFrame, key: str, model: ScoringModel, rows: int, seed: int
 ) -> pd.DataFrame:
     """A seeded sample of a window with its labels and scores: monitoring's reference (for a
-    multi-class model the probability of the likeliest class). Only the sampled rows are
-    scored."""
+    multi-class model the probability of the likeliest class, and each class's in its own
+    column). Only the sampled rows are scored."""
     frame = part[[key, "event_timestamp", "label", *model.features]]
     sample = frame.sample(min(rows, len(frame)), random_state=seed)
     scores = model.score(sample)
-    probability = scores.max(axis=1) if model.classes else scores
-    return sample.assign(probability=probability).sort_values("event_timestamp")
+    if not model.classes:
+        return sample.assign(probability=scores).sort_values("event_timestamp")
+    by_class = {class_column(name): scores[:, i] for i, name in enumerate(model.classes)}
+    return sample.assign(probability=scores.max(axis=1), **by_class).sort_values("event_timestamp")
 
 
 def data_set_service(settings: Settings, target: str, config: TrainConfig) -> tuple[str, str]:
@@ -358,7 +362,7 @@ def train(
         data["split"] = time_split(data["event_timestamp"], config.split)
     parts = {name: data[data.split == name] for name in PARTS}
     features = service_features(repository(settings).services[config.service])
-    params, search_info = config.lightgbm, {}
+    params, search_info = config.booster(choice.by), {}
     if config.tune.trials:
         found = search(
             parts["train"],
@@ -481,4 +485,5 @@ def train(
         label=target_of,
         folds=folds,
         service=(service, service_why, len(features)),
+        params=params,
     )

@@ -1,11 +1,13 @@
 """A multi-class target through the CLI alone: a small CSV of churners and their reasons,
-imported with a mapping that declares the classes, trained, gated and listed."""
+imported with a mapping that declares the classes, trained, gated, listed, batch-scored and
+monitored."""
 
 import json
 from textwrap import dedent
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tests.cli_run import run_cli
 
@@ -61,7 +63,10 @@ def test_a_multi_class_target_trains_and_gates_on_log_loss(tmp_path):
     _customers(600).to_csv(csv, index=False)
     mapping.write_text(dedent(MAPPING))
     params = tmp_path / "params.yaml"
-    params.write_text("train_churn:\n  split: {folds: 3}\n")
+    # a quicker learning rate than snapshot data's default keeps this small test fast
+    params.write_text(
+        "train_churn:\n  split: {folds: 3}\n  snapshot_lightgbm: {learning_rate: 0.1}\n"
+    )
     _ok(run_cli("import-csv", str(csv), "--mapping", str(mapping), home=home))
     _ok(run_cli("features", "build", "--as-of", "2025-01-01", home=home))
     _ok(run_cli("features", "apply", home=home))
@@ -75,6 +80,22 @@ def test_a_multi_class_target_trains_and_gates_on_log_loss(tmp_path):
     again = _ok(run_cli("train", "churn", "--params", str(params), home=home))
     assert "log_loss" in again and "does not beat the champion's" in again
     assert "(lower is better)" in again
+
+    # monitoring the multi-class champion: each class's probability logged and compared
+    _ok(run_cli("monitor-score", "churn", "--end", "2025-01-02", home=home))
+    (part,) = (home / "predictions" / "churn").glob("*.parquet")
+    logged = pq.read_table(part).to_pandas()
+    by_class = [f"probability[{name}]" for name in ("attitude", "competitor", "price", "stayed")]
+    assert np.allclose(logged[by_class].sum(axis=1), 1)
+    assert np.allclose(logged["probability"], logged[by_class].max(axis=1))
+    watched = _ok(run_cli("monitor", "churn", "--end", "2025-01-02", home=home))
+    assert "labelled rows: 600 in 4 classes" in watched and "macro_f1" in watched
+    (summary,) = (home / "monitoring" / "churn").glob("*/summary.json")
+    found = json.loads(summary.read_text())
+    assert [c["column"] for c in found["drift"]["classes"]] == by_class
+    performance = found["performance"]
+    assert performance["metric"] == "macro_f1" and performance["below_floor"] is False
+    assert performance["metrics"]["log_loss"] < performance["metrics"]["prior_log_loss"]
 
 
 def test_a_class_the_mapping_does_not_list_stops_the_import_naming_it(tmp_path):

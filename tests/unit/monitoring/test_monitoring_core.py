@@ -23,7 +23,7 @@ from monitoring.summary import (
     latest_runs,
     owner_alert,
 )
-from training.labels import churn_labels, fault_labels
+from training.labels import churn_labels, class_labels, fault_labels
 
 T0 = pd.Timestamp("2026-02-01", tz="UTC")
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -62,6 +62,32 @@ def test_fault_labels_look_ahead_and_leave_out_ongoing_faults():
     got = {(r.entity_id, r.scored_at): r.label for r in out.itertuples()}
     # y at T0 sits inside an ongoing fault; y at T0+30h has not matured
     assert got == {("x", T0): 1, ("x", T0 + 10 * H): 0}
+
+
+def test_class_labels_are_the_recorded_classes_of_the_entities():
+    rows = pd.DataFrame({"entity_id": ["a", "b", "c", "d"], "scored_at": [T0] * 4})
+    churn = pd.DataFrame({"customer_id": ["a", "b", "c"], "category": ["price", "stayed", None]})
+    out = class_labels(rows, churn, "customer_id", "category", ["price", "stayed"])
+    assert out["entity_id"].tolist() == ["a", "b"]  # c has no class, d no label row
+    assert out["label"].tolist() == [0, 1]
+
+
+def test_each_class_probability_is_compared_and_one_drifting_drifts_the_window():
+    reference, current = _frames(0.0)
+    rng = np.random.default_rng(1)
+    for frame, price in ((reference, 0.2), (current, 0.6)):
+        frame["probability[price]"] = np.clip(rng.normal(price, 0.05, len(frame)), 0, 1)
+        frame["probability[stayed]"] = 1 - frame["probability[price]"]
+    policy = DriftPolicy(drift_share=0.5)
+    predictions = ["probability", "probability[price]", "probability[stayed]"]
+    features = ["latency", "loss", "vendor"]
+    plan = core.comparison(
+        reference, current, features, ["vendor"], policy, None, None, predictions
+    )
+    result = core.read_drift(core.drift_report(plan, policy), plan, policy)
+    assert result.drifted_columns == [] and not result.prediction.drifted
+    assert [c.column for c in result.classes] == predictions[1:]
+    assert all(c.drifted for c in result.classes) and result.drifted
 
 
 def _frames(shift: float, rows: int = 3_000, seed: int = 0):

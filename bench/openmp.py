@@ -1,9 +1,11 @@
-"""How OpenMP's wait policy changes LightGBM's cost: ``python -m bench.openmp``.
+"""How OpenMP's waiting changes LightGBM's cost, idle and busy: ``python -m bench.openmp``.
 
-Each policy runs in a child process of its own (the policy is read when LightGBM's OpenMP
-runtime loads): a fit with the churn model's settings from params.yaml, then one-row
-predictions as the service makes them. Prints the load average, since the difference lives in
-how busy the machine's cores are: on an idle machine both policies cost about the same.
+Each setting runs in a child process of its own (OpenMP reads it when LightGBM's runtime
+loads): a fit with the churn model's settings from params.yaml, then one-row predictions as the
+service makes them. Settings: libgomp's default (a long spin), closedloop's default (a short
+spin, ``GOMP_SPINCOUNT``) and ``OMP_WAIT_POLICY=passive`` (no spin). Each is measured on the
+machine as it is, then with ``--busy`` busy loops running beside it (a machine whose cores are
+taken by other work), and the load average is printed with each.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+from closedloop import OPENMP_SPIN_COUNT
+
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+SETTINGS = {
+    "libgomp default": {},
+    "closedloop default": {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT},
+    "passive": {"OMP_WAIT_POLICY": "passive"},
+}
 CHILD = """
 import json, sys, time
 from pathlib import Path
@@ -43,8 +53,11 @@ print(json.dumps({"fit_s": fit, "p50_ms": times[150] * 1e3, "p99_ms": times[296]
 """
 
 
-def run(policy: str, rows: int) -> dict[str, float]:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy}
+def run(setting: dict[str, str], rows: int) -> dict[str, float]:
+    """One child's figures under ``setting`` alone (the child loads LightGBM before it imports
+    closedloop, so closedloop's default applies only where the setting names it)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(setting)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(rows), str(PARAMS)],
         env=env,
@@ -55,35 +68,40 @@ def run(policy: str, rows: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@contextmanager
+def busy_loops(count: int):
+    """``count`` processes spinning on the CPU for as long as the block runs."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def measure(rows: int, rounds: int) -> None:
+    for name, setting in SETTINGS.items():
+        runs = [run(setting, rows) for _ in range(rounds)]
+        m = {key: sorted(r[key] for r in runs)[len(runs) // 2] for key in runs[0]}
+        print(
+            f"  {name:19} fit {m['fit_s']:7.2f} s   one-row predict p50 {m['p50_ms']:7.3f} ms  "
+            f"p99 {m['p99_ms']:7.3f} ms   (load average {os.getloadavg()[0]:.2f})"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000, help="training rows")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per policy (median printed)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per setting (median printed)")
+    parser.add_argument("--busy", type=int, default=6, help="busy loops beside the second pass")
     args = parser.parse_args(argv)
-    figures: dict[str, list[dict[str, float]]] = {"active": [], "passive": []}
-    load_before = os.getloadavg()[0]
-    for _ in range(args.rounds):
-        for policy in figures:
-            figures[policy].append(run(policy, args.rows))
-    print(f"OpenMP wait policy, LightGBM ({args.rows:,} rows, 200 trees, medians of {args.rounds})")
-    print(
-        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, "
-        f"on {os.cpu_count()} cores"
-    )
-    medians = {
-        policy: {key: sorted(run_[key] for run_ in runs)[len(runs) // 2] for key in runs[0]}
-        for policy, runs in figures.items()
-    }
-    for policy, m in medians.items():
-        print(
-            f"  {policy:8} fit {m['fit_s']:8.2f} s   one-row predict "
-            f"p50 {m['p50_ms']:7.3f} ms  p99 {m['p99_ms']:7.3f} ms"
-        )
-    active, passive = medians["active"], medians["passive"]
-    print(
-        f"  passive / active: fit {passive['fit_s'] / active['fit_s']:.2f}x, "
-        f"predict p99 {passive['p99_ms'] / active['p99_ms']:.2f}x"
-    )
+    print(f"OpenMP waiting, LightGBM ({args.rows:,} rows, 200 trees, medians of {args.rounds})")
+    print(f" the machine as it is ({os.cpu_count()} cores):")
+    measure(args.rows, args.rounds)
+    print(f" with {args.busy} busy loops beside it:")
+    with busy_loops(args.busy):
+        measure(args.rows, args.rounds)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from closedloop import OPENMP_SPIN_COUNT
+from closedloop.openmp import SPIN_COUNT
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 SETTINGS = {
     "libgomp default": {},
-    "closedloop default": {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT},
+    "closedloop default": {"GOMP_SPINCOUNT": SPIN_COUNT},
     "passive": {"OMP_WAIT_POLICY": "passive"},
 }
 CHILD = """
@@ -55,7 +55,7 @@ print(json.dumps({"fit_s": fit, "p50_ms": times[150] * 1e3, "p99_ms": times[296]
 
 def run(setting: dict[str, str], rows: int) -> dict[str, float]:
     """One child's figures under ``setting`` alone (the child loads LightGBM before it imports
-    closedloop, so closedloop's default applies only where the setting names it)."""
+    anything of closedloop's, so closedloop's default applies only where the setting names it)."""
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     env.update(setting)
     out = subprocess.run(

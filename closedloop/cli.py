@@ -22,6 +22,7 @@ from closedloop import __version__
 from closedloop.access import Permission, Role
 from closedloop.backends import Backend
 from closedloop.models import SPECS, ModelName
+from closedloop.openmp import spin_briefly
 from closedloop.params import load_params
 from closedloop.quiet import quiet_libraries
 from closedloop.settings import Profile, Settings, redact_logs
@@ -655,6 +656,7 @@ def _demo_targets(world: World) -> tuple[list[str], list[str]]:
 def main() -> None:
     """Console entry point: user mistakes, and failures a user meets (a server down, a busy
     database), become one red line naming the fix and exit code 2."""
+    spin_briefly()
     try:
         app()
     except ValidationError as error:

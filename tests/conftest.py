@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from closedloop.openmp import spin_briefly
 from closedloop.settings import Settings
 from closedloop.world.config import WorldConfig
 from closedloop.world.simulate import World, simulate
 from closedloop.world.store import write_world
+
+spin_briefly()  # as the command line does, before any test loads LightGBM
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -149,22 +149,28 @@ def decide(
         )
     ours = challenger[gate.metric]
     theirs = None if champion is None else champion[gate.metric]
-    wins, verdict = _versus_champion(gate.metric, ours, theirs, gate.margin, lower_wins=False)
+    wins, verdict = versus_champion(gate.metric, ours, theirs, gate.margin, lower_wins=False)
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 
-def _versus_champion(
-    metric: str, ours: float, theirs: float | None, margin: float, lower_wins: bool
+def versus_champion(
+    metric: str,
+    ours: float,
+    theirs: float | None,
+    margin: float,
+    lower_wins: bool = False,
+    digits: int = 4,
 ) -> tuple[bool, str]:
     """Whether the challenger's ``metric`` beats the champion's by more than ``margin``, and
-    the sentence that says so."""
+    the sentence that says so (figures to ``digits`` decimals)."""
     if theirs is None:
         return True, "there is no champion yet"
     wins = (theirs - ours if lower_wins else ours - theirs) > margin
     beats = "beats" if wins else "does not beat"
     better = " (lower is better)" if lower_wins else ""
     return wins, (
-        f"{metric} {ours:.4f} {beats} the champion's {theirs:.4f} by more than {margin}{better}"
+        f"{metric} {ours:.{digits}f} {beats} the champion's {theirs:.{digits}f} "
+        f"by more than {margin}{better}"
     )
 
 
@@ -194,7 +200,7 @@ def decide_classes(
         )
     ours = challenger["log_loss"]
     theirs = None if champion is None else champion["log_loss"]
-    wins, verdict = _versus_champion("log_loss", ours, theirs, gate.margin, lower_wins=True)
+    wins, verdict = versus_champion("log_loss", ours, theirs, gate.margin, lower_wins=True)
     return GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 

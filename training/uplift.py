@@ -273,12 +273,7 @@ def gate(
     ]
     ours = challenger["qini_mean"]
     theirs = None if champion is None else champion["qini_mean"]
-    if theirs is None:
-        wins, verdict = True, "there is no champion yet"
-    else:
-        wins = ours - theirs > config.margin
-        beats = "beats" if wins else "does not beat"
-        verdict = f"qini_mean {ours:.5f} {beats} the champion's {theirs:.5f} by > {config.margin}"
+    wins, verdict = registry.versus_champion("qini_mean", ours, theirs, config.margin, digits=5)
     return registry.GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 

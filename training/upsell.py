@@ -138,12 +138,7 @@ def gate(
     if not ours > config.min_auc:
         reasons.append(f"roc_auc {ours:.4f} is not above the bar {config.min_auc}")
     theirs = None if champion is None else champion["roc_auc"]
-    if theirs is None:
-        wins, verdict = True, "there is no champion yet"
-    else:
-        wins = ours - theirs > config.margin
-        beats = "beats" if wins else "does not beat"
-        verdict = f"roc_auc {ours:.4f} {beats} the champion's {theirs:.4f} by > {config.margin}"
+    wins, verdict = registry.versus_champion("roc_auc", ours, theirs, config.margin)
     return registry.GateDecision(not reasons and wins, [*reasons, verdict], ours, theirs)
 
 
